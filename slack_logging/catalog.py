@@ -1,0 +1,244 @@
+"""Alert categories: the built-in catalog, validation of overrides, lookup.
+
+Pure data and validation; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, cast
+
+__all__ = [
+    "BUILTIN_CATEGORIES",
+    "SEVERITIES",
+    "SEVERITY_RANK",
+    "Catalog",
+    "Category",
+    "Severity",
+]
+
+Severity = Literal["info", "warning", "error", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
+#: Higher sends first when alerts compete for Slack's budget.
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+
+DEFAULT_COLORS: dict[str, str] = {
+    "info": "#2eb67d",
+    "warning": "#ecb22e",
+    "error": "#e01e5a",
+    "critical": "#8b0000",
+}
+DEFAULT_EMOJI: dict[str, str] = {
+    "info": ":information_source:",
+    "warning": ":warning:",
+    "error": ":x:",
+    "critical": ":rotating_light:",
+}
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_MENTION_RE = re.compile(r"^(here|channel|everyone|[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
+
+
+@dataclass(frozen=True)
+class Category:
+    """How one alert category looks and where it goes.
+
+    Attributes:
+        key: the value of ``extra={"alert": key}``.
+        title: the message header, e.g. ``"결제 실패"``.
+        severity: ``info``, ``warning``, ``error`` or ``critical``; orders sending and sets
+            the colour.
+        emoji: shown before the title.
+        color: ``#rrggbb`` bar colour; defaults by severity.
+        mention: ``here``, ``channel``, ``everyone``, a user id (``U…``) or a group id (``S…``);
+            the only way a message can ping anyone.
+        channel: bot-token mode: post this category to another channel id.
+        webhook_url: webhook mode: post this category to another incoming webhook.
+        key_fields: extra fields shown first and summarised in digests (``order_id``, ``amount``).
+        known: False for a category logged but absent from the catalog.
+    """
+
+    key: str
+    title: str
+    severity: Severity = "error"
+    emoji: str = ""
+    color: str = ""
+    mention: str | None = None
+    channel: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)
+    key_fields: tuple[str, ...] = ()
+    known: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.emoji:
+            object.__setattr__(self, "emoji", DEFAULT_EMOJI[self.severity])
+        if not self.color:
+            object.__setattr__(self, "color", DEFAULT_COLORS[self.severity])
+
+
+_PAYMENT_FIELDS = ("order_id", "amount", "user_id")
+
+BUILTIN_CATEGORIES: dict[str, Category] = {
+    c.key: c
+    for c in (
+        Category("payment_start", "결제 시작", "info", ":credit_card:", key_fields=_PAYMENT_FIELDS),
+        Category(
+            "payment_success",
+            "결제 성공",
+            "info",
+            ":white_check_mark:",
+            key_fields=(*_PAYMENT_FIELDS, "next_step"),
+        ),
+        Category(
+            "payment_fail", "결제 실패", "error", ":x:", key_fields=(*_PAYMENT_FIELDS, "reason")
+        ),
+        Category(
+            "payment_abandon",
+            "결제 이탈",
+            "warning",
+            ":warning:",
+            key_fields=(*_PAYMENT_FIELDS, "reason"),
+        ),
+        Category(
+            "net_cancel_success",
+            "망취소 성공",
+            "warning",
+            ":leftwards_arrow_with_hook:",
+            key_fields=_PAYMENT_FIELDS,
+        ),
+        Category(
+            "net_cancel_fail",
+            "망취소 실패",
+            "critical",
+            ":rotating_light:",
+            key_fields=(*_PAYMENT_FIELDS, "reason"),
+        ),
+        Category(
+            "report_success", "리포트 생성 성공", "info", ":bar_chart:", key_fields=("report_id",)
+        ),
+        Category(
+            "report_fail", "리포트 생성 실패", "error", ":x:", key_fields=("report_id", "reason")
+        ),
+        Category(
+            "api_timeout",
+            "API 타임아웃",
+            "error",
+            ":hourglass:",
+            key_fields=("service", "endpoint", "elapsed_ms"),
+        ),
+        Category(
+            "network_error",
+            "네트워크 에러",
+            "error",
+            ":electric_plug:",
+            key_fields=("service", "endpoint", "elapsed_ms"),
+        ),
+    )
+}
+
+_ALLOWED_KEYS = frozenset(
+    {"title", "severity", "emoji", "color", "mention", "channel", "webhook_url", "key_fields"}
+)
+
+
+def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    where = f"categories.{key}"
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - _ALLOWED_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_ALLOWED_KEYS))})"
+        )
+    out: dict[str, Any] = {}
+    for name, value in spec.items():
+        if name == "severity":
+            if value not in SEVERITIES:
+                raise ValueError(
+                    f"{where}.severity: unknown severity {value!r} "
+                    f"(one of: {', '.join(SEVERITIES)})"
+                )
+        elif name == "color":
+            if not isinstance(value, str) or not _COLOR_RE.match(value):
+                raise ValueError(f"{where}.color: expected '#rrggbb', got {value!r}")
+        elif name == "mention":
+            if value is not None and (not isinstance(value, str) or not _MENTION_RE.match(value)):
+                raise ValueError(
+                    f"{where}.mention: expected here, channel, everyone, a user id (U…) "
+                    f"or a group id (S…), got {value!r}"
+                )
+        elif name == "key_fields":
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{where}.key_fields: expected a list of field names")
+            out[name] = tuple(value)
+            continue
+        elif name == "webhook_url":
+            if value is not None:
+                # Imported here: config imports catalog, not the other way round at module load.
+                from slack_logging.config import validate_webhook_url
+
+                validate_webhook_url(value, key=f"{where}.webhook_url")
+        elif value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}.{name}: expected a string, got {type(value).__name__}")
+        out[name] = value
+    return out
+
+
+class Catalog(Mapping[str, Category]):
+    """The built-in categories with a user's overrides merged over them.
+
+    ``Catalog({"payment_fail": {"mention": "here"}, "refund": {"title": "환불"}})`` keeps every
+    built-in, changes one and adds one. Invalid overrides raise ``ValueError``
+    naming the key.
+    """
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        cats = dict(BUILTIN_CATEGORIES)
+        for key, spec in (overrides or {}).items():
+            if not isinstance(key, str) or not _KEY_RE.match(key):
+                raise ValueError(f"categories: invalid category name {key!r}")
+            fields = _validate_override(key, spec or {})
+            base = cats.get(key)
+            if base is None:
+                title = cast(str, fields.pop("title", None) or key.replace("_", " ").title())
+                base = Category(key, title, cast(Severity, fields.pop("severity", "error")))
+                if not fields.get("emoji"):
+                    fields["emoji"] = DEFAULT_EMOJI[base.severity]
+            elif "severity" in fields and "color" not in fields:
+                fields["color"] = DEFAULT_COLORS[fields["severity"]]
+                if "emoji" not in fields:
+                    fields["emoji"] = DEFAULT_EMOJI[fields["severity"]]
+            cats[key] = replace(base, **fields)
+        self._cats = cats
+
+    def __getitem__(self, key: str) -> Category:
+        return self._cats[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cats)
+
+    def __len__(self) -> int:
+        return len(self._cats)
+
+    def lookup(self, key: str, level: int = 40) -> Category:
+        """The category for ``key``; an unknown key gets a visible stand-in, never an error.
+
+        The stand-in's severity follows the record's level so an unknown ``critical`` still
+        jumps the queue.
+        """
+        found = self._cats.get(key)
+        if found is not None:
+            return found
+        severity: Severity = (
+            "critical"
+            if level >= 50
+            else "error"
+            if level >= 40
+            else "warning"
+            if level >= 30
+            else "info"
+        )
+        return Category(key, f"Unknown alert: {key}", severity, ":grey_question:", known=False)

@@ -1,0 +1,333 @@
+"""Configuration: keyword arguments, env-var fallbacks, validation, and ``configure()`` for YAML.
+
+Everything here runs at configuration time and raises ``ValueError`` naming the key; nothing here
+runs on the logging path.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import math
+import os
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from slack_logging.catalog import Catalog
+
+__all__ = [
+    "ENV_VARS",
+    "Settings",
+    "configure",
+    "expand_env",
+    "load_config",
+    "mask_url",
+    "parse_bool",
+    "validate_webhook_url",
+]
+
+#: Environment variables read when the matching keyword argument is not given.
+ENV_VARS: dict[str, str] = {
+    "webhook_url": "SLACK_WEBHOOK_URL",
+    "token": "SLACK_BOT_TOKEN",
+    "channel": "SLACK_CHANNEL_ID",
+    "enabled": "SLACK_ENABLED",
+    "alerts_dir": "SLACK_ALERTS_DIR",
+    "api_url": "SLACK_API_URL",
+    "service": "SLACK_SERVICE_NAME",
+    "environment": "SLACK_ENVIRONMENT",
+    "coordination_url": "SLACK_LOGGING_REDIS_URL",
+}
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$|^#[a-z0-9._-]{1,80}$")
+
+
+def mask_url(url: str) -> str:
+    """Show where a URL points without its secret path: ``https://hooks.slack.com/services/T…/****``."""
+    try:
+        parts = urlsplit(url)
+        segments = [s for s in parts.path.split("/") if s]
+        shown = "/".join(segments[:1])
+        if len(segments) > 1:
+            shown += f"/{segments[1][:2]}…/****"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or '?'}{port}/{shown}"
+    except ValueError:
+        return "<unparseable url>"
+
+
+def parse_bool(value: object, *, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{key}: expected true or false, got {value!r}")
+
+
+def validate_webhook_url(url: object, *, key: str = "webhook_url") -> str:
+    """A webhook URL must be https (http only to loopback, for tests) with a host and a path."""
+    if not isinstance(url, str):
+        raise ValueError(f"{key}: expected a URL string, got {type(url).__name__}")
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise ValueError(f"{key}: malformed URL ({exc})") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError(f"{key}: expected an https:// URL, got {mask_url(url)!r}")
+    if parts.scheme == "http" and host not in _LOOPBACK:
+        raise ValueError(f"{key}: plain http is only allowed to loopback, got {mask_url(url)!r}")
+    if host == "hooks.slack.com" and not re.match(
+        r"^/(services|workflows|triggers)/\S+", parts.path
+    ):
+        raise ValueError(
+            f"{key}: a Slack webhook looks like https://hooks.slack.com/services/T…/B…/…, "
+            f"got {mask_url(url)!r}"
+        )
+    if not parts.path or parts.path == "/":
+        raise ValueError(f"{key}: the URL has no path, got {mask_url(url)!r}")
+    return url.strip()
+
+
+def _positive(value: object, *, key: str, integer: bool = False, zero_ok: bool = False) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or math.isnan(number) or math.isinf(number):
+        raise ValueError(f"{key}: expected a finite number, got {value!r}")
+    if number < 0 or (number == 0 and not zero_ok):
+        raise ValueError(f"{key}: must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+    if integer and number != int(number):
+        raise ValueError(f"{key}: expected a whole number, got {value!r}")
+    return number
+
+
+def _level(value: object, *, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    name = str(value).upper()
+    level = logging.getLevelName(name)
+    if not isinstance(level, int):
+        raise ValueError(f"{key}: unknown level {value!r}")
+    return level
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, validated handler settings. Build with :meth:`resolve`."""
+
+    webhook_url: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    channel: str | None = None
+    enabled: bool = False
+    alerts_dir: Path = Path("slack_alerts")
+    api_url: str = "https://slack.com/api"
+    catalog: Catalog = field(default_factory=Catalog)
+    rate_limit: float = 1.0
+    burst: int = 3
+    dedup_window: float = 60.0
+    dedup_quiet: float = 10.0
+    max_digest: int = 1000
+    untagged_level: int | None = None
+    service: str | None = None
+    environment: str | None = None
+    connect_timeout: float = 3.05
+    read_timeout: float = 5.0
+    queue_size: int = 10_000
+    shutdown_timeout: float = 1.0
+    flush_timeout: float = 5.0
+    mirror: bool = True
+    mirror_max_bytes: int = 10 * 1024 * 1024
+    mirror_backups: int = 5
+    mirror_rotate: str = "size"
+    redact: Mapping[str, Any] = field(default_factory=dict)
+    thread_ttl: float = 24 * 3600.0
+    coordination_url: str | None = field(default=None, repr=False)
+    ignore_loggers: tuple[str, ...] = ()
+
+    @property
+    def mode(self) -> str:
+        """``"chat"`` (bot token, chat.postMessage), ``"webhook"``, or ``"none"``."""
+        if self.token:
+            return "chat"
+        if self.webhook_url:
+            return "webhook"
+        return "none"
+
+    @classmethod
+    def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
+        """Validate keyword arguments, falling back to env vars; ``ValueError`` names the key."""
+        env = os.environ if env is None else env
+        unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]}: unknown option for SlackAlertHandler "
+                f"(known: {', '.join(sorted([*cls.__dataclass_fields__, 'categories']))})"
+            )
+
+        def pick(name: str) -> Any:
+            value = kwargs.get(name)
+            if _blank(value) and name in ENV_VARS:
+                value = env.get(ENV_VARS[name])
+            return None if _blank(value) else value
+
+        webhook_url = pick("webhook_url")
+        if webhook_url is not None:
+            webhook_url = validate_webhook_url(webhook_url)
+        token = pick("token")
+        if token is not None:
+            token = str(token).strip()
+            if not re.match(r"^xox[a-z]-[A-Za-z0-9-]+$", token):
+                raise ValueError("token: expected a Slack bot token (xoxb-…)")
+        channel = pick("channel")
+        if channel is not None:
+            channel = str(channel).strip()
+            if not _CHANNEL_RE.match(channel):
+                raise ValueError(f"channel: expected a channel id like C0123ABCD, got {channel!r}")
+        if token is not None and channel is None:
+            raise ValueError("channel: a bot token needs a channel (SLACK_CHANNEL_ID)")
+        has_dest = webhook_url is not None or token is not None
+        enabled_raw = pick("enabled")
+        enabled = has_dest if enabled_raw is None else parse_bool(enabled_raw, key="enabled")
+        if enabled and not has_dest:
+            raise ValueError(
+                "enabled: Slack delivery is on but no destination is set: give webhook_url "
+                "(SLACK_WEBHOOK_URL), or token and channel (SLACK_BOT_TOKEN, SLACK_CHANNEL_ID)"
+            )
+        api_url = str(pick("api_url") or "https://slack.com/api").rstrip("/")
+        api_parts = urlsplit(api_url)
+        if api_parts.scheme not in ("https", "http") or not api_parts.hostname:
+            raise ValueError(f"api_url: expected a URL like https://slack.com/api, got {api_url!r}")
+        if api_parts.scheme == "http" and api_parts.hostname not in _LOOPBACK:
+            raise ValueError("api_url: plain http is only allowed to loopback")
+
+        out: dict[str, Any] = {
+            "webhook_url": webhook_url,
+            "token": token,
+            "channel": channel,
+            "enabled": enabled,
+            "alerts_dir": Path(pick("alerts_dir") or "slack_alerts"),
+            "api_url": api_url,
+            "catalog": Catalog(kwargs.get("categories")),
+            "service": pick("service") or Path(sys.argv[0] or "python").stem or "python",
+            "environment": pick("environment"),
+            "coordination_url": pick("coordination_url"),
+            "untagged_level": _level(kwargs.get("untagged_level"), key="untagged_level"),
+        }
+        numbers: dict[str, tuple[bool, bool]] = {  # name: (integer, zero allowed)
+            "rate_limit": (False, False),
+            "burst": (True, False),
+            "dedup_window": (False, True),
+            "dedup_quiet": (False, True),
+            "max_digest": (True, False),
+            "connect_timeout": (False, False),
+            "read_timeout": (False, False),
+            "queue_size": (True, False),
+            "shutdown_timeout": (False, True),
+            "flush_timeout": (False, True),
+            "mirror_max_bytes": (True, False),
+            "mirror_backups": (True, True),
+            "thread_ttl": (False, False),
+        }
+        for name, (integer, zero_ok) in numbers.items():
+            if kwargs.get(name) is not None:
+                value = _positive(kwargs[name], key=name, integer=integer, zero_ok=zero_ok)
+                out[name] = int(value) if integer else value
+        if kwargs.get("mirror") is not None:
+            out["mirror"] = parse_bool(kwargs["mirror"], key="mirror")
+        rotate = kwargs.get("mirror_rotate")
+        if rotate is not None:
+            if rotate not in ("size", "daily"):
+                raise ValueError(f"mirror_rotate: expected 'size' or 'daily', got {rotate!r}")
+            out["mirror_rotate"] = rotate
+        redact = kwargs.get("redact")
+        if redact is not None:
+            if not isinstance(redact, Mapping):
+                raise ValueError("redact: expected a mapping")
+            out["redact"] = dict(redact)
+        ignore = kwargs.get("ignore_loggers")
+        if ignore is not None:
+            if isinstance(ignore, str) or not all(isinstance(n, str) for n in ignore):
+                raise ValueError("ignore_loggers: expected a list of logger names")
+            out["ignore_loggers"] = tuple(ignore)
+        return cls(**out)
+
+    @property
+    def host(self) -> str:
+        return socket.gethostname()
+
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML document.
+
+    Shell semantics: an unset (or, with ``:-``, empty) variable takes the default, else ``""``.
+    Expanding after parsing keeps a value with quotes or colons from breaking the YAML.
+    """
+    env = os.environ if env is None else env
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            got = env.get(m.group(1))
+            if got is None or (got == "" and m.group(2) is not None):
+                return m.group(2) or ""
+            return got
+
+        return _VAR_RE.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Read a ``logging.yaml`` and expand env vars; no logging is changed."""
+    import yaml  # imported here: only configure() and the CLI need PyYAML
+
+    text = Path(path).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a logging dictConfig mapping at the top level")
+    expanded = expand_env(data, env)
+    assert isinstance(expanded, dict)
+    return expanded
+
+
+def configure(
+    path: str | os.PathLike[str] = "logging.yaml", env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Load ``path`` (YAML, ``${VAR:-default}`` expanded) and apply it with ``dictConfig``.
+
+    Returns the configuration dict that was applied. Example::
+
+        import slack_logging
+        slack_logging.configure("logging.yaml")
+    """
+    config = load_config(path, env)
+    config.setdefault("version", 1)
+    logging.config.dictConfig(config)
+    return config

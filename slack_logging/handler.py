@@ -1,0 +1,599 @@
+"""SlackAlertHandler: the front door, and the lifecycle of its queue, listener and sender threads.
+
+``emit()`` runs in the caller's thread and only enqueues. A stdlib ``QueueListener`` thread hands
+records to :class:`~slack_logging.ingest.Ingest` (mirror + outbox); a
+:class:`~slack_logging.dispatch.Sender` thread delivers. Threads start on first use, so a
+gunicorn master that configures logging and forks starts none.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from slack_logging._diag import Diagnostics
+from slack_logging.alert import RESERVED_ATTRS, safe_message
+from slack_logging.catalog import Category
+from slack_logging.config import Settings, mask_url
+from slack_logging.dispatch import Planner, Sender, SenderConfig
+from slack_logging.ingest import Ingest
+from slack_logging.mirror import Mirror
+from slack_logging.outbox import Outbox
+from slack_logging.redact import Redactor
+from slack_logging.transport import Transport, WebApiTransport, WebhookTransport
+
+__all__ = ["SlackAlertHandler"]
+
+#: Loggers whose records would feed back into us (our HTTP client's and our own).
+IGNORED_LOGGERS = ("slack_logging", "urllib3", "requests", "charset_normalizer")
+LOCK_NAME = "sender.lock"
+SPILL_PREFIX = "overflow-"
+
+
+class _Enqueue(logging.handlers.QueueHandler):
+    """The stdlib QueueHandler with a cheaper ``prepare``: no formatting, no copy.
+
+    The stock ``prepare()`` formats the record and strips ``exc_info``; we only pin the message
+    (its args may change after the call returns) and leave everything else for the listener.
+    """
+
+    def __init__(self, q: queue.Queue[Any], on_full: Any) -> None:
+        super().__init__(q)
+        self._on_full = on_full
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.message = safe_message(record)
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self._on_full(record)
+
+
+class _Listener(logging.handlers.QueueListener):
+    """``QueueListener`` whose ``stop`` waits at most ``timeout`` (the stdlib one joins forever)."""
+
+    def stop_within(self, timeout: float) -> bool:
+        thread = self._thread
+        if thread is None:
+            return True
+        with contextlib.suppress(queue.Full):
+            self.queue.put(self._sentinel, timeout=max(timeout, 0.001))  # type: ignore[attr-defined]
+        thread.join(timeout)
+        if thread.is_alive():
+            return False
+        self._thread = None
+        return True
+
+
+class SlackAlertHandler(logging.Handler):
+    """Send records tagged ``extra={"alert": "<category>"}`` to Slack without slowing the caller.
+
+    Every record is also written as a JSON line to ``alerts_dir/alerts.jsonl``; alerts are stored
+    in ``alerts_dir/outbox.sqlite3`` before delivery, so a Slack outage, a restart or ``kill -9``
+    loses none.
+
+    Args:
+        webhook_url: incoming webhook URL (env ``SLACK_WEBHOOK_URL``).
+        token: bot token for chat.postMessage (env ``SLACK_BOT_TOKEN``); wins over a webhook.
+        channel: channel id for the bot token (env ``SLACK_CHANNEL_ID``).
+        enabled: kill switch (env ``SLACK_ENABLED``); default on when a destination is set.
+            Off means no network at all; the mirror goes on.
+        alerts_dir: where the mirror and outbox live (env ``SLACK_ALERTS_DIR``, default
+            ``./slack_alerts``). Must be on local disk.
+        api_url: Web API base (env ``SLACK_API_URL``, default ``https://slack.com/api``).
+        categories: mapping merged over the built-in catalog.
+        rate_limit: messages per second per destination (default 1).
+        **options: the other knobs of :class:`~slack_logging.config.Settings` (``burst``,
+            ``dedup_window``, ``redact``, ``untagged_level``, ...).
+
+    Example::
+
+        handler = SlackAlertHandler(webhook_url="https://hooks.slack.com/services/T…/B…/…")
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("pay").error("카드 한도 초과", extra={"alert": "payment_fail",
+                                                           "order_id": "ORD-1", "amount": 15000})
+    """
+
+    def __init__(
+        self,
+        webhook_url: str | None = None,
+        token: str | None = None,
+        channel: str | None = None,
+        enabled: bool | str | None = None,
+        alerts_dir: str | os.PathLike[str] | None = None,
+        api_url: str | None = None,
+        categories: Mapping[str, Mapping[str, Any]] | None = None,
+        rate_limit: float | str | None = None,
+        **options: Any,
+    ) -> None:
+        level = options.pop("level", logging.NOTSET)
+        env = options.pop("env", None)
+        self.settings = Settings.resolve(
+            env,
+            webhook_url=webhook_url,
+            token=token,
+            channel=channel,
+            enabled=enabled,
+            alerts_dir=alerts_dir,
+            api_url=api_url,
+            categories=categories,
+            rate_limit=rate_limit,
+            **options,
+        )
+        s = self.settings
+        self.diag = Diagnostics()
+        redact = dict(s.redact)
+        self.redactor = Redactor(
+            enabled=bool(redact.pop("enabled", True)),
+            disable=redact.pop("disable", ()) or (),
+            extra_patterns=redact.pop("patterns", None),
+            secret_keys=redact.pop("secret_keys", ()) or (),
+        )
+        if redact:
+            raise ValueError(f"redact.{sorted(redact)[0]}: unknown key")
+        self.host = s.host
+        self._dir, self.durable = self._prepare_dir(s.alerts_dir)
+        self.label = f"alerts directory {s.alerts_dir}"
+        self._queue: queue.Queue[Any] = queue.Queue(s.queue_size)
+        self._transports: dict[str, Transport] = {}
+        self._default_dest = self._register_default()
+        self.outbox: Outbox | None = None
+        self.sender: Sender | None = None
+        if s.enabled:
+            self.outbox = Outbox(self._dir if self.durable else None)
+            planner = Planner(
+                rate=s.rate_limit,
+                burst=s.burst,
+                dedup_window=s.dedup_window,
+                dedup_quiet=s.dedup_quiet,
+                max_digest=s.max_digest,
+            )
+            self.sender = Sender(
+                self.outbox,
+                self._transports,
+                self._default_dest,
+                s.catalog,
+                planner,
+                SenderConfig(
+                    lock_path=self._dir / LOCK_NAME if self.durable else None,
+                    thread_ttl=s.thread_ttl,
+                    label=self.label,
+                ),
+                self.diag,
+                on_thread_start=self._register_thread,
+            )
+        self.mirror = (
+            Mirror(
+                s.alerts_dir,
+                redactor=self.redactor,
+                max_bytes=s.mirror_max_bytes,
+                backups=s.mirror_backups,
+                rotate=s.mirror_rotate,  # type: ignore[arg-type]
+                host=self.host,
+            )
+            if s.mirror and self.durable
+            else None
+        )
+        self.ingest = self._make_ingest()
+        self._front = _Enqueue(self._queue, self._overflow)
+        self._listener: _Listener | None = None
+        self._own_threads: set[int] = set()
+        self._ignored = tuple(IGNORED_LOGGERS + s.ignore_loggers)
+        self._ignored_dotted = tuple(f"{n}." for n in self._ignored)
+        self._start_lock = threading.Lock()
+        self._spill_lock = threading.Lock()
+        self._spill_fd: int | None = None
+        self._started = False
+        self._closed = False
+        self._pid = os.getpid()
+        self.dropped = 0
+        self.spilled = 0
+        # Registered last: logging.shutdown() closes handlers in reverse creation order.
+        super().__init__(level)
+        _live.add(self)
+        _register_fork_hook(self)
+        if self.sender is not None and self.outbox is not None and self.outbox.counts()["pending"]:
+            # Alerts left by an earlier process (a crash, kill -9, an outage): deliver them now.
+            self._start()
+
+    # -- construction helpers ----------------------------------------------------------------
+
+    def _prepare_dir(self, directory: Path) -> tuple[Path, bool]:
+        try:
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+            probe = directory / f".probe-{os.getpid()}"
+            fd = os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            self.diag.report(
+                f"dir:{directory}",
+                f"로그 파일 저장 실패: cannot write the alerts directory {directory} "
+                f"({exc.strerror or exc}). Alerts are still sent to Slack but not persisted; "
+                f"fix the directory permissions (mkdir -p {directory} && chown <app user> it).",
+            )
+            return directory, False
+        return directory, True
+
+    def _register_default(self) -> str:
+        s = self.settings
+        transport: Transport | None = None
+        if s.mode == "chat":
+            assert s.token is not None and s.channel is not None
+            transport = self._chat(s.channel)
+        elif s.mode == "webhook":
+            assert s.webhook_url is not None
+            transport = self._webhook(s.webhook_url)
+        if transport is None:
+            return "none"
+        self._default_dest = transport.destination
+        for cat in s.catalog.values():
+            self._dest_for(cat)  # build every category's transport now: bad URLs fail here
+        return transport.destination
+
+    def _chat(self, channel: str) -> Transport:
+        s = self.settings
+        assert s.token is not None
+        t: Transport = WebApiTransport(
+            s.token,
+            channel,
+            api_url=s.api_url,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+        )
+        return self._transports.setdefault(t.destination, t)
+
+    def _webhook(self, url: str) -> Transport:
+        s = self.settings
+        t: Transport = WebhookTransport(
+            url, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout
+        )
+        return self._transports.setdefault(t.destination, t)
+
+    def _dest_for(self, category: Category) -> str:
+        """Where a category's alerts go: its own channel or webhook, else the default."""
+        if category.channel and self.settings.mode == "chat":
+            return self._chat(category.channel).destination
+        if category.webhook_url and self.settings.mode == "webhook":
+            return self._webhook(category.webhook_url).destination
+        return self._default_dest
+
+    def _make_ingest(self) -> Ingest:
+        s = self.settings
+        return Ingest(
+            self._queue,
+            catalog=s.catalog,
+            redactor=self.redactor,
+            mirror=self.mirror,
+            outbox=self.outbox,
+            dest_for=self._dest_for,
+            host=self.host,
+            service=s.service,
+            environment=s.environment,
+            untagged_level=s.untagged_level,
+            diag=self.diag,
+            label=self.label,
+            on_stored=self._stored,
+            on_thread_start=self._register_thread,
+        )
+
+    def __repr__(self) -> str:
+        s = self.settings
+        where = (
+            f"channel={s.channel!r}"
+            if s.mode == "chat"
+            else f"webhook_url={mask_url(s.webhook_url)!r}"
+            if s.webhook_url
+            else "destination=None"
+        )
+        return (
+            f"<{type(self).__name__} {where} enabled={s.enabled} "
+            f"alerts_dir={str(s.alerts_dir)!r} level={logging.getLevelName(self.level)}>"
+        )
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Enqueue the record; never blocks, never raises, does no I/O (but on overflow)."""
+        try:
+            name = record.name
+            if (
+                name in self._ignored
+                or name.startswith(self._ignored_dotted)
+                or threading.get_ident() in self._own_threads
+                or self._closed
+            ):
+                return
+            if not self._started:
+                self._start()
+            self._front.emit(record)
+        except Exception:
+            self.handleError(record)
+
+    def _overflow(self, record: logging.LogRecord) -> None:
+        """The queue is full: never block. Alerts go to a spill file; the rest is counted."""
+        if "alert" in record.__dict__ and self.durable and self.sender is not None:
+            try:
+                self._spill(record)
+                self.spilled += 1
+                return
+            except Exception:  # noqa: S110 - counted as a drop below
+                pass
+        self.dropped += 1
+        if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
+            self.diag.report(
+                f"dropped:{self.dropped}",
+                f"the logging queue is full ({self.settings.queue_size}); {self.dropped} record(s) "
+                "dropped from the mirror so far (alerts are spilled to disk, not dropped)",
+            )
+
+    def _spill(self, record: logging.LogRecord) -> None:
+        data: dict[str, Any] = {k: v for k, v in record.__dict__.items() if k not in RESERVED_ATTRS}
+        data = self.redactor.value(data)
+        data.update(
+            name=record.name,
+            levelno=record.levelno,
+            levelname=record.levelname,
+            msg=self.redactor.text(getattr(record, "message", None) or safe_message(record)),
+            created=record.created,
+            pathname=record.pathname,
+            lineno=record.lineno,
+            process=record.process,
+            alert=self.redactor.value(record.__dict__.get("alert")),
+        )
+        if record.exc_info and record.exc_info[0] is not None:
+            data["exc_text"] = self.redactor.text(
+                logging.Formatter().formatException(record.exc_info)
+            )
+        line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._spill_lock:
+            if self._spill_fd is None:
+                path = self._dir / f"{SPILL_PREFIX}{os.getpid()}.jsonl"
+                self._spill_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.fchmod(self._spill_fd, 0o600)
+            os.write(self._spill_fd, line)
+
+    def ingest_spills(self, *, all_dead: bool = False) -> int:
+        """Move spilled alerts into the outbox (ours, and with ``all_dead`` those of dead pids)."""
+        if not self.durable or self.sender is None:
+            return 0
+        moved = 0
+        for path in sorted(self._dir.glob(f"{SPILL_PREFIX}*.jsonl")):
+            pid_text = path.stem.removeprefix(SPILL_PREFIX)
+            mine = pid_text == str(os.getpid())
+            if not mine and not (all_dead and pid_text.isdigit() and not _alive(int(pid_text))):
+                continue
+            claimed = path.with_suffix(f".ingest-{os.getpid()}")
+            with self._spill_lock if mine else contextlib.nullcontext():
+                try:
+                    path.rename(claimed)
+                except OSError:
+                    continue
+                if mine and self._spill_fd is not None:
+                    os.close(self._spill_fd)
+                    self._spill_fd = None
+            records = []
+            for line in claimed.read_text(encoding="utf-8", errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    records.append(logging.makeLogRecord(json.loads(line)))
+            for rec in records:
+                rec.message = str(rec.msg)
+            self.ingest._batch.extend(records)
+            self.ingest.commit()
+            claimed.unlink()
+            moved += len(records)
+        return moved
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def _register_thread(self) -> None:
+        self._own_threads.add(threading.get_ident())
+
+    def _stored(self, seq: int) -> None:
+        if self.sender is not None:
+            self.sender.notify()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started or self._closed:
+                return
+            try:
+                listener = _Listener(self._queue, self.ingest)  # type: ignore[arg-type]
+                listener.start()
+                self._listener = listener
+                if self.sender is not None:
+                    self.sender.start()
+            except RuntimeError:
+                # "can't create new thread at interpreter shutdown": close() delivers inline.
+                return
+            self._started = True
+        if self.durable and self.sender is not None:
+            self.ingest_spills(all_dead=True)
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's threads, queue and connections; restart lazily on first emit."""
+        self._pid = os.getpid()
+        self._queue = queue.Queue(self.settings.queue_size)
+        self._front = _Enqueue(self._queue, self._overflow)
+        self._listener = None
+        self._own_threads = set()
+        self._start_lock = threading.Lock()
+        self._spill_lock = threading.Lock()
+        self._spill_fd = None
+        self._started = False
+        if self.outbox is not None:
+            self.outbox.reopen_after_fork()
+        if self.sender is not None:
+            self.sender.reset_after_fork()
+        self.ingest = self._make_ingest()
+
+    # -- flush and close -------------------------------------------------------------------------
+
+    def _drain_queue(self, deadline: float) -> bool:
+        q = self._queue
+        with q.all_tasks_done:
+            return q.all_tasks_done.wait_for(
+                lambda: q.unfinished_tasks == 0, max(0.0, deadline - time.monotonic())
+            )
+
+    def pending(self) -> int:
+        """This process's alerts not yet delivered (or given up)."""
+        if self.outbox is None:
+            return 0
+        return self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]  # bool: see docstring
+        """Wait until everything accepted so far is delivered or given up as undeliverable.
+
+        Args:
+            timeout: seconds to wait; ``None`` means the ``flush_timeout`` setting (5 s), so a
+                framework calling ``flush()`` on every handler is never stuck behind Slack.
+
+        Returns:
+            True if nothing accepted before the call is still waiting.
+        """
+        budget = self.settings.flush_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(0.0, budget)
+        if self._closed or not self._started:
+            return self.pending() == 0 if not self._closed else True
+        try:
+            if not self._drain_queue(deadline):
+                return False
+            if self.sender is None:
+                return True
+            self.sender.planner.release_all = True
+            try:
+                while self.pending():
+                    if time.monotonic() >= deadline:
+                        return False
+                    self.sender.notify()
+                    self.sender.wait_changed(min(0.05, max(0.0, deadline - time.monotonic())))
+                return True
+            finally:
+                self.sender.planner.release_all = False
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "slack-logging flush failed"}))
+            return False
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop within ``timeout`` (default ``shutdown_timeout``, 1 s), even if Slack hangs.
+
+        The queue is drained to disk first; delivery is tried until the deadline; anything left
+        stays in the outbox for the next process, with one line on stderr. Idempotent.
+        """
+        with self._start_lock:
+            if self._closed:
+                return
+            self._closed = True
+        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        try:
+            self._shutdown(deadline)
+        finally:
+            _live.discard(self)
+            super().close()
+
+    def _shutdown(self, deadline: float) -> None:
+        if self._listener is not None:
+            # The queue drains to disk first; a little extra time here is worth it.
+            self._listener.stop_within(max(0.2, deadline - time.monotonic()))
+        sender = self.sender
+        if sender is None or self.outbox is None:
+            self._close_files()
+            return
+        sender.planner.release_all = True
+        remaining = deadline - time.monotonic()
+        ended = True
+        if sender.alive:
+            sender.deadline = sender.clock() + max(0.0, remaining)
+            ended = sender.stop(max(0.0, remaining))
+        elif self._pid == os.getpid() and remaining > 0:
+            self._deliver_inline(sender, deadline)
+        left = self.pending()
+        if left:
+            where = (
+                f"kept in {self.settings.alerts_dir} for the next process to send"
+                if self.durable
+                else "lost: the alerts directory was not writable"
+            )
+            self.diag.report("exit", f"{left} alert(s) not delivered at exit, {where}")
+        if ended:
+            for t in self._transports.values():
+                t.close()
+            self.outbox.close()
+        self._close_files()
+
+    def _deliver_inline(self, sender: Sender, deadline: float) -> None:
+        """No thread (never started, or too late to start one): send from this thread."""
+        if not sender.leader and not sender._try_lead():
+            return
+        try:
+            while time.monotonic() < deadline and sender.step():
+                pass
+        finally:
+            sender._release_lead()
+
+    def _close_files(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
+        if self._spill_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._spill_fd)
+            self._spill_fd = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_live: weakref.WeakSet[SlackAlertHandler] = weakref.WeakSet()
+
+
+def _register_fork_hook(handler: SlackAlertHandler) -> None:
+    ref = weakref.ref(handler)
+
+    def after_in_child() -> None:
+        h = ref()
+        if h is not None:
+            h._after_fork_in_child()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_in_child)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Runs before ``logging.shutdown`` (atexit is LIFO and logging registered first).
+
+    All handlers share one deadline so the process exits within pm2's 1.6 s kill timeout.
+    """
+    handlers = list(_live)
+    if not handlers:
+        return
+    deadline = time.monotonic() + max(h.settings.shutdown_timeout for h in handlers)
+    for h in handlers:
+        try:
+            h.close(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception as exc:
+            sys.stderr.write(f"slack-logging: error while closing at exit: {exc!r}\n")

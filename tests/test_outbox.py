@@ -1,0 +1,118 @@
+"""The SQLite outbox: states, shared state, privacy of its files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from slack_logging.alert import Alert, new_alert_id
+from slack_logging.outbox import DEAD, Outbox
+
+
+def alert(category: str = "payment_fail", severity: str = "error", **fields: object) -> Alert:
+    return Alert(
+        alert_id=new_alert_id(),
+        category=category,
+        severity=severity,
+        message="카드 한도 초과",
+        created=1_700_000_000.0,
+        fields=dict(fields),
+    )
+
+
+class TestStates:
+    def test_add_then_pending_then_delivered(self, tmp_path: Path) -> None:
+        """Stored alerts are pending until marked delivered; counts follow."""
+        box = Outbox(tmp_path)
+        a, b = alert(order_id="ORD-1"), alert(order_id="ORD-2")
+        last = box.add([(a, "webhook:x"), (b, "webhook:x")])
+        refs = box.pending_refs()
+        assert [r.alert_id for r in refs] == [a.alert_id, b.alert_id]
+        assert box.pending_from(box.origin, last) == 2
+        box.mark_delivered([a.alert_id], "1.0001")
+        assert box.counts() == {"pending": 1, "delivered": 1, "dead": 0}
+        box.close()
+
+    def test_body_round_trip(self, tmp_path: Path) -> None:
+        """The stored body is the same Alert, Korean text intact."""
+        box = Outbox(tmp_path)
+        a = alert(order_id="ORD-1", amount=15000)
+        box.add([(a, "d")])
+        assert box.bodies([a.alert_id])[a.alert_id] == a
+        box.close()
+
+    def test_duplicate_insert_ignored(self, tmp_path: Path) -> None:
+        """Re-adding an alert id (a spill replayed twice) does not duplicate it."""
+        box = Outbox(tmp_path)
+        a = alert()
+        box.add([(a, "d")])
+        box.add([(a, "d")])
+        assert box.counts()["pending"] == 1
+        box.close()
+
+    def test_dead_and_replay(self, tmp_path: Path) -> None:
+        """Dead letters are kept with their reason and come back pending on replay."""
+        box = Outbox(tmp_path)
+        a = alert()
+        box.add([(a, "d")])
+        box.mark_dead([a.alert_id], "HTTP 404 no_service")
+        assert box.rows(DEAD)[0]["error"] == "HTTP 404 no_service"
+        assert box.replay_dead() == 1
+        ref = box.pending_refs()[0]
+        assert ref.attempts == 0
+        box.close()
+
+    def test_reschedule_counts_attempts(self, tmp_path: Path) -> None:
+        """A retry counts an attempt and sets not_before; defer does not count."""
+        box = Outbox(tmp_path)
+        a = alert()
+        box.add([(a, "d")])
+        box.reschedule([a.alert_id], 123.0, "HTTP 503")
+        box.defer([a.alert_id], 456.0)
+        ref = box.pending_refs()[0]
+        assert (ref.attempts, ref.not_before) == (1, 456.0)
+        box.close()
+
+    def test_state_survives_reopen(self, tmp_path: Path) -> None:
+        """A second process (a new Outbox on the same directory) sees pending alerts and state."""
+        first = Outbox(tmp_path)
+        a = alert()
+        first.add([(a, "d")])
+        first.set_state("bucket:d", {"tokens": 0.5})
+        first.close()
+        second = Outbox(tmp_path)
+        assert [r.alert_id for r in second.pending_refs()] == [a.alert_id]
+        assert second.get_state("bucket:d") == {"tokens": 0.5}
+        assert second.get_states("bucket:") == {"bucket:d": {"tokens": 0.5}}
+        second.close()
+
+    def test_expired_state_is_gone(self, tmp_path: Path) -> None:
+        """State with a TTL in the past reads as absent."""
+        box = Outbox(tmp_path)
+        box.set_state("thread:d:ORD-1", "1.0", ttl=-1.0)
+        assert box.get_state("thread:d:ORD-1") is None
+        box.close()
+
+    def test_in_memory_outbox(self) -> None:
+        """Without a directory the outbox works in memory (not durable)."""
+        box = Outbox(None)
+        a = alert()
+        box.add([(a, "d")])
+        assert not box.durable
+        assert box.counts()["pending"] == 1
+        box.close()
+
+
+def test_outbox_files_are_private(tmp_path: Path) -> None:
+    """The database and its WAL files are readable by the owner only, whatever the umask."""
+    old = os.umask(0)
+    try:
+        box = Outbox(tmp_path)
+        box.add([(alert(), "d")])
+    finally:
+        os.umask(old)
+    for path in tmp_path.iterdir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o007 == 0, f"{path.name} is world-accessible: {oct(mode)}"
+    box.close()
