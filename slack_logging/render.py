@@ -1,0 +1,698 @@
+"""Pure rendering: one alert, or a burst of alerts of one category, into a Slack message payload.
+
+No I/O, no clock, no logging: every time value comes from the alerts themselves.
+
+Layout (why it looks like this):
+
+* Block Kit has no colour bar. Slack's migration guide says the attachment ``color`` "currently
+  does not have a block alternative. If you are strongly attached to the color bar, use the blocks
+  parameter within an attachment" (api.slack.com/messaging/attachments-to-blocks). So the message
+  is ``{"text", "blocks", "attachments": [{"color", "blocks"}], "metadata"}``.
+* Top-level ``blocks`` hold the header and the first section (configured mention + message, or the
+  digest summary). Blocks always render above attachments, and secondary attachments are "legacy"
+  content Slack says may lose visibility in future, so what on-call must see never depends on
+  them. Header blocks inside attachments are not documented either way; top level avoids the doubt.
+* The coloured attachment holds the details (fields, traceback, context) and carries only
+  ``color`` and ``blocks``: legacy attachment fields (``text``, ``callback_id``...) next to
+  ``blocks`` make Slack answer ``invalid_attachments`` (slack-go/slack#588, bolt-js#717).
+* The 50-block limit is counted across both lists; in practice a message uses at most six blocks
+  because extra fields are folded into one section. The total text of all blocks stays under
+  12 000 characters, well below where ``msg_blocks_too_long`` has been reported.
+
+Safety: all user text (message, field names and values, traceback, logger, host...) goes through
+:func:`escape`, has code fences broken up and bare ``@here``-style words defused, and every mrkdwn
+object is sent with ``verbatim: true`` so Slack does not auto-parse mentions in it. The only ping
+a message can carry is ``category.mention`` via :func:`mention_markup`. Repeat digests (the dedup
+follow-up for an alert already posted) do not ping again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from slack_logging.alert import Alert
+from slack_logging.catalog import DEFAULT_COLORS, Category
+
+__all__ = ["clamp", "escape", "mention_markup", "render_alert", "render_digest"]
+
+#: Slack's documented limits, in characters: header 150, section text 3000, section fields
+#: 10 of 2000 each, 50 blocks, message text 40 000. The budgets below keep far inside them
+#: (fields 350, all block text under 12 000, fallback 3000).
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELDS_PER_SECTION = 10
+BLOCKS_MAX = 50
+
+FALLBACK_MAX = 3000
+FIELD_TEXT_MAX = 350
+FOLD_MAX = 1800
+CONTEXT_MAX = 1000
+DIGEST_LINES = 10
+DIGEST_REST_MAX = 2000
+DIGEST_TRACEBACK_MAX = 1500
+METADATA_IDS_MAX = 50
+
+EVENT_TYPE = "slack_logging_alert"
+
+_ENTITIES = ("&amp;", "&lt;", "&gt;")
+_ZWJ = "\u200d"
+_ZWSP = "\u200b"
+_TIMES = "\u00d7"  # multiplication sign, as in the header count
+_DASH = "\u2013"
+_GRAVE_LOOKALIKE = "\u02cb"  # stands in for a backtick inside inline code
+_STAR_LOOKALIKE = "\u2217"  # stands in for "*" inside a bold label
+_FENCE_RE = re.compile(r"`{3,}")
+_BARE_MENTION_RE = re.compile(r"(?<![\w@])@(?=(?:here|channel|everyone)\b)", re.IGNORECASE)
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID_RE = re.compile(r"^S[A-Z0-9]{2,}$")
+_AMOUNT_RE = re.compile(r"amount|price|total|cost|fee|balance|금액", re.IGNORECASE)
+_SPECIAL_MENTIONS = ("here", "channel", "everyone")
+#: Longest single line in a folded list; labels (at most 82) always survive whole.
+_LINE_MAX = 300
+#: A tail cut moves forward to the next line start if one is this close, so tracebacks start clean.
+_LINE_SNAP = 200
+
+
+def escape(text: str) -> str:
+    """Escape Slack's three control characters so the text shows as typed and never parses.
+
+    Only ``&``, ``<`` and ``>`` are replaced (Slack: "You shouldn't HTML entity-encode the
+    entire text"). ``escape("<!channel> & co")`` → ``"&lt;!channel&gt; &amp; co"``.
+    """
+    if "&" not in text and "<" not in text and ">" not in text:
+        return text
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention_markup(mention: str | None) -> str:
+    """Slack markup that pings ``mention``; ``""`` for ``None`` or anything unrecognised.
+
+    ``here``/``channel``/``everyone`` → ``<!here>``…, ``U…``/``W…`` → ``<@U…>``,
+    ``S…`` → ``<!subteam^S…>``. Unrecognised values render nothing rather than raw markup.
+    """
+    if not mention:
+        return ""
+    value = mention.strip().lstrip("@!")
+    if value.lower() in _SPECIAL_MENTIONS:
+        return f"<!{value.lower()}>"
+    if _USER_ID_RE.match(value):
+        return f"<@{value}>"
+    if _GROUP_ID_RE.match(value):
+        return f"<!subteam^{value}>"
+    return ""
+
+
+def clamp(text: str, limit: int, *, keep: Literal["head", "tail"] = "head") -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was cut.
+
+    ``keep="head"`` keeps the start and ends with ``"… 1,234 chars cut"``; ``keep="tail"``
+    keeps the end, note first, starting at a line boundary when one is near (tracebacks).
+    Never splits ``&amp;``/``&lt;``/``&gt;``, or a combining mark or zero-width-joiner
+    sequence from its base character. Counts code points; the note counts the characters a
+    reader would have seen (an entity counts as one).
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if len(text) <= limit:
+        return text
+    room = limit - len(_note(len(text))) - 1  # longest possible note plus its separator
+    if room <= 0:
+        if keep == "head":
+            return text[: _safe_end(text, limit)]
+        return text[_safe_start(text, len(text) - limit) :]
+    if keep == "head":
+        end = _safe_end(text, room)
+        kept = text[:end]
+        note = _note(_visible_len(text[end:]))
+        if not kept:
+            return note
+        return f"{kept}{_separator(kept)}{note}"
+    start = _safe_start(text, len(text) - room)
+    newline = text.find("\n", start, start + min(_LINE_SNAP, room // 4))
+    if newline != -1 and newline + 1 < len(text):
+        start = _safe_start(text, newline + 1)
+    kept = text[start:]
+    note = _note(_visible_len(text[:start]))
+    if not kept:
+        return note
+    return f"{note}{_separator(kept)}{kept}"
+
+
+def render_alert(alert: Alert, category: Category) -> dict[str, Any]:
+    """The Slack payload for one alert: header, message, fields, traceback tail, context.
+
+    Returns ``{"text", "blocks", "attachments", "metadata"}``; the caller adds routing
+    (``channel``, ``thread_ts``). Always within Slack's limits, whatever the alert holds.
+    """
+    emoji, title = _emoji(category), _title(category)
+    mention = mention_markup(category.mention)
+    prefix = f"{mention} " if mention else ""
+    message = _user(alert.message) or "_(no message)_"
+
+    top: list[dict[str, Any]] = [
+        _header(f"{emoji} {title}"),
+        _section(prefix + clamp(message, SECTION_MAX - len(prefix))),
+    ]
+    details: list[dict[str, Any]] = []
+    details.extend(_field_blocks(alert.fields, category.key_fields))
+    if alert.traceback:
+        details.append(_section(_code_block(alert.traceback, SECTION_MAX)))
+    details.append(_context(_alert_context(alert)))
+
+    fallback = prefix + clamp(f"{emoji} {title}: {_one_line(message)}", FALLBACK_MAX - len(prefix))
+    metadata = _metadata(category, [alert])
+    return _payload(fallback, top, details, category, metadata)
+
+
+def render_digest(
+    alerts: Sequence[Alert],
+    category: Category,
+    *,
+    repeat: bool = False,
+    window: float | None = None,
+) -> dict[str, Any]:
+    """One message for a burst of alerts of one category (``len(alerts) >= 1``).
+
+    Shows the count and time span, the first ten alerts one line each (identical lines
+    collapsed to a count), a summary of the rest per key field (distinct values, totals of
+    amount-like numbers) and one sample traceback. ``repeat=True`` renders the dedup follow-up
+    ("repeated N times in the last ``window`` s") and does not ping again. Metadata ``count`` is
+    ``len(alerts)``.
+    """
+    if not alerts:
+        raise ValueError("render_digest needs at least one alert")
+    ordered = sorted(alerts, key=lambda a: (_finite(a.created), a.alert_id))
+    count = len(ordered)
+    emoji, title = _emoji(category), _title(category)
+    mention = "" if repeat else mention_markup(category.mention)
+    prefix = f"{mention} " if mention else ""
+    first, last = _finite(ordered[0].created), _finite(ordered[-1].created)
+
+    if repeat:
+        summary = f"Repeated *{_times(count)}* " + (
+            f"in the last {_duration(window)} ({_clock(first)}{_DASH}{_clock(last)} UTC)"
+            if window is not None
+            else f"between {_clock(first)} and {_clock(last)} UTC"
+        )
+    elif count == 1:
+        summary = f"*1 alert* at {_clock(first)} UTC"
+    else:
+        summary = (
+            f"*{count:,} alerts* between {_clock(first)} and {_clock(last)} UTC "
+            f"({_duration(last - first)})"
+        )
+    headline = _headline(ordered)
+    top: list[dict[str, Any]] = [
+        _header(f"{emoji} {title}", suffix=f" {_TIMES}{count:,}"),
+        _section(prefix + clamp(_join_lines(summary, headline), SECTION_MAX - len(prefix))),
+    ]
+
+    fields = _summary_fields(ordered, category)
+    groups = _group_lines(ordered, fields)
+    shown = groups[:DIGEST_LINES]
+    details: list[dict[str, Any]] = [_section("\n".join(line for line, _ in shown))]
+    rest = [a for _, members in groups[DIGEST_LINES:] for a in members]
+    rest_text = _rest_summary(rest, ordered, fields)
+    if rest_text:
+        details.append(_section(rest_text))
+    sample = next((a for a in ordered if a.traceback), None)
+    if sample is not None and sample.traceback:
+        label = f"*Sample traceback* (alert `{_inline(_user(sample.alert_id), 40)}`)\n"
+        body = _code_block(sample.traceback, DIGEST_TRACEBACK_MAX - len(label))
+        details.append(_section(label + body))
+    details.append(_context(_digest_context(ordered)))
+
+    if repeat:
+        head = f"{emoji} {title}: repeated {_times(count)}"
+        head += f" in the last {_duration(window)}" if window is not None else ""
+    else:
+        head = f"{emoji} {title} {_TIMES}{count:,}"
+    fallback = prefix + clamp(f"{head}: {headline}", FALLBACK_MAX - len(prefix))
+    return _payload(fallback, top, details, category, _metadata(category, ordered))
+
+
+def _payload(
+    text: str,
+    top: list[dict[str, Any]],
+    details: list[dict[str, Any]],
+    category: Category,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    # Defensive: the layouts above use at most six blocks, but never let a change exceed 50.
+    details = details[: max(0, BLOCKS_MAX - len(top))]
+    color = category.color if _COLOR_RE.match(category.color or "") else None
+    color = color or DEFAULT_COLORS.get(category.severity, DEFAULT_COLORS["error"])
+    return {
+        "text": text,
+        "blocks": top,
+        "attachments": [{"color": color, "blocks": details}],
+        "metadata": metadata,
+    }
+
+
+def _metadata(category: Category, alerts: Sequence[Alert]) -> dict[str, Any]:
+    ids = [str(a.alert_id)[:64] for a in alerts]
+    payload: dict[str, Any] = {
+        "category": category.key,
+        "severity": category.severity,
+        "count": len(alerts),
+        "alert_ids": ids[:METADATA_IDS_MAX],
+    }
+    if len(ids) > METADATA_IDS_MAX:
+        payload["alert_ids_omitted"] = len(ids) - METADATA_IDS_MAX
+    times = [a.created for a in alerts if _is_epoch(a.created)]
+    if times:
+        payload["first"] = int(min(times))
+        payload["last"] = int(max(times))
+    return {"event_type": EVENT_TYPE, "event_payload": payload}
+
+
+def _header(text: str, *, suffix: str = "") -> dict[str, Any]:
+    """A header from already-escaped text; ``suffix`` (the count) always survives."""
+    body = clamp(text, HEADER_MAX - len(suffix)) + suffix
+    return {"type": "header", "text": {"type": "plain_text", "text": body, "emoji": True}}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack otherwise auto-parses bare "@here"-style words in layout blocks.
+    return {"type": "mrkdwn", "text": text or " ", "verbatim": True}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(clamp(text, SECTION_MAX))}
+
+
+def _context(parts: Iterable[str]) -> dict[str, Any]:
+    text = clamp(" · ".join(p for p in parts if p), CONTEXT_MAX)
+    return {"type": "context", "elements": [_mrkdwn(text)]}
+
+
+def _field_blocks(fields: dict[str, Any], key_fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Key fields first, in order, then the rest sorted; ten as fields, the rest folded."""
+    if not isinstance(fields, dict) or not fields:
+        return []
+    ordered = [k for k in key_fields if k in fields]
+    ordered += sorted((k for k in fields if k not in set(key_fields)), key=str)
+    blocks: list[dict[str, Any]] = []
+    cells = []
+    for key in ordered[:FIELDS_PER_SECTION]:
+        label = _label(key)
+        value = _user(_compact(key, fields[key])) or "_empty_"
+        cells.append(_mrkdwn(f"{label}\n{clamp(value, FIELD_TEXT_MAX - len(label) - 1)}"))
+    blocks.append({"type": "section", "fields": cells})
+    folded = ordered[FIELDS_PER_SECTION:]
+    if folded:
+        lines = [
+            f"{_label(key)}: {_one_line(_user(_compact(key, fields[key]))) or '_empty_'}"
+            for key in folded
+        ]
+        blocks.append(_section(_fit_lines(lines, FOLD_MAX, "field")))
+    return blocks
+
+
+def _fit_lines(lines: Sequence[str], limit: int, unit: str) -> str:
+    """As many whole lines as fit in ``limit``, then ``… N more {unit}s`` for the rest.
+
+    Lines are cut to ``_LINE_MAX`` first; cutting whole lines keeps bold and code spans closed.
+    """
+    reserve = len(f"… {len(lines):,} more {unit}s") + 1
+    out: list[str] = []
+    used = 0
+    for i, raw in enumerate(lines):
+        line = clamp(raw, _LINE_MAX)
+        budget = limit if i == len(lines) - 1 else limit - reserve
+        if used + len(line) + (1 if out else 0) > budget:
+            remaining = len(lines) - i
+            out.append(f"… {remaining:,} more {unit}{'s' if remaining != 1 else ''}")
+            break
+        used += len(line) + (1 if out else 0)
+        out.append(line)
+    return "\n".join(out)
+
+
+def _code_block(text: str, limit: int) -> str:
+    """A fenced block keeping the tail (the failing line); user fences are already defused."""
+    body = clamp(_user(text.strip("\n")), max(0, limit - 8), keep="tail") or " "
+    return f"```\n{body}\n```"
+
+
+def _alert_context(alert: Alert) -> list[str]:
+    parts = [
+        _kv("service", alert.service),
+        _kv("host", alert.host),
+        _kv("env", alert.environment),
+        _kv("logger", alert.logger),
+        f"{_datetime(alert.created)} UTC",
+        f"id `{_inline(_user(alert.alert_id), 40)}`",
+    ]
+    if alert.place:
+        parts.append(f"at {clamp(_user(alert.place), 120, keep='tail')}")
+    return parts
+
+
+def _digest_context(alerts: Sequence[Alert]) -> list[str]:
+    first, last = _finite(alerts[0].created), _finite(alerts[-1].created)
+    span = _datetime(first)
+    if last != first:
+        same_day = _datetime(first)[:10] == _datetime(last)[:10]
+        span += f" {_DASH} {_clock(last) if same_day else _datetime(last)}"
+    ids = f"id `{_inline(_user(alerts[0].alert_id), 40)}`"
+    if len(alerts) > 1:
+        ids = f"ids `{_inline(_user(alerts[0].alert_id), 40)}` … `"
+        ids += f"{_inline(_user(alerts[-1].alert_id), 40)}`"
+    return [
+        _kv_many("service", [a.service for a in alerts]),
+        _kv_many("host", [a.host for a in alerts]),
+        _kv_many("env", [a.environment for a in alerts]),
+        _kv_many("logger", [a.logger for a in alerts]),
+        f"{span} UTC",
+        ids,
+    ]
+
+
+def _headline(alerts: Sequence[Alert]) -> str:
+    """The burst's message: the only one, or the commonest with how many share it."""
+    counts: dict[str, int] = {}
+    for a in alerts:
+        counts[str(a.message)] = counts.get(str(a.message), 0) + 1
+    top = max(counts, key=lambda m: counts[m])  # first-seen wins a tie
+    text = clamp(_one_line(_user(top)), 500) or "_(no message)_"
+    if len(counts) == 1:
+        return text
+    others = len(counts) - 1
+    return (
+        f"{text} ({counts[top]:,} of {len(alerts):,}; "
+        f"{others:,} other message{'s' if others != 1 else ''})"
+    )
+
+
+def _kv(name: str, value: object) -> str:
+    if value in (None, ""):
+        return ""
+    return f"{name} {clamp(_one_line(_user(str(value))), 100)}"
+
+
+def _kv_many(name: str, values: Sequence[object]) -> str:
+    distinct = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    if not distinct:
+        return ""
+    more = f" (+{len(distinct) - 1:,})" if len(distinct) > 1 else ""
+    return _kv(name, distinct[0]) + more
+
+
+def _summary_fields(alerts: Sequence[Alert], category: Category) -> list[str]:
+    """The fields a digest summarises: the category's key fields, else the commonest three."""
+    present = {k for a in alerts for k in _fields(a)}
+    if category.key_fields:
+        return [k for k in category.key_fields if k in present]
+    counts: dict[str, int] = {}
+    for a in alerts:
+        for k in _fields(a):
+            counts[k] = counts.get(k, 0) + 1
+    return sorted(counts, key=lambda k: (-counts[k], str(k)))[:3]
+
+
+def _group_lines(alerts: Sequence[Alert], fields: Sequence[str]) -> list[tuple[str, list[Alert]]]:
+    """One line per distinct (key field values, message), first-seen order, counted if repeated.
+
+    Grouped on the full values, not the shortened line, so alerts that differ only past the
+    cut are never merged.
+    """
+    groups: dict[tuple[str, ...], list[Alert]] = {}
+    for a in alerts:
+        values = _fields(a)
+        identity = (
+            str(a.message),
+            *(f"{k}={_compact(k, values[k])}" for k in fields if k in values),
+        )
+        groups.setdefault(identity, []).append(a)
+    out = []
+    for members in groups.values():
+        times = f" {_TIMES}{len(members):,}" if len(members) > 1 else ""
+        line = f"• {_clock(_finite(members[0].created))} {_line_body(members[0], fields)}{times}"
+        out.append((line, members))
+    return out
+
+
+def _line_body(alert: Alert, fields: Sequence[str]) -> str:
+    values = _fields(alert)
+    parts = []
+    for i, key in enumerate(k for k in fields if k in values):
+        value = _one_line(_user(_compact(key, values[key])))
+        if i == 0:
+            parts.append(f"`{_inline(value, 40)}`")
+        else:
+            parts.append(f"{_short(_one_line(_user(str(key))), 30)}={_short(value, 30)}")
+    # Whole parts only, so no inline code span is left open.
+    kept: list[str] = []
+    for part in parts:
+        if sum(len(x) + 1 for x in kept) + len(part) > 118:
+            kept.append("…")
+            break
+        kept.append(part)
+    keys = " ".join(kept)
+    message = _short(_one_line(_user(alert.message)), 140) or "_(no message)_"
+    return f"{keys} — {message}" if keys else f"— {message}"
+
+
+def _rest_summary(rest: Sequence[Alert], alerts: Sequence[Alert], fields: Sequence[str]) -> str:
+    lines = []
+    if rest:
+        lines.append(f"… and {len(rest):,} more")
+        for key in fields:
+            if _AMOUNT_RE.search(str(key)) and _total(rest, key) is not None:
+                continue  # summed below instead
+            values = [_compact(key, _fields(a)[key]) for a in rest if key in _fields(a)]
+            distinct = list(dict.fromkeys(values))
+            if not distinct:
+                continue
+            examples = ", ".join(_short(_one_line(_user(v)), 40) for v in distinct[:3])
+            tail = ", …" if len(distinct) > 3 else ""
+            lines.append(f"{_label(key)}: {len(distinct):,} distinct ({examples}{tail})")
+    for key in fields:
+        if not _AMOUNT_RE.search(str(key)):
+            continue
+        total_all = _total(alerts, key)
+        if total_all is None or len(alerts) < 2:
+            continue
+        if rest:
+            total_rest = _total(rest, key)
+            rest_part = f"{_number(total_rest)} in the rest · " if total_rest is not None else ""
+            lines.append(
+                f"{_label(key)}: total {rest_part}{_number(total_all)} in all {len(alerts):,}"
+            )
+        else:
+            lines.append(f"{_label(key)}: total {_number(total_all)}")
+    return _fit_lines(lines, DIGEST_REST_MAX, "field")
+
+
+def _total(alerts: Sequence[Alert], key: str) -> float | int | None:
+    nums = [
+        v
+        for a in alerts
+        if isinstance(v := _fields(a).get(key), (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+    ]
+    return sum(nums) if nums else None
+
+
+def _fields(alert: Alert) -> dict[str, Any]:
+    return alert.fields if isinstance(alert.fields, dict) else {}
+
+
+def _join_lines(*lines: str) -> str:
+    return "\n".join(line for line in lines if line)
+
+
+def _user(value: object) -> str:
+    """User text made safe for mrkdwn: valid UTF-8, fences and mentions defused, escaped."""
+    text = value if isinstance(value, str) else str(value)
+    if _SURROGATE_RE.search(text):
+        # Lone surrogates (e.g. from surrogateescape) cannot be sent as UTF-8.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if "```" in text:
+        # A zero-width space between backticks: looks the same, cannot open or close a fence.
+        text = _FENCE_RE.sub(lambda m: _ZWSP.join(m.group()), text)
+    if "@" in text:
+        text = _BARE_MENTION_RE.sub("@" + _ZWSP, text)
+    return escape(text)
+
+
+def _inline(text: str, limit: int) -> str:
+    """Already-escaped text made safe inside one inline code span."""
+    return _short(_one_line(text).replace("`", _GRAVE_LOOKALIKE), limit) or " "
+
+
+def _short(text: str, limit: int) -> str:
+    """Already-escaped text cut to ``limit`` with a bare ``…``, for one-line summaries."""
+    if len(text) <= limit:
+        return text
+    return text[: _safe_end(text, limit - 1)] + "…"
+
+
+def _label(key: object) -> str:
+    return "*" + clamp(_one_line(_user(str(key))).replace("*", _STAR_LOOKALIKE), 80) + "*"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _compact(key: object, value: object) -> str:
+    """A field value as short text: numbers grouped for amount-like keys, nested values as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return _number(value) if _AMOUNT_RE.search(str(key)) else str(value)
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except Exception:  # default=str runs arbitrary __str__ code
+        try:
+            return repr(value)
+        except Exception:  # and so does __repr__
+            return f"<{type(value).__name__}>"
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    return f"{value:,}"
+
+
+def _emoji(category: Category) -> str:
+    emoji = category.emoji or (":grey_question:" if not category.known else "")
+    return _user(emoji)
+
+
+def _title(category: Category) -> str:
+    title = category.title or category.key
+    if not category.known and not title.lower().startswith("unknown"):
+        title = f"Unknown alert: {title}"
+    return _one_line(_user(title))
+
+
+def _note(count: int) -> str:
+    return f"… {count:,} char{'s' if count != 1 else ''} cut"
+
+
+def _separator(kept: str) -> str:
+    return "\n" if "\n" in kept else " "
+
+
+def _visible_len(text: str) -> int:
+    return len(text) - 4 * text.count("&amp;") - 3 * (text.count("&lt;") + text.count("&gt;"))
+
+
+def _joins_previous(char: str) -> bool:
+    """True for characters that render as part of the one before (marks, jamo, selectors)."""
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or char == _ZWJ
+        or "\ufe00" <= char <= "\ufe0f"
+        or "\u1160" <= char <= "\u11ff"
+        or "\ud7b0" <= char <= "\ud7ff"
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0100" <= char <= "\U000e01ef"
+    )
+
+
+def _entity_around(text: str, index: int) -> tuple[int, int] | None:
+    """(start, end) of an entity that ``index`` falls strictly inside, if any."""
+    amp = text.rfind("&", max(0, index - 4), index)
+    if amp == -1:
+        return None
+    for entity in _ENTITIES:
+        if text.startswith(entity, amp) and amp + len(entity) > index:
+            return amp, amp + len(entity)
+    return None
+
+
+def _safe_end(text: str, end: int) -> int:
+    """The largest cut point <= ``end`` that splits no entity and no character cluster."""
+    end = max(0, min(end, len(text)))
+    while True:
+        before = end
+        entity = _entity_around(text, end)
+        if entity is not None:
+            end = entity[0]
+        while 0 < end < len(text) and (_joins_previous(text[end]) or text[end - 1] == _ZWJ):
+            end -= 1
+        if end == before:
+            return end
+
+
+def _safe_start(text: str, start: int) -> int:
+    """The smallest cut point >= ``start`` that splits no entity and no character cluster."""
+    start = max(0, min(start, len(text)))
+    while True:
+        before = start
+        entity = _entity_around(text, start)
+        if entity is not None:
+            start = entity[1]
+        while 0 < start < len(text) and (_joins_previous(text[start]) or text[start - 1] == _ZWJ):
+            start += 1
+        if start == before:
+            return start
+
+
+def _finite(ts: float) -> float:
+    return ts if _is_epoch(ts) else 0.0
+
+
+def _is_epoch(ts: object) -> bool:
+    return (
+        isinstance(ts, (int, float))
+        and not isinstance(ts, bool)
+        and math.isfinite(ts)
+        and 0 <= ts < 253_402_300_800  # year 10000: datetime cannot go further
+    )
+
+
+def _utc(ts: float) -> datetime | None:
+    if not _is_epoch(ts):
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _datetime(ts: float) -> str:
+    moment = _utc(ts)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "unknown time"
+
+
+def _clock(ts: float) -> str:
+    moment = _utc(ts)
+    return moment.strftime("%H:%M:%S") if moment else "??:??:??"
+
+
+def _duration(seconds: float | None) -> str:
+    """``7 s``, ``90 s``, ``2 min``, ``2.5 min``, ``3 h``, ``2 d``."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "? s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        value, unit = seconds / 60, "min"
+    elif seconds < 172_800:
+        value, unit = seconds / 3600, "h"
+    else:
+        value, unit = seconds / 86_400, "d"
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
+def _times(count: int) -> str:
+    return f"{count:,} time{'s' if count != 1 else ''}"

@@ -1,0 +1,682 @@
+"""Tests for slack_logging.render: payload shape, Slack limits, escaping, digests."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slack_logging.alert import Alert
+from slack_logging.catalog import Catalog, Category
+from slack_logging.render import (
+    clamp,
+    escape,
+    mention_markup,
+    render_alert,
+    render_digest,
+)
+
+CATALOG = Catalog()
+T0 = 1714536200.0  # 2024-05-01 04:03:20 UTC
+PING_RE = re.compile(r"<[!@]")
+MENTION_FORMS = [
+    "<!channel>",
+    "<!here>",
+    "<!everyone>",
+    "<@U123ABC>",
+    "<!subteam^S1ABC>",
+    "<http://evil.example|click me>",
+]
+ROUTING_KEYS = {"channel", "thread_ts", "reply_broadcast", "username"}
+
+
+def make_alert(**overrides: Any) -> Alert:
+    """An Alert with plausible defaults; any attribute can be overridden."""
+    values: dict[str, Any] = {
+        "alert_id": "018f3a7c9e00aabbccddeeff",
+        "category": "payment_fail",
+        "severity": "error",
+        "message": "카드 한도 초과",
+        "created": T0,
+        "level": "ERROR",
+        "template": "카드 한도 초과",
+        "fields": {"order_id": "ORD-1", "amount": 15000, "user_id": "user-7"},
+        "traceback": None,
+        "logger": "payments",
+        "host": "web-1",
+        "pid": 4321,
+        "service": "checkout",
+        "environment": "prod",
+        "place": "app/pay.py:42",
+    }
+    values.update(overrides)
+    return Alert(**values)
+
+
+def make_burst(count: int, **overrides: Any) -> list[Alert]:
+    """``count`` payment failures 0.2 s apart with distinct order ids."""
+    return [
+        make_alert(
+            alert_id=f"id{i:04d}",
+            created=T0 + i * 0.2,
+            fields={"order_id": f"ORD-{i + 1}", "amount": 15000, "user_id": "user-7"},
+            **overrides,
+        )
+        for i in range(count)
+    ]
+
+
+def category(key: str = "payment_fail", **overrides: Any) -> Category:
+    return replace(CATALOG[key], **overrides)
+
+
+def all_blocks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = list(payload.get("blocks", []))
+    for attachment in payload.get("attachments", []):
+        blocks.extend(attachment.get("blocks", []))
+    return blocks
+
+
+def text_objects(payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every text object Slack will render, in display order."""
+    for block in all_blocks(payload):
+        if "text" in block:
+            yield block["text"]
+        yield from block.get("fields", [])
+        yield from block.get("elements", [])
+
+
+def rendered_strings(payload: dict[str, Any]) -> list[str]:
+    return [payload["text"], *(obj["text"] for obj in text_objects(payload))]
+
+
+def first_section_text(payload: dict[str, Any]) -> str:
+    section = next(b for b in all_blocks(payload) if b["type"] == "section")
+    return str(section["text"]["text"])
+
+
+def everything(payload: dict[str, Any]) -> str:
+    return "\n".join(rendered_strings(payload))
+
+
+def assert_within_limits(payload: dict[str, Any]) -> None:
+    """Every Slack limit the renderer promises, plus closed code fences and JSON safety."""
+    json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    assert not ROUTING_KEYS & set(payload)
+    assert isinstance(payload["text"], str)
+    assert 1 <= len(payload["text"]) <= 3000  # far below Slack's 40 000
+    blocks = all_blocks(payload)
+    assert 1 <= len(blocks) <= 50
+    assert payload["blocks"][0]["type"] == "header"
+    for attachment in payload["attachments"]:
+        assert set(attachment) == {"color", "blocks"}
+        assert re.fullmatch(r"#[0-9A-Fa-f]{6}", attachment["color"])
+    total = 0
+    for block in blocks:
+        kind = block["type"]
+        assert kind in {"header", "section", "context"}
+        if kind == "header":
+            assert block["text"]["type"] == "plain_text"
+            assert 1 <= len(block["text"]["text"]) <= 150
+        elif kind == "section":
+            assert "text" in block or "fields" in block
+            if "text" in block:
+                assert 1 <= len(block["text"]["text"]) <= 3000
+            assert 1 <= len(block.get("fields", [{}])) <= 10
+            for cell in block.get("fields", []):
+                assert 1 <= len(cell["text"]) <= 2000
+        else:
+            assert 1 <= len(block["elements"]) <= 10
+            for element in block["elements"]:
+                assert 1 <= len(element["text"]) <= 3000
+    for obj in text_objects(payload):
+        total += len(obj["text"])
+        assert obj["text"].count("```") % 2 == 0, obj["text"]
+        if obj["type"] == "mrkdwn":
+            assert obj["verbatim"] is True
+    assert total <= 12_000
+    meta = payload["metadata"]
+    assert meta["event_type"] == "slack_logging_alert"
+    assert meta["event_payload"]["count"] >= 1
+    assert len(meta["event_payload"]["alert_ids"]) <= 50
+
+
+def assert_escaped(payload: dict[str, Any], mention: str = "") -> None:
+    """No raw ``<``/``>`` and no ``&`` outside an entity, except the configured mention."""
+    strings = rendered_strings(payload)
+    if mention:
+        strings[0] = strings[0].removeprefix(mention)
+        first = first_section_text(payload)
+        strings[strings.index(first)] = first.removeprefix(mention)
+    for text in strings:
+        assert "<" not in text and ">" not in text, text
+        assert "&" not in re.sub(r"&(?:amp|lt|gt);", "", text), text
+
+
+class TestEscape:
+    @pytest.mark.parametrize(
+        ("raw", "escaped"),
+        [
+            ("a & b", "a &amp; b"),
+            ("<!channel>", "&lt;!channel&gt;"),
+            ("<http://evil|label>", "&lt;http://evil|label&gt;"),
+            ("&amp;", "&amp;amp;"),
+            ("카드 \"한도\" 'x' é ✓", "카드 \"한도\" 'x' é ✓"),
+        ],
+    )
+    def test_escapes_only_slack_control_characters(self, raw: str, escaped: str) -> None:
+        """Only &, < and > become entities; quotes, accents and Korean stay as typed."""
+        assert escape(raw) == escaped
+
+
+class TestMentionMarkup:
+    @pytest.mark.parametrize(
+        ("mention", "markup"),
+        [
+            ("here", "<!here>"),
+            ("channel", "<!channel>"),
+            ("everyone", "<!everyone>"),
+            ("U123ABC", "<@U123ABC>"),
+            ("W123ABC", "<@W123ABC>"),
+            ("S1ABC", "<!subteam^S1ABC>"),
+            (None, ""),
+            ("", ""),
+        ],
+    )
+    def test_known_forms(self, mention: str | None, markup: str) -> None:
+        """Each configured mention form maps to its Slack markup."""
+        assert mention_markup(mention) == markup
+
+    @pytest.mark.parametrize("mention", ["<!channel>", "bob", "u123", "C123ABC", "U1|x>"])
+    def test_unrecognised_renders_nothing(self, mention: str) -> None:
+        """A value that is not a mention never becomes raw markup."""
+        assert mention_markup(mention) == ""
+
+
+class TestClamp:
+    def test_short_text_unchanged(self) -> None:
+        """Text within the limit comes back as is."""
+        assert clamp("결제 실패", 5) == "결제 실패"
+
+    def test_head_keeps_start_and_says_what_was_cut(self) -> None:
+        """keep='head' keeps the beginning and ends with the cut count."""
+        out = clamp("x" * 5000, 100)
+        assert len(out) <= 100
+        kept, note = out.split(" … ")
+        assert len(kept) > 80
+        assert set(kept) == {"x"}
+        assert note == f"{5000 - len(kept):,} chars cut"
+
+    def test_tail_keeps_end(self) -> None:
+        """keep='tail' keeps the last characters and starts with the note."""
+        text = "".join(f"line {i}\n" for i in range(2000)) + "ValueError: boom"
+        out = clamp(text, 300, keep="tail")
+        assert len(out) <= 300
+        assert out.startswith("… ")
+        assert out.endswith("ValueError: boom")
+        # snapped to a line start: the first kept line is whole
+        assert out.split("\n")[1].startswith("line ")
+
+    @pytest.mark.parametrize("limit", range(20, 60))
+    @pytest.mark.parametrize("keep", ["head", "tail"])
+    def test_never_splits_an_entity(self, limit: int, keep: Any) -> None:
+        """Cuts fall between entities, never inside &amp;."""
+        text = escape("&" * 100)
+        out = clamp(text, limit, keep=keep)
+        assert len(out) <= limit
+        kept = re.sub(r"\s?… [\d,]+ chars? cut\s?", "", out)
+        assert re.fullmatch(r"(?:&amp;)*", kept), out
+
+    def test_cut_count_is_in_visible_characters(self) -> None:
+        """An entity counts as the one character a reader sees."""
+        out = clamp(escape("&" * 100), 60)
+        kept = out.split(" ")[0]
+        assert f"… {100 - kept.count('&amp;')} chars cut" in out
+
+    @pytest.mark.parametrize("keep", ["head", "tail"])
+    def test_keeps_combining_marks_with_their_letter(self, keep: Any) -> None:
+        """A base letter and its combining accent stay together."""
+        text = "e\u0301" * 200
+        for limit in range(30, 40):
+            kept = re.sub(r"\s?… [\d,]+ chars? cut\s?", "", clamp(text, limit, keep=keep))
+            assert kept.startswith("e") and kept.endswith("\u0301"), kept
+
+    def test_korean_kept_intact(self) -> None:
+        """Korean text is cut by characters and the kept part is the original's prefix."""
+        text = "카드 한도 초과 " * 100
+        out = clamp(text, 100)
+        assert len(out) <= 100
+        assert text.startswith(out.split(" …")[0])
+
+    @pytest.mark.parametrize("limit", range(6))
+    def test_tiny_limits_still_respected(self, limit: int) -> None:
+        """With no room for a note the text is simply cut."""
+        assert len(clamp("abcdefghij" * 3, limit)) <= limit
+
+    def test_negative_limit_rejected(self) -> None:
+        """A negative limit is a programming error."""
+        with pytest.raises(ValueError, match="limit"):
+            clamp("x", -1)
+
+
+class TestRenderAlert:
+    def test_layout(self) -> None:
+        """Header and message top level; details in one coloured attachment; no routing."""
+        payload = render_alert(make_alert(), category())
+        assert_within_limits(payload)
+        assert [b["type"] for b in payload["blocks"]] == ["header", "section"]
+        assert payload["blocks"][0]["text"]["text"] == ":x: 결제 실패"
+        assert payload["blocks"][1]["text"]["text"] == "카드 한도 초과"
+        assert payload["attachments"] == [
+            {"color": "#e01e5a", "blocks": payload["attachments"][0]["blocks"]}
+        ]
+        assert payload["text"] == ":x: 결제 실패: 카드 한도 초과"
+
+    def test_colour_follows_category(self) -> None:
+        """The attachment colour is the category's colour."""
+        payload = render_alert(make_alert(), category(color="#123abc"))
+        assert payload["attachments"][0]["color"] == "#123abc"
+
+    def test_invalid_colour_falls_back_to_severity(self) -> None:
+        """A malformed colour never reaches Slack."""
+        payload = render_alert(make_alert(), category(color="red"))
+        assert payload["attachments"][0]["color"] == "#e01e5a"
+
+    def test_key_fields_first_then_sorted(self) -> None:
+        """Key fields in catalog order, then the rest alphabetically."""
+        fields = {"zeta": 1, "reason": "한도", "alpha": 2, "amount": 15000, "order_id": "ORD-1"}
+        payload = render_alert(make_alert(fields=fields), category())
+        cells = payload["attachments"][0]["blocks"][0]["fields"]
+        labels = [c["text"].split("\n")[0] for c in cells]
+        assert labels == ["*order_id*", "*amount*", "*reason*", "*alpha*", "*zeta*"]
+
+    @pytest.mark.parametrize(
+        ("key", "value", "shown"),
+        [
+            ("amount", 1234567, "1,234,567"),
+            ("total_price", 15000.0, "15,000"),
+            ("elapsed_ms", 1234567, "1234567"),
+            ("flag", True, "true"),
+            ("nothing", None, "null"),
+            ("nested", {"a": [1, 2], "b": "한"}, '{"a":[1,2],"b":"한"}'),
+        ],
+    )
+    def test_values_rendered_compactly(self, key: str, value: Any, shown: str) -> None:
+        """Amounts get thousands separators; nested values become compact JSON."""
+        payload = render_alert(make_alert(fields={key: value}), category())
+        cell = payload["attachments"][0]["blocks"][0]["fields"][0]["text"]
+        assert cell == f"*{key}*\n{escape(shown)}"
+
+    def test_context_line(self) -> None:
+        """Service, host, environment, logger, UTC time and alert id in the context line."""
+        payload = render_alert(make_alert(), category())
+        context = payload["attachments"][0]["blocks"][-1]
+        text = context["elements"][0]["text"]
+        for part in ("checkout", "web-1", "prod", "payments", "2024-05-01 04:03:20 UTC"):
+            assert part in text
+        assert "018f3a7c9e00aabbccddeeff" in text
+
+    def test_traceback_keeps_the_tail_of_50kb(self) -> None:
+        """A 50 KB traceback keeps the failing line in a closed code block."""
+        frames = "".join(
+            f'  File "app/mod{i}.py", line {i}, in f{i}\n    x()\n' for i in range(1100)
+        )
+        tb = f"Traceback (most recent call last):\n{frames}ValueError: the line that failed"
+        assert len(tb) > 50_000
+        payload = render_alert(make_alert(traceback=tb), category())
+        assert_within_limits(payload)
+        code = next(t for t in rendered_strings(payload) if t.startswith("```"))
+        assert code.endswith("ValueError: the line that failed\n```")
+        assert "chars cut" in code
+        assert "Traceback (most recent call last)" not in code
+
+    def test_fences_in_user_text_cannot_break_out(self) -> None:
+        """``` in the message or traceback is defused; our code block stays one block."""
+        tb = "Traceback\n```\n<!channel> escaped?\n````` more"
+        payload = render_alert(make_alert(message="look ``` here", traceback=tb), category())
+        assert_within_limits(payload)
+        code = next(t for t in rendered_strings(payload) if t.startswith("```"))
+        assert code.count("```") == 2
+        assert "```" not in first_section_text(payload)
+
+    def test_huge_message(self) -> None:
+        """A 100 000-character message is cut within the section and fallback limits."""
+        payload = render_alert(make_alert(message="가" * 100_000), category())
+        assert_within_limits(payload)
+        assert "chars cut" in first_section_text(payload)
+        assert "chars cut" in payload["text"]
+
+    def test_hundred_fields(self) -> None:
+        """100 fields: ten as fields, the rest folded into one section with a count."""
+        fields = {f"field_{i:03d}": "v" * 500 for i in range(100)}
+        payload = render_alert(make_alert(fields=fields), category())
+        assert_within_limits(payload)
+        details = payload["attachments"][0]["blocks"]
+        assert len(details[0]["fields"]) == 10
+        assert re.search(r"… \d+ more fields", details[1]["text"]["text"])
+        assert "*field_010*" in details[1]["text"]["text"]
+
+    def test_300_char_title(self) -> None:
+        """A very long title is cut to the 150-character header."""
+        payload = render_alert(make_alert(), category(title="제" * 300))
+        assert_within_limits(payload)
+        assert "chars cut" in payload["blocks"][0]["text"]["text"]
+
+    @pytest.mark.parametrize("form", MENTION_FORMS)
+    @pytest.mark.parametrize(
+        "where",
+        ["message", "field_value", "field_key", "traceback", "logger", "service", "host", "env"],
+    )
+    def test_mention_injection_escaped_everywhere(self, form: str, where: str) -> None:
+        """Mention and link markup from user text is shown escaped and never pings."""
+        cases: dict[str, dict[str, Any]] = {
+            "message": {"message": f"hi {form}"},
+            "field_value": {"fields": {"note": form}},
+            "field_key": {"fields": {form: 1}},
+            "traceback": {"traceback": f"Traceback\nValueError: {form}"},
+            "logger": {"logger": form},
+            "service": {"service": form},
+            "host": {"host": form},
+            "env": {"environment": form},
+        }
+        payload = render_alert(make_alert(**cases[where]), category())
+        assert_within_limits(payload)
+        assert_escaped(payload)
+        assert escape(form) in everything(payload)
+        assert not PING_RE.search(everything(payload))
+
+    @pytest.mark.parametrize("word", ["@here", "@channel", "@everyone"])
+    def test_bare_mention_words_defused(self, word: str) -> None:
+        """Bare @here-style words do not reach Slack's automatic mention parsing."""
+        payload = render_alert(make_alert(message=f"{word} please", fields={"x": word}), category())
+        assert not re.search(rf"(?<![\w@]){word}\b", everything(payload))
+        assert "please" in payload["text"]
+
+    @pytest.mark.parametrize(
+        ("mention", "markup"),
+        [
+            ("here", "<!here>"),
+            ("channel", "<!channel>"),
+            ("everyone", "<!everyone>"),
+            ("U123ABC", "<@U123ABC>"),
+            ("S1ABC", "<!subteam^S1ABC>"),
+        ],
+    )
+    def test_configured_mention_pings_once(self, mention: str, markup: str) -> None:
+        """The configured mention leads the fallback and the first section, once each."""
+        alert = make_alert(message="<!channel> hi", fields={"who": "<@U999>"})
+        payload = render_alert(alert, category(mention=mention))
+        assert_within_limits(payload)
+        assert_escaped(payload, markup)
+        assert payload["text"].startswith(f"{markup} ")
+        assert first_section_text(payload).startswith(f"{markup} ")
+        assert len(PING_RE.findall(payload["text"])) == 1
+        blocks_text = "\n".join(obj["text"] for obj in text_objects(payload))
+        assert len(PING_RE.findall(blocks_text)) == 1
+
+    def test_no_mention_configured_no_ping(self) -> None:
+        """Without a configured mention nothing in the message can ping."""
+        payload = render_alert(make_alert(message="<!here>"), category())
+        assert not PING_RE.search(everything(payload))
+
+    def test_korean_intact(self) -> None:
+        """Korean message, field names and values arrive unchanged."""
+        alert = make_alert(message="결제 승인 거절: 잔액 부족", fields={"사유": "한도 초과"})
+        payload = render_alert(alert, category())
+        assert first_section_text(payload) == "결제 승인 거절: 잔액 부족"
+        assert "*사유*\n한도 초과" in everything(payload)
+        assert payload["text"] == ":x: 결제 실패: 결제 승인 거절: 잔액 부족"
+
+    def test_unknown_category_marked(self) -> None:
+        """A category missing from the catalog is visibly marked unknown."""
+        payload = render_alert(make_alert(category="foo"), CATALOG.lookup("foo"))
+        assert payload["blocks"][0]["text"]["text"] == ":grey_question: Unknown alert: foo"
+        assert payload["metadata"]["event_payload"]["category"] == "foo"
+
+    def test_unknown_category_with_custom_title_still_marked(self) -> None:
+        """known=False is marked even when the title does not say so."""
+        payload = render_alert(make_alert(), Category("refund", "환불", known=False))
+        assert "Unknown alert: 환불" in payload["blocks"][0]["text"]["text"]
+
+    def test_metadata(self) -> None:
+        """A single alert's metadata: count 1, its id, category, severity, times."""
+        payload = render_alert(make_alert(), category())
+        assert payload["metadata"] == {
+            "event_type": "slack_logging_alert",
+            "event_payload": {
+                "category": "payment_fail",
+                "severity": "error",
+                "count": 1,
+                "alert_ids": ["018f3a7c9e00aabbccddeeff"],
+                "first": int(T0),
+                "last": int(T0),
+            },
+        }
+
+    def test_empty_message_has_placeholder(self) -> None:
+        """Slack rejects empty text objects; an empty message gets a placeholder."""
+        payload = render_alert(make_alert(message=""), category())
+        assert_within_limits(payload)
+        assert first_section_text(payload) == "_(no message)_"
+
+    def test_lone_surrogates_become_sendable(self) -> None:
+        """Undecodable bytes smuggled in as lone surrogates do not break UTF-8 encoding."""
+        payload = render_alert(make_alert(message="bad \udcff byte"), category())
+        assert_within_limits(payload)
+        assert "bad \ufffd byte" in first_section_text(payload)
+
+    def test_bad_timestamp_does_not_raise(self) -> None:
+        """A nonsense created time renders as unknown instead of failing."""
+        payload = render_alert(make_alert(created=float("inf")), category())
+        assert_within_limits(payload)
+        assert "unknown time" in everything(payload)
+        assert "first" not in payload["metadata"]["event_payload"]
+
+
+class TestRenderDigest:
+    def test_header_and_summary(self) -> None:
+        """Header carries the count; the summary line gives the time span."""
+        payload = render_digest(make_burst(37), category())
+        assert_within_limits(payload)
+        assert payload["blocks"][0]["text"]["text"] == ":x: 결제 실패 ×37"
+        assert first_section_text(payload).startswith(
+            "*37 alerts* between 04:03:20 and 04:03:27 UTC (7 s)"
+        )
+        assert payload["text"].startswith(":x: 결제 실패 ×37: 카드 한도 초과")
+
+    def test_first_ten_then_summary_of_the_rest(self) -> None:
+        """Ten alert lines, then the rest counted, with distinct ids and the amount total."""
+        payload = render_digest(make_burst(37), category())
+        lines_text, rest_text = (b["text"]["text"] for b in payload["attachments"][0]["blocks"][:2])
+        lines = lines_text.split("\n")
+        assert len(lines) == 10
+        assert lines[0] == "• 04:03:20 `ORD-1` amount=15,000 user_id=user-7 — 카드 한도 초과"
+        assert "`ORD-10`" in lines[-1]
+        assert "… and 27 more" in rest_text
+        assert "*order_id*: 27 distinct (ORD-11, ORD-12, ORD-13, …)" in rest_text
+        assert "*amount*: total 405,000 in the rest · 555,000 in all 37" in rest_text
+
+    def test_identical_alerts_collapsed(self) -> None:
+        """Alerts with identical key fields and message collapse into one counted line."""
+        same = [
+            make_alert(alert_id=f"s{i}", created=T0 + i, fields={"order_id": "ORD-9"})
+            for i in range(12)
+        ]
+        other = make_alert(alert_id="o", created=T0 + 20, message="다른 오류", fields={})
+        payload = render_digest([*same, other], category())
+        lines = payload["attachments"][0]["blocks"][0]["text"]["text"].split("\n")
+        assert lines == [
+            "• 04:03:20 `ORD-9` — 카드 한도 초과 ×12",
+            "• 04:03:40 — 다른 오류",
+        ]
+
+    @pytest.mark.parametrize("count", [1, 10, 500])
+    def test_metadata_counts_every_alert(self, count: int) -> None:
+        """count is the true number; ids are capped at 50 with the rest counted."""
+        alerts = make_burst(count)
+        payload = render_digest(alerts, category())
+        assert_within_limits(payload)
+        meta = payload["metadata"]["event_payload"]
+        assert meta["count"] == count
+        assert meta["alert_ids"] == [a.alert_id for a in alerts[:50]]
+        assert meta.get("alert_ids_omitted", 0) == max(0, count - 50)
+        assert meta["first"] == int(T0)
+        assert meta["last"] == int(alerts[-1].created)
+
+    def test_single_alert_digest(self) -> None:
+        """A digest of one reads naturally."""
+        payload = render_digest(make_burst(1), category())
+        assert first_section_text(payload).startswith("*1 alert* at 04:03:20 UTC")
+
+    @pytest.mark.parametrize(
+        ("window", "shown"),
+        [(60, "60 s"), (90, "90 s"), (120, "2 min"), (150, "2.5 min"), (7200, "2 h")],
+    )
+    def test_repeat(self, window: float, shown: str) -> None:
+        """repeat=True says how often in the window, still lists lines, and does not re-ping."""
+        alerts = make_burst(12)
+        payload = render_digest(alerts, category(mention="here"), repeat=True, window=window)
+        assert_within_limits(payload)
+        assert first_section_text(payload).startswith(f"Repeated *12 times* in the last {shown}")
+        assert payload["text"].startswith(f":x: 결제 실패: repeated 12 times in the last {shown}")
+        assert not PING_RE.search(everything(payload))
+        lines = payload["attachments"][0]["blocks"][0]["text"]["text"].split("\n")
+        assert len(lines) == 10
+        assert payload["metadata"]["event_payload"]["count"] == 12
+
+    def test_digest_pings_configured_mention_once(self) -> None:
+        """A first-time digest pings like a single alert would."""
+        payload = render_digest(make_burst(5), category(mention="here"))
+        assert payload["text"].startswith("<!here> ")
+        assert first_section_text(payload).startswith("<!here> ")
+        assert_escaped(payload, "<!here>")
+
+    def test_sample_traceback_tail(self) -> None:
+        """One traceback, tail kept, when any alert has one."""
+        tb = "Traceback\n" + "  frame\n" * 5000 + "KeyError: 'card'"
+        alerts = [*make_burst(3), make_alert(alert_id="tb", created=T0 + 5, traceback=tb)]
+        payload = render_digest(alerts, category())
+        assert_within_limits(payload)
+        code = [t for t in rendered_strings(payload) if "```" in t]
+        assert len(code) == 1
+        assert code[0].endswith("KeyError: 'card'\n```")
+        assert "`tb`" in code[0]
+
+    def test_sorted_by_time(self) -> None:
+        """Alerts given out of order are listed and timed oldest first."""
+        alerts = make_burst(3)
+        payload = render_digest(list(reversed(alerts)), category())
+        lines = payload["attachments"][0]["blocks"][0]["text"]["text"].split("\n")
+        assert lines[0].startswith("• 04:03:20 `ORD-1`")
+        assert payload["metadata"]["event_payload"]["alert_ids"] == ["id0000", "id0001", "id0002"]
+
+    @pytest.mark.parametrize("form", MENTION_FORMS)
+    def test_escapes_user_text(self, form: str) -> None:
+        """Mention markup in messages, field values and hosts is escaped in every line."""
+        alerts = [
+            make_alert(
+                alert_id=f"x{i}",
+                created=T0 + i,
+                message=f"{form} {i}",
+                fields={"order_id": form, "amount": form},
+                host=form,
+            )
+            for i in range(15)
+        ]
+        payload = render_digest(alerts, category())
+        assert_within_limits(payload)
+        assert_escaped(payload)
+        assert not PING_RE.search(everything(payload))
+
+    def test_huge_burst_within_limits(self) -> None:
+        """500 alerts with long messages, many fields and tracebacks stay within limits."""
+        alerts = [
+            make_alert(
+                alert_id=f"h{i}",
+                created=T0 + i,
+                message="실패 " * 2000 + str(i),
+                fields={f"f{j}": "v" * 3000 for j in range(30)} | {"order_id": "x" * 5000},
+                traceback="tb\n" * 20_000,
+            )
+            for i in range(500)
+        ]
+        payload = render_digest(alerts, category(title="제" * 300))
+        assert_within_limits(payload)
+
+    def test_many_key_fields_summary_cut_by_whole_lines(self) -> None:
+        """A summary too long for its section drops whole lines and counts them."""
+        keys = tuple(f"key_{i:02d}" for i in range(60))
+        alerts = [
+            make_alert(
+                alert_id=f"k{i}", created=T0 + i, fields={k: "값" * 60 + str(i) for k in keys}
+            )
+            for i in range(20)
+        ]
+        payload = render_digest(alerts, category(key_fields=keys))
+        assert_within_limits(payload)
+        rest_text = payload["attachments"][0]["blocks"][1]["text"]["text"]
+        assert rest_text.startswith("… and 10 more\n*key_00*: 10 distinct")
+        assert re.search(r"\n… \d+ more fields$", rest_text)
+
+    def test_unknown_category_marked(self) -> None:
+        """Digests of an unknown category are marked too."""
+        payload = render_digest(make_burst(3, category="foo"), CATALOG.lookup("foo"))
+        assert payload["blocks"][0]["text"]["text"] == ":grey_question: Unknown alert: foo ×3"
+
+    def test_empty_rejected(self) -> None:
+        """A digest needs at least one alert."""
+        with pytest.raises(ValueError, match="at least one"):
+            render_digest([], category())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def arbitrary_alerts(draw: st.DrawFn) -> Alert:
+    return make_alert(
+        alert_id=draw(st.text(min_size=1, max_size=30)),
+        message=draw(st.text()),
+        fields=draw(st.dictionaries(st.text(), JSON_VALUES, max_size=14)),
+        traceback=draw(st.none() | st.text()),
+        logger=draw(st.text()),
+        host=draw(st.text()),
+        service=draw(st.none() | st.text()),
+        created=draw(st.floats(min_value=0, max_value=4e9)),
+    )
+
+
+class TestProperties:
+    @settings(max_examples=100, deadline=None)
+    @given(alert=arbitrary_alerts(), mention=st.sampled_from([None, "here", "U123ABC"]))
+    def test_any_alert_renders_safely(self, alert: Alert, mention: str | None) -> None:
+        """Arbitrary text anywhere: within limits, JSON-safe, and escaped."""
+        payload = render_alert(alert, category(mention=mention))
+        assert_within_limits(payload)
+        assert_escaped(payload, mention_markup(mention))
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        alerts=st.lists(arbitrary_alerts(), min_size=1, max_size=15),
+        repeat=st.booleans(),
+        key_fields=st.lists(st.text(max_size=5), max_size=4).map(tuple),
+    )
+    def test_any_digest_renders_safely(
+        self, alerts: list[Alert], repeat: bool, key_fields: tuple[str, ...]
+    ) -> None:
+        """Digests of arbitrary alerts: within limits, JSON-safe, escaped, counted."""
+        cat = category(mention="channel", key_fields=key_fields)
+        payload = render_digest(alerts, cat, repeat=repeat, window=60)
+        assert_within_limits(payload)
+        assert_escaped(payload, "" if repeat else "<!channel>")
+        assert payload["metadata"]["event_payload"]["count"] == len(alerts)
