@@ -104,13 +104,36 @@ class Alert:
         return hashlib.blake2b(raw, digest_size=10).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        data = asdict(self)
+        try:
+            return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError):
+            # Last line of defence if a redactor let a non-JSON value through: never lose the alert.
+            return json.dumps(_strict(data), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Alert:
         data = json.loads(text)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _strict(value: Any, depth: int = 0) -> Any:
+    """A strictly JSON-serialisable copy: unknown objects and NaN/inf become strings."""
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else repr(value)
+    if depth > 10:
+        return "<too deep>"
+    if isinstance(value, dict):
+        return {str(k): _strict(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v, depth + 1) for v in value]
+    try:
+        return str(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
 
 
 def _exception_parts(record: logging.LogRecord) -> tuple[str | None, str | None, str | None]:

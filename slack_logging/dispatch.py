@@ -244,6 +244,8 @@ class Sender:
         self.leader = False
         self.stats: dict[str, int] = defaultdict(int)
         self.deadline: float | None = None  # set at shutdown: give up sending after this
+        #: Called when the thread ends, if set (close() could not wait for a hung request).
+        self.on_exit: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -349,6 +351,13 @@ class Sender:
     # -- the loop ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.on_exit is not None:
+                self.on_exit()
+
+    def _loop(self) -> None:
         if self._on_thread_start is not None:
             self._on_thread_start()
         while not self._stop.is_set() or self._draining():
@@ -382,12 +391,7 @@ class Sender:
 
     def _draining(self) -> bool:
         """After stop(): keep sending what is due until the shutdown deadline."""
-        return (
-            self.deadline is not None
-            and self.leader
-            and self.clock() < self.deadline
-            and bool(self._pending)
-        )
+        return self.deadline is not None and self.leader and self.clock() < self.deadline
 
     def refresh(self) -> None:
         """Pick up alerts stored since the last look (by any process on the directory)."""

@@ -200,6 +200,7 @@ class SlackAlertHandler(logging.Handler):
         self._spill_fd: int | None = None
         self._started = False
         self._closed = False
+        self._released = False
         self._pid = os.getpid()
         self.dropped = 0
         self.spilled = 0
@@ -509,9 +510,12 @@ class SlackAlertHandler(logging.Handler):
             super().close()
 
     def _shutdown(self, deadline: float) -> None:
-        if self._listener is not None:
+        if self._listener is not None and self._listener.stop_within(
             # The queue drains to disk first; a little extra time here is worth it.
-            self._listener.stop_within(max(0.2, deadline - time.monotonic()))
+            max(0.2, deadline - time.monotonic())
+        ):
+            # The records just before the stop sentinel saw a non-empty queue: commit them.
+            self.ingest.commit()
         sender = self.sender
         if sender is None or self.outbox is None:
             self._close_files()
@@ -533,10 +537,23 @@ class SlackAlertHandler(logging.Handler):
             )
             self.diag.report("exit", f"{left} alert(s) not delivered at exit, {where}")
         if ended:
-            for t in self._transports.values():
-                t.close()
-            self.outbox.close()
+            self._release_connections()
+        else:
+            # Stuck in a request to a hung Slack: the thread closes them when it returns.
+            sender.on_exit = self._release_connections
+            if not sender.alive:
+                self._release_connections()
         self._close_files()
+
+    def _release_connections(self) -> None:
+        with self._start_lock:
+            if self._released:
+                return
+            self._released = True
+        for t in self._transports.values():
+            t.close()
+        if self.outbox is not None:
+            self.outbox.close()
 
     def _deliver_inline(self, sender: Sender, deadline: float) -> None:
         """No thread (never started, or too late to start one): send from this thread."""
