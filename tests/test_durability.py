@@ -34,7 +34,7 @@ def run_child(
 ) -> subprocess.Popen[str]:
     code = PRELUDE + textwrap.dedent(body)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and code
+    return subprocess.Popen(
         [sys.executable, "-c", code, fake.webhook_url, str(alerts_dir)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
