@@ -116,7 +116,7 @@ class TestErrors:
 
     def test_unknown_redact_key(self, tmp_path: Path) -> None:
         """An unknown key under redact is named."""
-        with pytest.raises(ValueError, match="redact.nope"):
+        with pytest.raises(ValueError, match=r"redact\.nope"):
             SlackAlertHandler(alerts_dir=tmp_path, redact={"nope": 1})
 
 
