@@ -1,0 +1,619 @@
+"""HTTP only: post one payload to Slack and turn the answer into a typed `SendResult`.
+
+Two transports share one contract: `send()` never raises and never logs, the webhook URL and bot
+token never appear in a repr, a result or an error string, and every answer (or the lack of one)
+is classified as OK, RETRY, RATE_LIMITED or PERMANENT for the dispatcher to act on::
+
+    transport = WebhookTransport("https://hooks.slack.com/services/T.../B.../...")
+    result = transport.send({"text": "disk full on db-1"})
+    if result.outcome is Outcome.RATE_LIMITED:
+        pause(transport.destination, result.retry_after)
+
+A transport is used by one sender thread at a time (a `requests.Session` is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "MAX_RETRY_AFTER",
+    "Outcome",
+    "SendResult",
+    "Transport",
+    "WebApiTransport",
+    "WebhookTransport",
+    "parse_retry_after",
+    "remedy_for",
+]
+
+DEFAULT_RETRY_AFTER = 30.0
+"""Seconds to wait after a 429 that names no delay (no `Retry-After`, no body `retry_after`)."""
+
+MAX_RETRY_AFTER = 3600.0
+"""Upper bound on an honoured delay, so a garbled header cannot park a destination for days."""
+
+_MAX_BODY = 64 * 1024  # Slack's answers are tiny; a proxy's error page must not fill memory.
+_MAX_REASON = 100
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_ .:-]+")
+
+_RATE_LIMIT_CODES = frozenset({"ratelimited", "rate_limited"})
+# Slack-side trouble: the same request may succeed later.
+_RETRY_CODES = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "rollup_error"}
+)
+# Raised by requests before any byte is sent: the configured URL itself is wrong.
+_BAD_URL_ERRORS: tuple[type[Exception], ...] = (
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
+
+class Outcome(enum.Enum):
+    """What the dispatcher should do with the alert after one delivery attempt."""
+
+    OK = "ok"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The classified answer to one `send()`; holds no secret by construction."""
+
+    outcome: Outcome
+    status: int | None = None
+    """HTTP status, or None when no response arrived."""
+    error: str | None = None
+    """Slack's reason (``"channel_not_found"``) or the exception class name (``"ReadTimeout"``)."""
+    retry_after: float | None = None
+    """Seconds to wait before the next request to this destination (RATE_LIMITED only)."""
+    ts: str | None = None
+    """chat.postMessage message ts, for threading replies; None for webhooks."""
+    channel: str | None = None
+    """The channel id Slack answered with (chat.postMessage)."""
+    remedy: str | None = None
+    """One sentence telling the operator how to fix a configuration problem."""
+
+    @property
+    def ok(self) -> bool:
+        """True when Slack accepted the message."""
+        return self.outcome is Outcome.OK
+
+
+class Transport(Protocol):
+    """Posts rendered payloads to one Slack destination."""
+
+    destination: str
+    """Stable, secret-free id used as the pacing and outbox key."""
+
+    def send(self, payload: Mapping[str, Any]) -> SendResult:
+        """Post one message; never raises."""
+        ...
+
+    def close(self) -> None:
+        """Release pooled connections; idempotent."""
+        ...
+
+
+_REMEDY_WEBHOOK = (
+    "Regenerate the incoming webhook in the Slack app settings (Incoming Webhooks) "
+    "and update SLACK_WEBHOOK_URL."
+)
+_REMEDY_INVITE = (
+    "Invite the bot to the channel (/invite @your-app) or check SLACK_CHANNEL_ID "
+    "and the app's permissions."
+)
+_REMEDY_CHANNEL = (
+    "Check SLACK_CHANNEL_ID (a channel id such as C0123456789) and invite the bot to that channel."
+)
+_REMEDY_ARCHIVED = (
+    "The channel is archived: unarchive it or point slack-logging at another channel."
+)
+_REMEDY_REINSTALL = "Reinstall the Slack app to the workspace and update SLACK_BOT_TOKEN."
+_REMEDY_TEAM = (
+    "The token has no access to this workspace: install the app there and update SLACK_BOT_TOKEN."
+)
+_REMEDY_SCOPE = (
+    "Add the chat:write scope to the Slack app, reinstall it and update SLACK_BOT_TOKEN."
+)
+_REMEDY_NETWORK = (
+    "Check that outbound HTTPS to slack.com:443 is allowed (firewall, proxy, HTTPS_PROXY), "
+    "or raise the timeout."
+)
+_REMEDY_TLS = (
+    "The TLS handshake with Slack failed: if a proxy intercepts HTTPS, "
+    "point REQUESTS_CA_BUNDLE at its CA certificate."
+)
+_REMEDY_NOT_SLACK = (
+    "Something other than Slack answered (not Slack's JSON): check HTTPS_PROXY and any proxy "
+    "that intercepts slack.com."
+)
+_REMEDY_BAD_URL = (
+    "The configured Slack URL is malformed: check SLACK_WEBHOOK_URL "
+    "(https://hooks.slack.com/services/...)."
+)
+_REMEDY_REDIRECT = (
+    "The Slack URL answered with a redirect: check SLACK_WEBHOOK_URL "
+    "(https://hooks.slack.com/services/...) or the API URL."
+)
+_REMEDY_FORMAT = (
+    "Slack rejected the message format; this is a bug in slack-logging: "
+    "please report it with the dead letter from the alerts directory."
+)
+_REMEDY_GENERAL = "Only workspace admins may post to #general: send alerts to another channel."
+_REMEDY_ADMIN = (
+    "A workspace admin restricts posting to this channel: ask an admin or use another channel."
+)
+_REMEDY_RATE = (
+    "Slack is rate limiting this destination; delivery resumes after Retry-After. "
+    "If this persists, reduce the alert volume or split categories across channels."
+)
+_REMEDY_SLACK = (
+    "Slack answered with a server error; delivery is retried automatically "
+    "(see https://slack-status.com if it persists)."
+)
+
+_CODE_REMEDIES: dict[str, str] = {
+    # Incoming webhook reasons.
+    "no_service": _REMEDY_WEBHOOK,
+    "no_service_id": _REMEDY_WEBHOOK,
+    "no_team": _REMEDY_WEBHOOK,
+    "team_disabled": _REMEDY_WEBHOOK,
+    "invalid_token": _REMEDY_WEBHOOK,
+    "no_active_hooks": _REMEDY_WEBHOOK,
+    "user_not_found": _REMEDY_WEBHOOK,
+    "action_prohibited": _REMEDY_INVITE,
+    "channel_is_archived": _REMEDY_ARCHIVED,
+    "invalid_payload": _REMEDY_FORMAT,
+    "missing_text_or_fallback_or_attachments": _REMEDY_FORMAT,
+    "rollup_error": _REMEDY_SLACK,
+    # chat.postMessage errors.
+    "not_in_channel": _REMEDY_INVITE,
+    "is_archived": _REMEDY_ARCHIVED,
+    "invalid_auth": _REMEDY_REINSTALL,
+    "not_authed": _REMEDY_REINSTALL,
+    "account_inactive": _REMEDY_REINSTALL,
+    "token_revoked": _REMEDY_REINSTALL,
+    "token_expired": _REMEDY_REINSTALL,
+    "team_access_not_granted": _REMEDY_TEAM,
+    "missing_scope": _REMEDY_SCOPE,
+    "restricted_action": _REMEDY_ADMIN,
+    "ekm_access_denied": _REMEDY_ADMIN,
+    "posting_to_general_channel_denied": _REMEDY_GENERAL,
+    "invalid_blocks": _REMEDY_FORMAT,
+    "invalid_blocks_format": _REMEDY_FORMAT,
+    "invalid_attachments": _REMEDY_FORMAT,
+    "msg_too_long": _REMEDY_FORMAT,
+    "msg_blocks_too_long": _REMEDY_FORMAT,
+    "no_text": _REMEDY_FORMAT,
+    "too_many_attachments": _REMEDY_FORMAT,
+    "invalid_arguments": _REMEDY_FORMAT,
+    "invalid_json": _REMEDY_FORMAT,
+    "invalid_metadata_format": _REMEDY_FORMAT,
+    "invalid_metadata_schema": _REMEDY_FORMAT,
+    "unserializable_payload": _REMEDY_FORMAT,
+    "ratelimited": _REMEDY_RATE,
+    "rate_limited": _REMEDY_RATE,
+    "internal_error": _REMEDY_SLACK,
+    "fatal_error": _REMEDY_SLACK,
+    "service_unavailable": _REMEDY_SLACK,
+    "request_timeout": _REMEDY_SLACK,
+    "invalid_response": _REMEDY_NOT_SLACK,
+    # Exception class names (no HTTP response).
+    "SSLError": _REMEDY_TLS,
+    "MissingSchema": _REMEDY_BAD_URL,
+    "InvalidSchema": _REMEDY_BAD_URL,
+    "InvalidURL": _REMEDY_BAD_URL,
+    "InvalidHeader": _REMEDY_BAD_URL,
+    "URLRequired": _REMEDY_BAD_URL,
+}
+
+_STATUS_REMEDIES: dict[int, str] = {
+    400: _REMEDY_FORMAT,
+    401: _REMEDY_REINSTALL,
+    403: _REMEDY_INVITE,
+    404: _REMEDY_WEBHOOK,
+    410: _REMEDY_ARCHIVED,
+    413: _REMEDY_FORMAT,
+    429: _REMEDY_RATE,
+}
+
+
+def remedy_for(status: int | None, error: str | None) -> str | None:
+    """Return what the operator should do about a failed delivery, or None when nothing applies.
+
+    `status` is the HTTP status (None when no response arrived) and `error` is Slack's reason or an
+    exception class name, as found in `SendResult`::
+
+        remedy_for(404, "no_service")  # -> "Regenerate the incoming webhook ..."
+    """
+    if error == "channel_not_found":
+        # A webhook answers 404 for a deleted channel; the Web API answers 200 for a wrong id.
+        return _REMEDY_WEBHOOK if status == 404 else _REMEDY_CHANNEL
+    if error is not None and error in _CODE_REMEDIES:
+        return _CODE_REMEDIES[error]
+    if status is None:
+        # Any other exception means the request did not get through the network.
+        return _REMEDY_NETWORK if error not in (None, "closed") else None
+    if status in _STATUS_REMEDIES:
+        return _STATUS_REMEDIES[status]
+    if 300 <= status < 400:
+        return _REMEDY_REDIRECT
+    if status >= 500:
+        return _REMEDY_SLACK
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a `Retry-After` header (delta seconds, int or float, or an HTTP-date) into seconds.
+
+    Returns None when the value is missing or unreadable; clamps to [0, MAX_RETRY_AFTER]. `now` is
+    the epoch time an HTTP-date is measured from (default: `time.time()`)::
+
+        parse_retry_after("7")  # -> 7.0
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _body_retry_after(data: object) -> float | None:
+    value = data.get("retry_after") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+
+
+def _mask(value: str, keep: int) -> str:
+    # Too short to reveal a prefix without revealing most of the value.
+    if len(value) <= 2 * keep:
+        return "****"
+    return value[:keep] + "…"
+
+
+def _mask_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "****"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) > 2:
+        path = f"/{segments[0]}/{_mask(segments[1], 2)}/****"
+    elif len(segments) == 2:
+        path = f"/{segments[0]}/****"
+    else:
+        path = "/****" if segments else ""
+    query = "?****" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{path}{query}"
+
+
+def _mask_token(token: str) -> str:
+    prefix = re.match(r"xox[a-z]-", token)
+    if prefix and len(token) > 2 * len(prefix.group()):
+        return prefix.group() + "…"
+    return _mask(token, 4)
+
+
+def _url_fragments(url: str) -> list[str]:
+    # Everything after the first path segment, and query values, can carry the secret.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    segments = [s for s in parts.path.split("/") if s][1:]
+    return [url, parts.path, *segments, *(v for _, v in parse_qsl(parts.query))]
+
+
+class _Secret:
+    """Holds a credential so that no repr, str or attribute dump shows it."""
+
+    __slots__ = ("_fragments", "_masked", "_value")
+
+    def __init__(self, value: str, masked: str, fragments: Iterable[str]) -> None:
+        self._value = value
+        self._masked = masked
+        # Longest first, so a whole URL is scrubbed before its pieces; short pieces are not secret.
+        self._fragments = tuple(
+            sorted({f for f in fragments if len(f) >= 6}, key=len, reverse=True)
+        )
+
+    def reveal(self) -> str:
+        return self._value
+
+    def scrub(self, text: str) -> str:
+        for fragment in self._fragments:
+            text = text.replace(fragment, "REDACTED")
+        return text
+
+    def __repr__(self) -> str:
+        return repr(self._masked)
+
+    def __str__(self) -> str:
+        return self._masked
+
+
+def _reason(text: str, secret: _Secret) -> str | None:
+    """Slack's reason from a response body: the first line, safe characters only, no secret."""
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if line:
+            break
+    else:
+        return None
+    if line.startswith("<"):
+        # An HTML error page from a proxy or load balancer: the status says more than its markup.
+        return None
+    # Scrub before truncating, so a cut can never leave a partial secret behind.
+    cleaned = " ".join(_UNSAFE_CHARS.sub(" ", secret.scrub(line)).split())
+    cleaned = secret.scrub(cleaned)[:_MAX_REASON].strip()
+    return cleaned or None
+
+
+def _read_body(response: requests.Response) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(8192):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= _MAX_BODY:
+            break
+    return b"".join(chunks)[:_MAX_BODY].decode("utf-8", "replace")
+
+
+def _parse_json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    # An explicit auth stops requests from replacing our Authorization header with ~/.netrc's.
+    return request
+
+
+def _classify_failure(status: int, code: str | None) -> Outcome:
+    if status == 429 or code in _RATE_LIMIT_CODES:
+        return Outcome.RATE_LIMITED
+    if code in _RETRY_CODES or status >= 500 or status == 408:
+        return Outcome.RETRY
+    return Outcome.PERMANENT
+
+
+class _HttpTransport:
+    """Shared plumbing: one session, explicit timeouts, no redirects, exceptions to results."""
+
+    __slots__ = ("_closed", "_owns_session", "_secret", "_session", "_timeout", "destination")
+
+    def __init__(
+        self,
+        secret: _Secret,
+        destination: str,
+        connect_timeout: float,
+        read_timeout: float,
+        session: requests.Session | None,
+    ) -> None:
+        self._secret = secret
+        self.destination = destination
+        self._timeout = (float(connect_timeout), float(read_timeout))
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"slack-logging {requests.utils.default_user_agent()}"
+        self._session = session
+        self._closed = False
+
+    def _post(self, url: str, payload: Mapping[str, Any], headers: dict[str, str]) -> SendResult:
+        try:
+            body = json.dumps(
+                payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
+            return self._result(Outcome.PERMANENT, None, "unserializable_payload")
+        if self._closed:
+            # Shutdown raced a send: the alert stays pending for the next sender.
+            return SendResult(Outcome.RETRY, error="closed")
+        try:
+            with self._session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8", **headers},
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+                auth=_no_netrc,
+            ) as response:
+                status = response.status_code
+                text = _read_body(response)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except _BAD_URL_ERRORS as exc:
+            return self._result(Outcome.PERMANENT, None, type(exc).__name__)
+        except (requests.RequestException, OSError) as exc:
+            # requests' messages embed the full URL: keep only the class name.
+            return self._result(Outcome.RETRY, None, type(exc).__name__)
+        except Exception as exc:  # send() must never raise into the dispatcher
+            return self._result(Outcome.PERMANENT, None, type(exc).__name__)
+        return self._classify(status, text, retry_after)
+
+    def _classify(self, status: int, text: str, retry_after: float | None) -> SendResult:
+        raise NotImplementedError
+
+    def _failure(
+        self, status: int, code: str | None, data: object, retry_after: float | None
+    ) -> SendResult:
+        outcome = _classify_failure(status, code)
+        if outcome is Outcome.RATE_LIMITED:
+            error = code or "rate_limited"
+            if retry_after is None:
+                retry_after = _body_retry_after(data)
+            return self._result(
+                outcome,
+                status,
+                error,
+                retry_after=DEFAULT_RETRY_AFTER if retry_after is None else retry_after,
+            )
+        return self._result(outcome, status, code or f"http_{status}")
+
+    @staticmethod
+    def _result(
+        outcome: Outcome, status: int | None, error: str | None, **extra: Any
+    ) -> SendResult:
+        return SendResult(
+            outcome, status=status, error=error, remedy=remedy_for(status, error), **extra
+        )
+
+    def _code(self, text: str, data: object) -> str | None:
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return _reason(data["error"], self._secret)
+        return _reason(text, self._secret)
+
+    def close(self) -> None:
+        """Release pooled connections; idempotent. A caller-supplied session is left open."""
+        self._closed = True
+        if self._owns_session:
+            self._session.close()
+
+
+class WebhookTransport(_HttpTransport):
+    """POST JSON to a Slack incoming webhook.
+
+    `connect_timeout` and `read_timeout` are seconds; `session` lets tests or proxies supply their
+    own `requests.Session` (it is then not closed by `close()`)::
+
+        WebhookTransport("https://hooks.slack.com/services/T.../B.../...").send({"text": "hi"})
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 5.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+        super().__init__(
+            _Secret(url, _mask_url(url), _url_fragments(url)),
+            f"webhook:{digest}",
+            connect_timeout,
+            read_timeout,
+            session,
+        )
+
+    def send(self, payload: Mapping[str, Any]) -> SendResult:
+        """Post `payload` (a Slack message dict); never raises."""
+        return self._post(self._secret.reveal(), payload, {})
+
+    def _classify(self, status: int, text: str, retry_after: float | None) -> SendResult:
+        if 200 <= status < 300:
+            return SendResult(Outcome.OK, status=status)
+        data = _parse_json(text)
+        return self._failure(status, self._code(text, data), data, retry_after)
+
+    def __repr__(self) -> str:
+        return f"WebhookTransport(url={self._secret!r})"
+
+
+class WebApiTransport(_HttpTransport):
+    """POST to `{api_url}/chat.postMessage` with a bot token, answering with the message `ts`.
+
+    The payload gets ``"channel": channel`` unless it names one itself::
+
+        WebApiTransport("xoxb-...", "C0123456789").send({"text": "hi"}).ts
+    """
+
+    __slots__ = ("_api_url", "channel")
+
+    def __init__(
+        self,
+        token: str,
+        channel: str,
+        *,
+        api_url: str = "https://slack.com/api",
+        connect_timeout: float = 3.05,
+        read_timeout: float = 5.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        super().__init__(
+            _Secret(token, _mask_token(token), [token]),
+            f"chat:{channel}",
+            connect_timeout,
+            read_timeout,
+            session,
+        )
+        self.channel = channel
+        self._api_url = api_url.rstrip("/")
+
+    def send(self, payload: Mapping[str, Any]) -> SendResult:
+        """Post `payload` (a Slack message dict) with chat.postMessage; never raises."""
+        body = dict(payload)
+        body.setdefault("channel", self.channel)
+        return self._post(
+            f"{self._api_url}/chat.postMessage",
+            body,
+            {"Authorization": f"Bearer {self._secret.reveal()}"},
+        )
+
+    def _classify(self, status: int, text: str, retry_after: float | None) -> SendResult:
+        data = _parse_json(text)
+        if 200 <= status < 300:
+            if not isinstance(data, dict):
+                # A proxy's page or a truncated answer: Slack may not have seen the message.
+                return self._result(Outcome.RETRY, status, "invalid_response")
+            if data.get("ok") is True:
+                ts, channel = data.get("ts"), data.get("channel")
+                return SendResult(
+                    Outcome.OK,
+                    status=status,
+                    ts=ts if isinstance(ts, str) else None,
+                    channel=channel if isinstance(channel, str) else None,
+                )
+            return self._failure(status, self._code("", data) or "unknown_error", data, retry_after)
+        return self._failure(status, self._code(text, data), data, retry_after)
+
+    def __repr__(self) -> str:
+        # The API URL is public, unless someone put credentials in it.
+        api_url = _mask_url(self._api_url) if "@" in self._api_url else self._api_url
+        token = self._secret
+        return f"WebApiTransport(channel={self.channel!r}, token={token!r}, api_url={api_url!r})"
