@@ -146,6 +146,8 @@ def _exception_parts(record: logging.LogRecord) -> tuple[str | None, str | None,
         try:
             if not text:
                 text = "".join(traceback.format_exception(*exc_info)).rstrip()
+                # Cached like logging.Formatter does, so the mirror does not format it again.
+                record.exc_text = text
             tb = exc_info[2]
             if tb is not None:
                 last = traceback.extract_tb(tb)[-1]
