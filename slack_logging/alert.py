@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -123,7 +124,7 @@ def _strict(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str | bool | int) or value is None:
         return value
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else repr(value)
+        return value if math.isfinite(value) else repr(value)
     if depth > 10:
         return "<too deep>"
     if isinstance(value, dict):
