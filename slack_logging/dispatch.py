@@ -495,14 +495,9 @@ class Sender:
         )
 
     def _permanent(self, plan: Plan, result: SendResult, now: float) -> None:
-        dead: list[str] = []
-        later: list[PendingRef] = []
-        for r in plan.refs:
-            (
-                dead.append(r.alert_id)
-                if r.attempts + 1 >= self.config.max_permanent_attempts
-                else later.append(r)
-            )
+        limit = self.config.max_permanent_attempts
+        dead = [r.alert_id for r in plan.refs if r.attempts + 1 >= limit]
+        later = [r for r in plan.refs if r.attempts + 1 < limit]
         reason = _describe(result)
         if dead:
             self.outbox.mark_dead(dead, reason)

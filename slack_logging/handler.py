@@ -201,6 +201,7 @@ class SlackAlertHandler(logging.Handler):
         self._started = False
         self._closed = False
         self._released = False
+        self._left_at_close = 0
         self._pid = os.getpid()
         self.dropped = 0
         self.spilled = 0
@@ -470,8 +471,10 @@ class SlackAlertHandler(logging.Handler):
         """
         budget = self.settings.flush_timeout if timeout is None else timeout
         deadline = time.monotonic() + max(0.0, budget)
-        if self._closed or not self._started:
-            return self.pending() == 0 if not self._closed else True
+        if self._closed:
+            return self._left_at_close == 0
+        if not self._started:
+            return self.pending() == 0
         try:
             if not self._drain_queue(deadline):
                 return False
@@ -528,7 +531,7 @@ class SlackAlertHandler(logging.Handler):
             ended = sender.stop(max(0.0, remaining))
         elif self._pid == os.getpid() and remaining > 0:
             self._deliver_inline(sender, deadline)
-        left = self.pending()
+        left = self._left_at_close = self.pending()
         if left:
             where = (
                 f"kept in {self.settings.alerts_dir} for the next process to send"
