@@ -162,6 +162,8 @@ class Settings:
     redact: Mapping[str, Any] = field(default_factory=dict)
     thread_ttl: float = 24 * 3600.0
     coordination_url: str | None = field(default=None, repr=False)
+    coordination_namespace: str = "slack_logging"
+    coordination_gather: float = 0.3
     ignore_loggers: tuple[str, ...] = ()
 
     @property
@@ -247,6 +249,7 @@ class Settings:
             "mirror_max_bytes": (True, False),
             "mirror_backups": (True, True),
             "thread_ttl": (False, False),
+            "coordination_gather": (False, True),
         }
         for name, (integer, zero_ok) in numbers.items():
             if kwargs.get(name) is not None:
@@ -264,6 +267,26 @@ class Settings:
             if not isinstance(redact, Mapping):
                 raise ValueError("redact: expected a mapping")
             out["redact"] = dict(redact)
+        coord = out["coordination_url"]
+        if coord is not None:
+            coord = str(coord).strip()
+            if urlsplit(coord).scheme not in ("redis", "rediss", "unix"):
+                raise ValueError(
+                    "coordination_url: expected redis://host:port/db (or rediss://, unix://)"
+                )
+            try:
+                import redis  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "coordination_url: Redis coordination needs the extra: "
+                    "pip install 'slack-logging[redis]'"
+                ) from None
+            out["coordination_url"] = coord
+        namespace = kwargs.get("coordination_namespace")
+        if namespace is not None:
+            if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", str(namespace)):
+                raise ValueError("coordination_namespace: letters, digits and _.:- only")
+            out["coordination_namespace"] = str(namespace)
         ignore = kwargs.get("ignore_loggers")
         if ignore is not None:
             if isinstance(ignore, str) or not all(isinstance(n, str) for n in ignore):

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from slack_logging._diag import Diagnostics
 from slack_logging.alert import Alert
 from slack_logging.catalog import Catalog
+from slack_logging.coordination import Coordination, LocalCoordination
 from slack_logging.outbox import Outbox, PendingRef
 from slack_logging.render import render_alert, render_digest
 from slack_logging.transport import Outcome, SendResult, Transport
@@ -170,6 +171,11 @@ class Planner:
                 soonest = t
         return soonest
 
+    def defer(self, dest: str, now: float, until: float) -> None:
+        """Send nothing to ``dest`` before ``until`` (the shared budget or a gathering wait)."""
+        b = self._bucket(dest, now)
+        b.blocked_until = max(b.blocked_until, until)
+
     def took_token(self, dest: str, now: float) -> None:
         b = self._bucket(dest, now)
         b.tokens -= 1.0
@@ -223,6 +229,7 @@ class Sender:
         *,
         clock: Callable[[], float] = time.time,
         on_thread_start: Callable[[], None] | None = None,
+        coord: Coordination | None = None,
     ) -> None:
         self.outbox = outbox
         self.transports = dict(transports)
@@ -232,6 +239,7 @@ class Sender:
         self.config = config
         self.diag = diag
         self.clock = clock
+        self.coord: Coordination = coord or LocalCoordination(outbox)
         self._on_thread_start = on_thread_start
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -239,6 +247,7 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._pending: dict[str, PendingRef] = {}
+        self._awaiting: dict[str, tuple[list[PendingRef], float]] = {}
         self._last_seq = 0
         self._last_prune = 0.0
         self.leader = False
@@ -288,6 +297,7 @@ class Sender:
             self._lock_fd = None
         self.leader = False
         self._pending = {}
+        self._awaiting = {}
         self._last_seq = 0
 
     # -- leadership ------------------------------------------------------------------------
@@ -332,6 +342,7 @@ class Sender:
             self.planner.windows[(dest, dkey)] = float(value)
         self.planner.forget_windows(now)
         self._pending = {}
+        self._awaiting = {}
         self._last_seq = 0
 
     def _save_state(self, plan: Plan) -> None:
@@ -409,20 +420,33 @@ class Sender:
             self._last_prune = now
             self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
             self.planner.forget_windows(now)
-        plan = self.planner.plan(list(self._pending.values()), now)
+        pending = list(self._pending.values())
+        if self.coord.shared:
+            self._check_awaiting(now)
+            self.coord.sync(self.planner, pending, now)
+        plan = self.planner.plan(pending, now)
         if plan is None:
             return False
         self.send(plan, now)
         return True
 
-    def send(self, plan: Plan, now: float) -> SendResult:
+    def send(self, plan: Plan, now: float) -> SendResult | None:
+        """Post one planned message and record the outcome; None if it was not sent now."""
         transport = self.transports.get(plan.dest) or self.transports[self.default_dest]
         bodies = self.outbox.bodies(plan.alert_ids)
         alerts = [bodies[i] for i in plan.alert_ids if i in bodies]
+        admission = self.coord.admit(plan, alerts, now)
+        if admission.wait > 0:
+            self.planner.defer(plan.dest, now, now + admission.wait)
+            return None
+        if admission.await_key is not None:
+            self._await(plan, admission.await_key, now)
+            return None
+        alerts.extend(admission.remote)
         payload = self._payload(plan, alerts)
         thread_key = self._thread_key(alerts, transport)
         if thread_key is not None:
-            ts = self.outbox.get_state(f"thread:{plan.dest}:{thread_key}")
+            ts = self.coord.thread_ts(plan.dest, thread_key)
             if ts:
                 payload["thread_ts"] = ts
                 if any(a.severity == "critical" for a in alerts):
@@ -433,9 +457,12 @@ class Sender:
         after = self.clock()
         if result.outcome is Outcome.OK:
             self._delivered(plan, result, after, thread_key)
+            self.coord.delivered(plan, admission, result.ts or "sent")
         elif result.outcome is Outcome.RATE_LIMITED:
             self.stats["rate_limited"] += 1
-            self.planner.rate_limited(plan.dest, result.retry_after or 30.0, after)
+            retry_after = result.retry_after or 30.0
+            self.planner.rate_limited(plan.dest, retry_after, after)
+            self.coord.rate_limited(plan.dest, retry_after)
             self._save_state(plan)
         elif result.outcome is Outcome.RETRY:
             self._retry(plan, result, after)
@@ -457,7 +484,7 @@ class Sender:
 
     @staticmethod
     def _thread_key(alerts: Sequence[Alert], transport: Transport) -> str | None:
-        if not getattr(transport, "supports_threads", False) or not alerts:
+        if not transport.supports_threads or not alerts:
             return None
         keys = {a.thread_key for a in alerts}
         if len(keys) != 1:
@@ -471,9 +498,7 @@ class Sender:
         self.planner.delivered(plan, now)
         self._save_state(plan)
         if thread_key is not None and result.ts:
-            key = f"thread:{plan.dest}:{thread_key}"
-            if self.outbox.get_state(key) is None:
-                self.outbox.set_state(key, result.ts, ttl=self.config.thread_ttl)
+            self.coord.remember_thread(plan.dest, thread_key, result.ts, self.config.thread_ttl)
         for r in plan.refs:
             self._pending.pop(r.alert_id, None)
         self.stats["messages"] += 1
@@ -517,6 +542,32 @@ class Sender:
             "run `slack-logging replay` after the fix.",
             once=True,
         )
+
+    def _await(self, plan: Plan, key: str, now: float) -> None:
+        """Another host's message will cover these alerts: wait for it to be announced."""
+        deadline = now + self.planner.dedup_window + self.planner.dedup_quiet + 30.0
+        refs = [self._pending.pop(r.alert_id) for r in plan.refs if r.alert_id in self._pending]
+        held, _ = self._awaiting.get(key, ([], deadline))
+        self._awaiting[key] = (held + refs, deadline)
+
+    def _check_awaiting(self, now: float) -> None:
+        """Mark alerts delivered once the covering message is announced; if that host never
+        announces it (it died), take the alerts back and send them ourselves (fail open)."""
+        if not self._awaiting:
+            return
+        done = self.coord.announced(list(self._awaiting))
+        for key in list(self._awaiting):
+            refs, deadline = self._awaiting[key]
+            if key in done:
+                self.outbox.mark_delivered([r.alert_id for r in refs], f"remote:{done[key]}")
+                self.stats["delivered_elsewhere"] += len(refs)
+                del self._awaiting[key]
+            elif now > deadline:
+                for r in refs:
+                    self._pending[r.alert_id] = r
+                del self._awaiting[key]
+        with self._changed:
+            self._changed.notify_all()
 
     # -- waiting -------------------------------------------------------------------------------
 

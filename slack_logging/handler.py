@@ -27,6 +27,7 @@ from slack_logging._diag import Diagnostics
 from slack_logging.alert import RESERVED_ATTRS, safe_message
 from slack_logging.catalog import Category
 from slack_logging.config import Settings, mask_url
+from slack_logging.coordination import Coordination, LocalCoordination, RedisCoordination
 from slack_logging.dispatch import Planner, Sender, SenderConfig
 from slack_logging.ingest import Ingest
 from slack_logging.mirror import Mirror
@@ -176,6 +177,7 @@ class SlackAlertHandler(logging.Handler):
                 ),
                 self.diag,
                 on_thread_start=self._register_thread,
+                coord=self._coordination(planner),
             )
         self.mirror = (
             Mirror(
@@ -214,6 +216,24 @@ class SlackAlertHandler(logging.Handler):
             self._start()
 
     # -- construction helpers ----------------------------------------------------------------
+
+    def _coordination(self, planner: Planner) -> Coordination:
+        assert self.outbox is not None
+        local = LocalCoordination(self.outbox)
+        s = self.settings
+        if not s.coordination_url:
+            return local
+        return RedisCoordination(
+            s.coordination_url,
+            local,
+            self.diag,
+            rate=planner.rate,
+            burst=planner.burst,
+            window=planner.dedup_window,
+            quiet=planner.dedup_quiet,
+            gather=s.coordination_gather,
+            namespace=s.coordination_namespace,
+        )
 
     def _prepare_dir(self, directory: Path) -> tuple[Path, bool]:
         try:
@@ -555,6 +575,8 @@ class SlackAlertHandler(logging.Handler):
             self._released = True
         for t in self._transports.values():
             t.close()
+        if self.sender is not None:
+            self.sender.coord.close()
         if self.outbox is not None:
             self.outbox.close()
 

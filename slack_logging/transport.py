@@ -103,6 +103,7 @@ class Transport(Protocol):
     """Posts rendered payloads to one Slack destination."""
 
     destination: str
+    supports_threads: bool
     """Stable, secret-free id used as the pacing and outbox key."""
 
     def send(self, payload: Mapping[str, Any]) -> SendResult:
@@ -523,6 +524,8 @@ class WebhookTransport(_HttpTransport):
     """
 
     __slots__ = ()
+    #: Webhook answers carry no message ts, so replies cannot be threaded.
+    supports_threads = False
 
     def __init__(
         self,
@@ -564,6 +567,8 @@ class WebApiTransport(_HttpTransport):
     """
 
     __slots__ = ("_api_url", "channel")
+    #: chat.postMessage answers with the message ts, which later replies thread under.
+    supports_threads = True
 
     def __init__(
         self,

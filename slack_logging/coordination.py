@@ -1,0 +1,428 @@
+"""State the senders share around each message: rate budget, Retry-After blocks, dedup windows
+with their repeat counts, and the thread map.
+
+:class:`LocalCoordination` keeps it in the alerts directory: one sender per host already sees
+everything. :class:`RedisCoordination` shares it through Redis between hosts (``coordination_url``)
+and falls back to local coordination while Redis is down or slow. Only the sender thread calls
+these; the logging call never does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from slack_logging._diag import Diagnostics
+from slack_logging.alert import Alert
+from slack_logging.outbox import Outbox, PendingRef
+
+if TYPE_CHECKING:
+    from slack_logging.dispatch import Plan, Planner
+
+__all__ = ["Admission", "Coordination", "LocalCoordination", "RedisCoordination"]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The coordinator's answer to "may I send this message now?".
+
+    Exactly one of: go (``wait == 0`` and ``await_key is None``), wait ``wait`` seconds and ask
+    again, or leave these alerts to another host's message announced under ``await_key``.
+    """
+
+    wait: float = 0.0
+    await_key: str | None = None
+    #: Alerts other hosts published for this message; it covers them too.
+    remote: tuple[Alert, ...] = ()
+    #: Where to announce the message once sent (other hosts wait on it).
+    done_key: str | None = None
+
+    @property
+    def go(self) -> bool:
+        return self.wait <= 0 and self.await_key is None
+
+
+GO = Admission()
+
+
+class Coordination(Protocol):
+    shared: bool
+
+    def sync(self, planner: Planner, pending: Sequence[PendingRef], now: float) -> None: ...
+
+    def admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission: ...
+
+    def delivered(self, plan: Plan, admission: Admission, ts: str) -> None: ...
+
+    def rate_limited(self, dest: str, retry_after: float) -> None: ...
+
+    def announced(self, keys: Sequence[str]) -> dict[str, str]: ...
+
+    def thread_ts(self, dest: str, thread_key: str) -> str | None: ...
+
+    def remember_thread(self, dest: str, thread_key: str, ts: str, ttl: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalCoordination:
+    """One host: the elected sender sees every alert, so only the thread map needs storing."""
+
+    shared = False
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def sync(self, planner: Planner, pending: Sequence[PendingRef], now: float) -> None:
+        return None
+
+    def admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
+        return GO
+
+    def delivered(self, plan: Plan, admission: Admission, ts: str) -> None:
+        return None
+
+    def rate_limited(self, dest: str, retry_after: float) -> None:
+        return None
+
+    def announced(self, keys: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def thread_ts(self, dest: str, thread_key: str) -> str | None:
+        value = self.outbox.get_state(f"thread:{dest}:{thread_key}")
+        return str(value) if value else None
+
+    def remember_thread(self, dest: str, thread_key: str, ts: str, ttl: float) -> None:
+        if self.thread_ts(dest, thread_key) is None:
+            self.outbox.set_state(f"thread:{dest}:{thread_key}", ts, ttl=ttl)
+
+    def close(self) -> None:
+        return None
+
+
+# Token bucket on the server's clock: returns 0 (a token taken) or the milliseconds to wait.
+_ACQUIRE = """
+local rate, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local blocked = redis.call('PTTL', KEYS[2])
+if blocked > 0 then return blocked end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(b[1]), tonumber(b[2])
+if tokens == nil or ts == nil then tokens, ts = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], ttl)
+return wait
+"""
+
+# Slack said wait: block the destination for every host, never shortening an existing block.
+_BLOCK = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+"""
+
+# Publish alerts into the current round of a dedup window, opening the window if there is none.
+# Returns {opened_now, round, window_start}.
+_ENTER = """
+local ttl = tonumber(ARGV[1])
+local opened = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'start', t[1] .. '.' .. string.format('%06d', t[2]), 'round', '1')
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  opened = 1
+end
+local r = redis.call('HGET', KEYS[1], 'round')
+local list = ARGV[2] .. r
+for i = 3, #ARGV do redis.call('RPUSH', list, ARGV[i]) end
+redis.call('PEXPIRE', list, ttl)
+return {opened, tonumber(r), redis.call('HGET', KEYS[1], 'start')}
+"""
+
+# Take every alert published in round ARGV[1] and open the next round; false if already taken.
+_CLOSE = """
+if redis.call('HGET', KEYS[1], 'round') ~= ARGV[1] then return false end
+redis.call('HINCRBY', KEYS[1], 'round', 1)
+local list = ARGV[2] .. ARGV[1]
+local items = redis.call('LRANGE', list, 0, -1)
+redis.call('DEL', list)
+return items
+"""
+
+
+@dataclass
+class _Round:
+    """A dedup round this host has opened or taken, kept until its message is sent."""
+
+    number: int
+    gather_until: float = 0.0
+    remote: list[Alert] = field(default_factory=list)
+    taken: bool = False
+
+
+class RedisCoordination:
+    """Coordination shared by every host on one Redis.
+
+    Keys (all under ``<namespace>:``, all with TTLs, so a flushed or new Redis is harmless):
+
+    ``bucket:<dest>`` token bucket (hash), ``block:<dest>`` Retry-After block,
+    ``win:<dest>:<dedup key>`` dedup window (hash: start, round), ``round:<dest>:<key>:<n>`` alerts
+    published into a round (list of JSON), ``done:<dest>:<key>:<n>`` the message that covered a
+    round, ``thread:<dest>:<thread key>`` the thread's parent ts.
+
+    Redis holds coordination state and copies, never the only copy of an alert: every host keeps
+    its alerts pending in its own outbox until the message covering them is announced.
+
+    Args:
+        url: ``redis://host:port/db``.
+        fallback: used while Redis does not answer.
+        rate, burst: the shared budget per destination.
+        window, quiet: the dedup window, as in :class:`~slack_logging.dispatch.Planner`.
+        gather: how long the host that opens a window waits for the other hosts' copies of the
+            same alert, so a failure seen by every host at once is one message.
+        timeout: per Redis call; a slow Redis counts as down.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        fallback: Coordination,
+        diag: Diagnostics,
+        *,
+        rate: float = 1.0,
+        burst: int = 3,
+        window: float = 60.0,
+        quiet: float = 10.0,
+        gather: float = 0.3,
+        timeout: float = 0.25,
+        namespace: str = "slack_logging",
+        retry_every: float = 5.0,
+        client: Any = None,
+    ) -> None:
+        import redis
+
+        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.client = client or redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        )
+        self.url = url
+        self.fallback = fallback
+        self.diag = diag
+        self.rate, self.burst = rate, burst
+        self.window, self.quiet, self.gather = window, quiet, gather
+        self.ns = namespace
+        self.retry_every = retry_every
+        self._down_until = 0.0
+        self._down = False
+        self._rounds: dict[tuple[str, str], _Round] = {}
+        self._acquire = self.client.register_script(_ACQUIRE)
+        self._block = self.client.register_script(_BLOCK)
+        self._enter = self.client.register_script(_ENTER)
+        self._close = self.client.register_script(_CLOSE)
+        self.stats: dict[str, int] = {"calls": 0, "errors": 0}
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int((self.window + self.quiet + 60.0) * 1000)
+
+    # -- availability ------------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return not self._down or time.monotonic() >= self._down_until
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis operation; raise _Unavailable (after reporting once) when it fails."""
+        if not self.available:
+            raise _Unavailable
+        self.stats["calls"] += 1
+        try:
+            result = fn(*args, **kwargs)
+        except self._redis_errors as exc:
+            self.stats["errors"] += 1
+            self._down_until = time.monotonic() + self.retry_every
+            if not self._down:
+                self._down = True
+                self.diag.report(
+                    "redis-down",
+                    f"Redis coordination unavailable ({type(exc).__name__}); each host now paces "
+                    "and dedups on its own until Redis answers again. No alert is lost.",
+                    once=False,
+                )
+            raise _Unavailable from None
+        if self._down:
+            self._down = False
+            self.diag.report("redis-up", "Redis coordination is back; hosts share it again.")
+        return result
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    # -- the sender's hooks --------------------------------------------------------------------
+
+    def sync(self, planner: Planner, pending: Sequence[PendingRef], now: float) -> None:
+        """Learn the dedup windows other hosts opened, so repeats are held here too."""
+        keys = sorted({(r.dest, r.dedup_key) for r in pending} - set(self._rounds))[:500]
+        if not keys:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for dest, key in keys:
+            pipe.hget(self._key("win", dest, key), "start")
+        try:
+            starts = self._call(pipe.execute)
+        except _Unavailable:
+            return
+        for (dest, key), start in zip(keys, starts, strict=True):
+            if start is not None:
+                remote = float(start)
+                local = planner.windows.get((dest, key))
+                if local is None or remote > local:
+                    planner.windows[(dest, key)] = remote
+
+    def admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
+        try:
+            return self._admit(plan, alerts, now)
+        except _Unavailable:
+            pending = self._rounds.pop((plan.dest, next(iter(_keys(alerts)), "")), None)
+            remote = tuple(pending.remote) if pending is not None else ()
+            return Admission(remote=remote)
+
+    def _admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
+        keys = _keys(alerts)
+        if len(keys) != 1:
+            # A digest of many kinds: open their windows so other hosts hold their repeats.
+            for key in keys:
+                self._call(
+                    self._enter,
+                    keys=[self._key("win", plan.dest, key)],
+                    args=[self._ttl_ms, self._key("round", plan.dest, key) + ":"],
+                )
+            return self._budget(plan.dest, None)
+        (key,) = keys
+        slot = (plan.dest, key)
+        win = self._key("win", plan.dest, key)
+        prefix = self._key("round", plan.dest, key) + ":"
+        rnd = self._rounds.get(slot)
+        if rnd is None:
+            bodies = [a.to_json() for a in alerts]
+            opened, number, start = self._call(
+                self._enter, keys=[win], args=[self._ttl_ms, prefix, *bodies]
+            )
+            rnd = _Round(number=int(number))
+            if opened:
+                rnd.gather_until = now + self.gather
+            elif self._redis_age(start) < self.gather:
+                # The host that opened the window is gathering: its message will cover these.
+                return Admission(await_key=self._key("done", plan.dest, key, str(number)))
+            self._rounds[slot] = rnd
+        if now < rnd.gather_until:
+            return Admission(wait=rnd.gather_until - now)
+        if not rnd.taken:
+            items = self._call(self._close, keys=[win], args=[str(rnd.number), prefix])
+            if items is None or items is False:
+                del self._rounds[slot]
+                return Admission(await_key=self._key("done", plan.dest, key, str(rnd.number)))
+            local_ids = {a.alert_id for a in alerts}
+            seen: set[str] = set()
+            for raw in items:
+                remote = Alert.from_json(raw.decode() if isinstance(raw, bytes) else raw)
+                if remote.alert_id not in local_ids and remote.alert_id not in seen:
+                    seen.add(remote.alert_id)
+                    rnd.remote.append(remote)
+            rnd.taken = True
+        return self._budget(
+            plan.dest, self._key("done", plan.dest, key, str(rnd.number)), tuple(rnd.remote)
+        )
+
+    def _redis_age(self, start: Any) -> float:
+        seconds, micros = self._call(self.client.time)
+        text = start.decode() if isinstance(start, bytes) else str(start)
+        return float(seconds) + float(micros) / 1e6 - float(text)
+
+    def _budget(self, dest: str, done_key: str | None, remote: tuple[Alert, ...] = ()) -> Admission:
+        wait_ms = self._call(
+            self._acquire,
+            keys=[self._key("bucket", dest), self._key("block", dest)],
+            args=[self.rate, self.burst, 3_600_000],
+        )
+        if int(wait_ms) > 0:
+            return Admission(wait=int(wait_ms) / 1000.0, remote=remote, done_key=done_key)
+        return Admission(remote=remote, done_key=done_key)
+
+    def delivered(self, plan: Plan, admission: Admission, ts: str) -> None:
+        for key in _keys_of(plan):
+            self._rounds.pop((plan.dest, key), None)
+        if admission.done_key is None:
+            return
+        try:
+            self._call(self.client.set, admission.done_key, ts, px=self._ttl_ms)
+        except _Unavailable:
+            return
+
+    def rate_limited(self, dest: str, retry_after: float) -> None:
+        try:
+            self._call(self._block, keys=[self._key("block", dest)], args=[int(retry_after * 1000)])
+        except _Unavailable:
+            return
+
+    def announced(self, keys: Sequence[str]) -> dict[str, str]:
+        """Which of these rounds another host has sent: ``{done key: message ts}``."""
+        if not keys:
+            return {}
+        try:
+            values = self._call(self.client.mget, list(keys))
+        except _Unavailable:
+            return {}
+        return {
+            k: (v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in zip(keys, values, strict=True)
+            if v is not None
+        }
+
+    def thread_ts(self, dest: str, thread_key: str) -> str | None:
+        try:
+            value = self._call(self.client.get, self._key("thread", dest, thread_key))
+        except _Unavailable:
+            return self.fallback.thread_ts(dest, thread_key)
+        if value is None:
+            return self.fallback.thread_ts(dest, thread_key)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def remember_thread(self, dest: str, thread_key: str, ts: str, ttl: float) -> None:
+        self.fallback.remember_thread(dest, thread_key, ts, ttl)
+        try:
+            self._call(
+                self.client.set,
+                self._key("thread", dest, thread_key),
+                ts,
+                nx=True,
+                px=int(ttl * 1000),
+            )
+        except _Unavailable:
+            return
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a client that never connected
+            self.client.close()
+
+
+class _Unavailable(Exception):
+    """Redis did not answer; the caller falls back to local coordination."""
+
+
+def _keys(alerts: Sequence[Alert]) -> list[str]:
+    return sorted({a.dedup_key for a in alerts})
+
+
+def _keys_of(plan: Plan) -> list[str]:
+    return sorted({r.dedup_key for r in plan.refs})
