@@ -51,7 +51,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - the Debian binary on loopback
+        self.proc = subprocess.Popen(
             [
                 "redis-server",
                 "--port",
@@ -123,7 +123,7 @@ log.setLevel(logging.INFO)
 def host(body: str, **cfg: object) -> subprocess.Popen[str]:
     """A "host": a process with its own handler configuration (and alerts directory)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    return subprocess.Popen(  # noqa: S603 - our interpreter and code
+    return subprocess.Popen(
         [sys.executable, "-c", HOST + textwrap.dedent(body), json.dumps(cfg)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
