@@ -15,17 +15,21 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from slack_logging.alerts import AlertLogger
 from slack_logging.catalog import BUILTIN_CATEGORIES, Catalog, Category
 from slack_logging.config import configure
 from slack_logging.handler import SlackAlertHandler
+from slack_logging.infra import infra_alert
 
 __all__ = [
     "BUILTIN_CATEGORIES",
+    "AlertLogger",
     "Catalog",
     "Category",
     "SlackAlertHandler",
     "__version__",
     "configure",
+    "infra_alert",
 ]
 
 
