@@ -204,6 +204,15 @@ class Outbox:
         )
         return int(row[0][0])
 
+    def latest_from(self, origin: str, up_to_seq: int) -> tuple[int, str | None] | None:
+        """State and last error of ``origin``'s newest alert up to ``up_to_seq``."""
+        rows = self._query(
+            "SELECT state, error FROM alerts WHERE origin = ? AND seq <= ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (origin, up_to_seq),
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
     def counts(self) -> dict[str, int]:
         """Alerts by state: ``{"pending": n, "delivered": n, "dead": n}``."""
         out = dict.fromkeys(STATE_NAMES.values(), 0)

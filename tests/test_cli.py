@@ -1,0 +1,578 @@
+"""The slack-logging command, in-process with capsys, against the fake Slack on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slack_logging.alert import Alert, new_alert_id
+from slack_logging.cli import handler_options, main, parse_field
+from slack_logging.outbox import Outbox
+from slack_logging.testing import FAKE_TOKEN, FAKE_WEBHOOK_PATH, FakeSlack
+
+REPO = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = FAKE_WEBHOOK_PATH.rsplit("/", 1)[1]
+TOKEN_SECRET = FAKE_TOKEN.split("-", 1)[1]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def webhook_env(
+    monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack, alerts_dir: Path
+) -> FakeSlack:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", fake_slack.webhook_url)
+    monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
+    return fake_slack
+
+
+@pytest.fixture
+def chat_env(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack, alerts_dir: Path) -> FakeSlack:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", FAKE_TOKEN)
+    monkeypatch.setenv("SLACK_CHANNEL_ID", "C0ALERTS01")
+    monkeypatch.setenv("SLACK_API_URL", fake_slack.api_url)
+    monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
+    return fake_slack
+
+
+def write_yaml(path: Path, handler: str, form: str = "class") -> Path:
+    path.write_text(
+        "version: 1\n"
+        "handlers:\n"
+        "  console:\n"
+        "    class: logging.StreamHandler\n"
+        "  slack:\n"
+        f"    {form}: slack_logging.SlackAlertHandler\n"
+        "    level: INFO\n"
+        f"{handler}"
+        "root:\n"
+        "  handlers: [console, slack]\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def no_secret(*texts: str) -> None:
+    for text in texts:
+        assert WEBHOOK_SECRET not in text
+        assert TOKEN_SECRET not in text
+
+
+class TestCheck:
+    def test_all_good_with_webhook(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Webhook set, directory creatable: exit 0, one [ok] line per check, no secret."""
+        code, out, err = run(capsys, "check")
+        assert code == 0, out
+        assert "[ok]   destination: incoming webhook http://127.0.0.1:" in out
+        assert "webhook URL is well-formed" in out
+        assert "delivery is enabled" in out
+        assert f"alerts directory {alerts_dir.resolve()} is writable (created it)" in out
+        assert "[FAIL]" not in out
+        assert alerts_dir.is_dir()
+        assert list(alerts_dir.iterdir()) == []  # the probe file is gone
+        assert webhook_env.requests == []  # no --send: no network
+        no_secret(out, err)
+
+    def test_send_posts_a_test_message(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """--send posts one rendered test message and prints Slack's answer."""
+        code, out, err = run(capsys, "check", "--send")
+        assert code == 0, out
+        (msg,) = webhook_env.messages
+        assert "slack-logging check" in msg.payload["text"]
+        assert msg.payload["metadata"]["event_payload"]["category"] == "check"
+        assert "Slack answered HTTP 200 ok" in out
+        no_secret(out, err)
+
+    def test_bot_token_mode(self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack) -> None:
+        """Bot-token mode names the channel, masks the token and reports the ts."""
+        code, out, err = run(capsys, "check", "--send")
+        assert code == 0, out
+        assert "bot token xoxb-… to channel C0ALERTS01" in out
+        (msg,) = chat_env.messages
+        assert msg.channel == "C0ALERTS01"
+        assert f"ts {msg.ts}" in out
+        no_secret(out, err)
+
+    def test_routes_get_their_own_test_message(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        chat_env: FakeSlack,
+        tmp_path: Path,
+        alerts_dir: Path,
+    ) -> None:
+        """Each routed channel is listed and gets its own test message."""
+        config = write_yaml(
+            tmp_path / "logging.yaml",
+            f"    alerts_dir: {alerts_dir}\n"
+            "    categories:\n"
+            "      report_fail:\n"
+            "        channel: C0REPORTS1\n",
+        )
+        code, out, _ = run(capsys, "check", "--send", "--config", str(config))
+        assert code == 0, out
+        assert "route: report_fail to channel C0REPORTS1" in out
+        assert sorted(m.channel or "" for m in chat_env.messages) == ["C0ALERTS01", "C0REPORTS1"]
+
+    def test_nothing_configured(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, alerts_dir: Path
+    ) -> None:
+        """No destination: exit 1 naming the env vars to set."""
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
+        code, out, _ = run(capsys, "check")
+        assert code == 1
+        assert "[FAIL] destination: none configured" in out
+        assert "SLACK_WEBHOOK_URL" in out
+        assert "1 check(s) failed" in out
+
+    def test_kill_switch_fails(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """SLACK_ENABLED=false is reported as a failure with the fix; --send sends nothing."""
+        monkeypatch.setenv("SLACK_ENABLED", "false")
+        code, out, _ = run(capsys, "check", "--send")
+        assert code == 1
+        assert "[FAIL] delivery is switched off" in out
+        assert "SLACK_ENABLED=true" in out
+        assert webhook_env.requests == []
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("http://hooks.slack.com/services/T0/B0/supersecretvalue", "plain http"),
+            ("https://hooks.slack.com/hooks/supersecretvalue", "a Slack webhook looks like"),
+        ],
+    )
+    def test_malformed_url(
+        self,
+        url: str,
+        expected: str,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        alerts_dir: Path,
+    ) -> None:
+        """A malformed webhook URL fails the configuration check without printing the secret."""
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
+        code, out, err = run(capsys, "check")
+        assert code == 1
+        assert "[FAIL] configuration: webhook_url" in out
+        assert expected in out
+        assert "supersecretvalue" not in out + err
+        assert "is writable" in out  # the other checks still run
+
+    @pytest.mark.parametrize(
+        ("fault", "expected", "remedy"),
+        [
+            ("revoke", "HTTP 404 no_service", "Regenerate the incoming webhook"),
+            ("403", "HTTP 403 action_prohibited", "Invite the bot"),
+            ("reset", "no answer (ConnectionError)", "firewall"),
+        ],
+    )
+    def test_send_failure_shows_cause_and_remedy(
+        self,
+        fault: str,
+        expected: str,
+        remedy: str,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+    ) -> None:
+        """A refused test message exits 1 with Slack's answer and the fix."""
+        if fault == "revoke":
+            webhook_env.revoke()
+        elif fault == "403":
+            webhook_env.fail_next(403)
+        else:
+            webhook_env.reset_next()
+        code, out, err = run(capsys, "check", "--send")
+        assert code == 1
+        assert "[FAIL] test message to webhook http://127.0.0.1:" in out
+        assert expected in out
+        assert remedy in out
+        no_secret(out, err)
+
+    def test_not_in_channel(self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack) -> None:
+        """A bot outside the channel: exit 1, invite the bot."""
+        chat_env.channels.add("C0SOMEOTHER")
+        code, out, _ = run(capsys, "check", "--send")
+        assert code == 1
+        assert "not_in_channel" in out
+        assert "Invite the bot to the channel" in out
+
+    def test_timeout(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        fake_slack: FakeSlack,
+        tmp_path: Path,
+        alerts_dir: Path,
+    ) -> None:
+        """Slack not answering in read_timeout: exit 1, check the firewall or the timeout."""
+        config = write_yaml(
+            tmp_path / "logging.yaml",
+            f"    webhook_url: {fake_slack.webhook_url}\n"
+            f"    alerts_dir: {alerts_dir}\n"
+            "    read_timeout: 0.2\n",
+        )
+        fake_slack.hang_next(10)
+        code, out, _ = run(capsys, "check", "--send", "--config", str(config))
+        assert code == 1
+        assert "no answer (ReadTimeout)" in out
+        assert "raise the timeout" in out
+
+    def test_unreachable(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        alerts_dir: Path,
+    ) -> None:
+        """Nothing listening: exit 1 with the network remedy."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{port}/services/T0/B0/x")
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
+        code, out, _ = run(capsys, "check", "--send")
+        assert code == 1
+        assert "no answer (ConnectionError)" in out
+        assert "firewall" in out
+
+    def test_directory_not_creatable(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """An alerts directory that cannot be created fails with the permissions fix."""
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(blocker / "alerts"))
+        code, out, _ = run(capsys, "check")
+        assert code == 1
+        assert f"[FAIL] alerts directory {blocker / 'alerts'}: cannot create it" in out
+        assert "chown" in out
+        assert "로그 파일 저장 실패" in out
+
+    def test_directory_not_writable(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """An existing directory that refuses the probe file fails with the permissions fix."""
+        alerts_dir.mkdir()
+        real_open = os.open
+
+        def refuse_probe(path: Any, *args: Any, **kwargs: Any) -> int:
+            # Works the same as root, who can write into a chmod 500 directory.
+            if Path(path).name.startswith(".check-"):
+                raise PermissionError(13, "Permission denied")
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refuse_probe)
+        code, out, _ = run(capsys, "check")
+        assert code == 1
+        assert f"[FAIL] alerts directory {alerts_dir}: not writable (Permission denied)" in out
+        assert "chown" in out
+
+    def test_reports_dead_letters(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """An existing outbox is summarised; dead letters are a warning pointing at replay."""
+        alerts_dir.mkdir()
+        outbox = Outbox(alerts_dir)
+        alert = Alert(new_alert_id(), "payment_fail", "error", "x", time.time())
+        outbox.add([(alert, "webhook:old")])
+        outbox.mark_dead([alert.alert_id], "HTTP 404 no_service")
+        outbox.close()
+        code, out, _ = run(capsys, "check")
+        assert code == 0  # a warning, not a failure: the configuration may be fixed already
+        assert "[info] outbox: 0 pending, 0 delivered, 1 dead" in out
+        assert "[warn] 1 alert(s) were rejected by Slack" in out
+        assert "slack-logging replay" in out
+
+
+class TestConfigFile:
+    @pytest.mark.parametrize("form", ["class", "()"])
+    def test_handler_found_in_both_forms(self, form: str, tmp_path: Path) -> None:
+        """The handler is found by class: or (): and dictConfig keys are dropped."""
+        config = write_yaml(tmp_path / "l.yaml", "    rate_limit: 2\n", form)
+        name, options = handler_options(config)
+        assert (name, options) == ("slack", {"rate_limit": 2})
+
+    def test_env_is_expanded(self, tmp_path: Path, alerts_dir: Path) -> None:
+        """${VAR:-default} is expanded like configure() does."""
+        config = write_yaml(
+            tmp_path / "l.yaml", "    alerts_dir: ${MY_DIR:-/x}\n    service: ${NOPE:-pay}\n"
+        )
+        _, options = handler_options(config, env={"MY_DIR": str(alerts_dir)})
+        assert options == {"alerts_dir": str(alerts_dir), "service": "pay"}
+
+    def test_repo_logging_yaml(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """The shipped logging.yaml is understood without applying it."""
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(tmp_path))
+        name, options = handler_options(REPO / "logging.yaml")
+        assert name == "slack"
+        assert options["alerts_dir"] == str(tmp_path)
+        assert "refund_fail" in options["categories"]
+
+    def test_no_handler(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        """A config without our handler is a usage error on stderr."""
+        path = tmp_path / "l.yaml"
+        path.write_text("version: 1\nhandlers: {}\n")
+        code, _, err = run(capsys, "check", "--config", str(path))
+        assert code == 2
+        assert "no handler with class slack_logging.SlackAlertHandler" in err
+
+    def test_yaml_error_does_not_quote_the_file(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """A YAML syntax error names the line, never the text (it may hold the webhook)."""
+        path = tmp_path / "l.yaml"
+        path.write_text(
+            "handlers:\n  slack:\n    webhook_url: https://hooks.slack.com/services/T/B/sekret\n"
+            "    bad: [unclosed\n"
+        )
+        code, out, err = run(capsys, "check", "--config", str(path))
+        assert code == 2
+        assert "invalid YAML at line" in err
+        assert "sekret" not in out + err
+
+    def test_missing_file(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        """A missing config file: exit 2 with the OS error."""
+        code, _, err = run(capsys, "preview", "payment_fail", "--config", str(tmp_path / "no"))
+        assert code == 2
+        assert "No such file" in err
+
+
+class TestSend:
+    def test_delivered(self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack) -> None:
+        """An alert from the shell arrives with typed fields; exit 0."""
+        code, out, err = run(
+            capsys,
+            "send",
+            "report_fail",
+            "야간 리포트 실패",
+            "--field",
+            "report_id=00123",
+            "-f",
+            "rows=15000",
+            "-f",
+            "ratio=0.5",
+        )
+        assert code == 0, err
+        assert "delivered" in out
+        (msg,) = webhook_env.messages
+        body = json.dumps(msg.payload, ensure_ascii=False)
+        assert "야간 리포트 실패" in body
+        assert "리포트 생성 실패" in body
+        assert "00123" in body
+        assert "15,000" in body or "15000" in body
+
+    def test_rejected(self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack) -> None:
+        """A revoked webhook: exit 1 with the cause and the fix."""
+        webhook_env.revoke()
+        code, _, err = run(capsys, "send", "payment_fail", "x")
+        assert code == 1
+        assert "rejected by Slack: HTTP 404 no_service" in err
+        assert "Regenerate the incoming webhook" in err
+        no_secret(err)
+
+    def test_slack_down_is_queued(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Slack down past --timeout: exit 3, the alert stays in the outbox for later."""
+        webhook_env.set_down(503)
+        code, _, err = run(capsys, "send", "payment_fail", "x", "--timeout", "0.3")
+        assert code == 3
+        assert "stored in" in err
+        outbox = Outbox(alerts_dir)
+        try:
+            assert outbox.counts()["pending"] == 1
+        finally:
+            outbox.close()
+
+    def test_not_configured(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, alerts_dir: Path
+    ) -> None:
+        """Without a destination nothing is sent: exit 1, the mirror keeps it."""
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
+        code, _, err = run(capsys, "send", "payment_fail", "x")
+        assert code == 1
+        assert "not sent: no destination configured" in err
+        assert "payment_fail" in (alerts_dir / "alerts.jsonl").read_text(encoding="utf-8")
+
+    def test_unknown_category_is_sent_with_a_note(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """A category outside the catalog still goes out, with a note on stderr."""
+        code, _, err = run(capsys, "send", "disk_full", "디스크 부족")
+        assert code == 0
+        assert "'disk_full' is not in the catalog" in err
+        assert "Unknown alert: disk_full" in webhook_env.messages[0].payload["text"]
+
+    def test_custom_category_from_config(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        fake_slack: FakeSlack,
+        tmp_path: Path,
+        alerts_dir: Path,
+    ) -> None:
+        """--config brings the file's categories: a custom one has its title."""
+        config = write_yaml(
+            tmp_path / "logging.yaml",
+            f"    webhook_url: {fake_slack.webhook_url}\n"
+            f"    alerts_dir: {alerts_dir}\n"
+            "    categories:\n"
+            "      refund_fail:\n"
+            "        title: 환불 실패\n",
+        )
+        code, _, err = run(capsys, "send", "refund_fail", "x", "--config", str(config))
+        assert code == 0, err
+        assert "note:" not in err
+        assert "환불 실패" in fake_slack.messages[0].payload["text"]
+
+    def test_thread_key_field_threads_in_bot_mode(
+        self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack
+    ) -> None:
+        """Two sends with the same thread_key field: the second replies in the first's thread."""
+        assert run(capsys, "send", "payment_start", "시작", "-f", "thread_key=ORD-9")[0] == 0
+        assert run(capsys, "send", "payment_fail", "실패", "-f", "thread_key=ORD-9")[0] == 0
+        first, second = chat_env.messages
+        assert second.thread_ts == first.ts
+
+    @pytest.mark.parametrize("argv", [["send", "bad name", "x"], ["send", "x", "y", "-f", "nokey"]])
+    def test_usage_errors(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        """A bad category or field is an argparse error: exit 2, message on stderr."""
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        assert "error:" in capsys.readouterr().err
+
+
+class TestPreview:
+    def test_prints_payload_without_network(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """preview prints the Block Kit JSON and sends nothing."""
+        code, out, _ = run(
+            capsys, "preview", "payment_fail", "카드 한도 초과", "-f", "order_id=ORD-1"
+        )
+        assert code == 0
+        payload = json.loads(out)
+        assert payload["text"] == ":x: 결제 실패: 카드 한도 초과"
+        assert payload["metadata"]["event_payload"]["category"] == "payment_fail"
+        assert "ORD-1" in json.dumps(payload)
+        assert webhook_env.requests == []
+
+    def test_sample_fields_without_any(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without fields and message, the key fields show as placeholders."""
+        code, out, _ = run(capsys, "preview", "api_timeout")
+        assert code == 0
+        body = json.dumps(json.loads(out), ensure_ascii=False)
+        for name in ("service", "endpoint", "elapsed_ms"):
+            assert f"<{name}>" in body.replace("&lt;", "<").replace("&gt;", ">")
+        assert "Preview of the API 타임아웃 alert" in body
+
+    def test_redaction_applies(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The preview shows what redaction leaves: a card number is masked."""
+        code, out, _ = run(capsys, "preview", "payment_fail", "card 4111 1111 1111 1111")
+        assert code == 0
+        assert "4111 1111 1111 1111" not in out
+
+    def test_chat_mode_shows_channel(
+        self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack
+    ) -> None:
+        """In bot-token mode the payload names the channel it would go to."""
+        code, out, _ = run(capsys, "preview", "report_fail")
+        assert code == 0
+        assert json.loads(out)["channel"] == "C0ALERTS01"
+
+    def test_unknown_category(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """An unknown category previews as the visible stand-in."""
+        code, out, _ = run(capsys, "preview", "disk_full", "x")
+        assert code == 0
+        assert "Unknown alert: disk_full" in json.loads(out)["text"]
+
+
+class TestStatusReplay:
+    def test_status_empty(self, capsys: pytest.CaptureFixture[str], alerts_dir: Path) -> None:
+        """status on a directory without an outbox reports zeros."""
+        code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir), "--json")
+        assert code == 0
+        assert json.loads(out)["pending"] == 0
+
+    def test_status_reads_alerts_dir_from_config(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, alerts_dir: Path
+    ) -> None:
+        """--config gives status the alerts directory of the handler."""
+        config = write_yaml(tmp_path / "l.yaml", f"    alerts_dir: {alerts_dir}\n")
+        code, out, _ = run(capsys, "status", "--config", str(config), "--json")
+        assert code == 0
+        assert json.loads(out)["alerts_dir"] == str(alerts_dir)
+
+    def test_replay_without_outbox(
+        self, capsys: pytest.CaptureFixture[str], alerts_dir: Path
+    ) -> None:
+        """replay without an outbox is an error on stderr."""
+        code, _, err = run(capsys, "replay", "--alerts-dir", str(alerts_dir))
+        assert code == 1
+        assert "no outbox" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("amount=15000", ("amount", 15000)),
+        ("delta=-3", ("delta", -3)),
+        ("ratio=12.5", ("ratio", 12.5)),
+        ("order_id=00123", ("order_id", "00123")),
+        ("n=1e3", ("n", "1e3")),
+        ("n=1_000", ("n", "1_000")),
+        ("flag=true", ("flag", "true")),
+        ("note=a=b", ("note", "a=b")),
+        ("empty=", ("empty", "")),
+        ("reason=카드 한도 초과", ("reason", "카드 한도 초과")),
+    ],
+)
+def test_parse_field(text: str, expected: tuple[str, Any]) -> None:
+    """Plain integers and decimals become numbers; everything else keeps its spelling."""
+    assert parse_field(text) == expected
+
+
+@pytest.mark.subprocess
+def test_python_m_smoke(tmp_path: Path) -> None:
+    """python -m slack_logging preview runs in a fresh interpreter and prints JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "slack_logging", "preview", "net_cancel_fail", "망취소 실패"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["text"].endswith("망취소 실패: 망취소 실패")
