@@ -98,10 +98,16 @@ class Alert:
 
     @property
     def dedup_key(self) -> str:
-        """Identical alerts share this: category, message template, exception type and place."""
-        raw = "\x1f".join((self.category, self.template, self.exc_type or "", self.place)).encode(
-            "utf-8", "replace"
+        """Identical alerts share this: category, message template, exception type and place,
+        and thread (one order's alerts are never folded into another order's thread)."""
+        parts = (
+            self.category,
+            self.template,
+            self.exc_type or "",
+            self.place,
+            self.thread_key or "",
         )
+        raw = "\x1f".join(parts).encode("utf-8", "replace")
         return hashlib.blake2b(raw, digest_size=10).hexdigest()
 
     def to_json(self) -> str:
