@@ -229,6 +229,7 @@ class Sender:
         *,
         clock: Callable[[], float] = time.time,
         on_thread_start: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
         coord: Coordination | None = None,
     ) -> None:
         self.outbox = outbox
@@ -241,6 +242,7 @@ class Sender:
         self.clock = clock
         self.coord: Coordination = coord or LocalCoordination(outbox)
         self._on_thread_start = on_thread_start
+        self._on_idle = on_idle
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._changed = threading.Condition()
@@ -414,6 +416,8 @@ class Sender:
 
     def step(self) -> bool:
         """Send at most one message. True if one was attempted."""
+        if self._on_idle is not None:
+            self._on_idle()
         self.refresh()
         now = self.clock()
         if now - self._last_prune > 3600.0:

@@ -177,6 +177,7 @@ class SlackAlertHandler(logging.Handler):
                 ),
                 self.diag,
                 on_thread_start=self._register_thread,
+                on_idle=self._on_sender_idle,
                 coord=self._coordination(planner),
             )
         self.mirror = (
@@ -200,6 +201,8 @@ class SlackAlertHandler(logging.Handler):
         self._start_lock = threading.Lock()
         self._spill_lock = threading.Lock()
         self._spill_fd: int | None = None
+        self._spill_dirty = False
+        self._orphans_checked = False
         self._started = False
         self._closed = False
         self._released = False
@@ -330,6 +333,16 @@ class SlackAlertHandler(logging.Handler):
 
     # -- the hot path ------------------------------------------------------------------------
 
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Filter and emit without the handler lock: ``emit`` only enqueues and is thread-safe,
+        and the lock would make a burst of callers wait behind the one starting the threads."""
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # 3.12+: a filter may return a replacement
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
     def emit(self, record: logging.LogRecord) -> None:
         """Enqueue the record; never blocks, never raises, does no I/O (but on overflow)."""
         try:
@@ -341,9 +354,9 @@ class SlackAlertHandler(logging.Handler):
                 or self._closed
             ):
                 return
-            if not self._started:
-                self._start()
             self._front.emit(record)
+            if not self._started:
+                self._start(blocking=False)
         except Exception:
             self.handleError(record)
 
@@ -353,6 +366,7 @@ class SlackAlertHandler(logging.Handler):
             try:
                 self._spill(record)
                 self.spilled += 1
+                self._spill_dirty = True
                 return
             except Exception:  # noqa: S110 - counted as a drop below
                 pass
@@ -415,8 +429,7 @@ class SlackAlertHandler(logging.Handler):
                     records.append(logging.makeLogRecord(json.loads(line)))
             for rec in records:
                 rec.message = str(rec.msg)
-            self.ingest._batch.extend(records)
-            self.ingest.commit()
+            self.ingest.store(records)
             claimed.unlink()
             moved += len(records)
         return moved
@@ -430,8 +443,12 @@ class SlackAlertHandler(logging.Handler):
         if self.sender is not None:
             self.sender.notify()
 
-    def _start(self) -> None:
-        with self._start_lock:
+    def _start(self, *, blocking: bool = True) -> None:
+        """Start the listener and sender threads once. Callers of ``emit`` pass
+        ``blocking=False``: while one of them starts the threads, the others just enqueue."""
+        if not self._start_lock.acquire(blocking=blocking):
+            return
+        try:
             if self._started or self._closed:
                 return
             try:
@@ -444,7 +461,15 @@ class SlackAlertHandler(logging.Handler):
                 # "can't create new thread at interpreter shutdown": close() delivers inline.
                 return
             self._started = True
-        if self.durable and self.sender is not None:
+        finally:
+            self._start_lock.release()
+
+    def _on_sender_idle(self) -> None:
+        """Sender thread, between messages: move spilled alerts (ours, and those of processes
+        that died with a spill file) into the outbox. Never on the caller's thread."""
+        if self._spill_dirty or not self._orphans_checked:
+            self._spill_dirty = False
+            self._orphans_checked = True
             self.ingest_spills(all_dead=True)
 
     def _after_fork_in_child(self) -> None:
@@ -500,6 +525,9 @@ class SlackAlertHandler(logging.Handler):
                 return False
             if self.sender is None:
                 return True
+            if self._spill_dirty:
+                self._spill_dirty = False
+                self.ingest_spills()
             self.sender.planner.release_all = True
             try:
                 while self.pending():

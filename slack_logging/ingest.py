@@ -105,8 +105,15 @@ class Ingest:
         return None
 
     def commit(self) -> None:
-        """Turn the batch into alerts and mirror lines, store alerts first (they matter more)."""
+        """Store the listener's batch (listener thread only)."""
         batch, self._batch = self._batch, []
+        self.store(batch)
+
+    def store(self, batch: list[logging.LogRecord]) -> None:
+        """Turn records into alerts and mirror lines, alerts stored first (they matter more).
+
+        Safe from any thread: spilled records are stored from the sender thread.
+        """
         with self.lock:
             lines: list[str] = []
             alerts: list[tuple[Alert, str]] = []
