@@ -131,6 +131,13 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _default_service() -> str:
+    """The script's name; for ``python -m pkg`` (argv[0] ends in ``__main__.py``) the package's."""
+    script = Path(sys.argv[0] or "python")
+    name = script.parent.name if script.stem == "__main__" else script.stem
+    return name or "python"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved, validated handler settings. Build with :meth:`resolve`."""
@@ -230,7 +237,7 @@ class Settings:
             "alerts_dir": Path(pick("alerts_dir") or "slack_alerts"),
             "api_url": api_url,
             "catalog": Catalog(kwargs.get("categories")),
-            "service": pick("service") or Path(sys.argv[0] or "python").stem or "python",
+            "service": pick("service") or _default_service(),
             "environment": pick("environment"),
             "coordination_url": pick("coordination_url"),
             "untagged_level": _level(kwargs.get("untagged_level"), key="untagged_level"),
