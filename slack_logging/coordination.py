@@ -130,13 +130,15 @@ return 1
 """
 
 # Publish alerts into the current round of a dedup window, opening the window if there is none.
-# Returns {opened_now, round, window_start}.
+# Returns {opened_now, round, window age in ms}.
 _ENTER = """
 local ttl = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local opened = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'start', t[1] .. '.' .. string.format('%06d', t[2]), 'round', '1')
+  redis.call('HSET', KEYS[1], 'start', t[1] .. '.' .. string.format('%06d', t[2]),
+             'start_ms', tostring(now_ms), 'round', '1')
   redis.call('PEXPIRE', KEYS[1], ttl)
   opened = 1
 end
@@ -144,7 +146,8 @@ local r = redis.call('HGET', KEYS[1], 'round')
 local list = ARGV[2] .. r
 for i = 3, #ARGV do redis.call('RPUSH', list, ARGV[i]) end
 redis.call('PEXPIRE', list, ttl)
-return {opened, tonumber(r), redis.call('HGET', KEYS[1], 'start')}
+local start_ms = tonumber(redis.call('HGET', KEYS[1], 'start_ms')) or now_ms
+return {opened, tonumber(r), now_ms - start_ms}
 """
 
 # Take every alert published in round ARGV[1] and open the next round; false if already taken.
@@ -299,6 +302,8 @@ class RedisCoordination:
 
     def _admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
         keys = _keys(alerts)
+        if self.window <= 0:  # dedup off: only the shared budget applies
+            return self._budget(plan.dest, None)
         if len(keys) != 1:
             # A digest of many kinds: open their windows so other hosts hold their repeats.
             for key in keys:
@@ -315,13 +320,13 @@ class RedisCoordination:
         rnd = self._rounds.get(slot)
         if rnd is None:
             bodies = [a.to_json() for a in alerts]
-            opened, number, start = self._call(
+            opened, number, age_ms = self._call(
                 self._enter, keys=[win], args=[self._ttl_ms, prefix, *bodies]
             )
             rnd = _Round(number=int(number))
             if opened:
                 rnd.gather_until = now + self.gather
-            elif self._redis_age(start) < self.gather:
+            elif int(age_ms) / 1000.0 < self.gather:
                 # The host that opened the window is gathering: its message will cover these.
                 return Admission(await_key=self._key("done", plan.dest, key, str(number)))
             self._rounds[slot] = rnd
@@ -343,11 +348,6 @@ class RedisCoordination:
         return self._budget(
             plan.dest, self._key("done", plan.dest, key, str(rnd.number)), tuple(rnd.remote)
         )
-
-    def _redis_age(self, start: Any) -> float:
-        seconds, micros = self._call(self.client.time)
-        text = start.decode() if isinstance(start, bytes) else str(start)
-        return float(seconds) + float(micros) / 1e6 - float(text)
 
     def _budget(self, dest: str, done_key: str | None, remote: tuple[Alert, ...] = ()) -> Admission:
         wait_ms = self._call(
