@@ -30,7 +30,6 @@ from slack_logging.alerts import SEVERITY_LEVELS, AlertLogger, alert_extra
 from slack_logging.catalog import Category
 from slack_logging.config import ENV_VARS, Settings, load_config, mask_url
 from slack_logging.outbox import DB_NAME, DEAD, DELIVERED, Outbox
-from slack_logging.redact import Redactor
 from slack_logging.render import render_alert
 from slack_logging.transport import Transport, WebApiTransport, WebhookTransport, remedy_for
 
@@ -112,20 +111,6 @@ def _alerts_dir(args: argparse.Namespace) -> Path:
     return Path(
         options.get("alerts_dir") or os.environ.get(ENV_VARS["alerts_dir"]) or "slack_alerts"
     )
-
-
-def _redactor(settings: Settings) -> Redactor:
-    # The same reading of the ``redact`` option as SlackAlertHandler's.
-    redact = dict(settings.redact)
-    redactor = Redactor(
-        enabled=bool(redact.pop("enabled", True)),
-        disable=redact.pop("disable", ()) or (),
-        extra_patterns=redact.pop("patterns", None),
-        secret_keys=redact.pop("secret_keys", ()) or (),
-    )
-    if redact:
-        raise ValueError(f"redact.{sorted(redact)[0]}: unknown key")
-    return redactor
 
 
 def _mask_token(token: str) -> str:
@@ -423,7 +408,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings: Settings | None = None
     try:
         settings = Settings.resolve(None, **source.options)
-        _redactor(settings)
+        settings.redactor()
     except ValueError as exc:
         report.fail(f"configuration: {exc}", f"fix that value in the {source.label}")
     if settings is not None:
@@ -544,7 +529,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     alert = build_alert(
         record,
         category,
-        _redactor(s),
+        s.redactor(),
         host=s.host,
         service=s.service,
         environment=s.environment,

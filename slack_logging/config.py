@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slack_logging.catalog import Catalog
+from slack_logging.redact import Redactor
 
 __all__ = [
     "ENV_VARS",
@@ -304,6 +305,33 @@ class Settings:
     @property
     def host(self) -> str:
         return socket.gethostname()
+
+    def secrets(self) -> list[str]:
+        """Our own secrets, masked wherever they would appear: webhook URLs (whole and their
+        path, which is the secret part) and the bot token."""
+        urls = [self.webhook_url] + [c.webhook_url for c in self.catalog.values()]
+        out = [u for u in urls if u]
+        out += [urlsplit(u).path for u in out if len(urlsplit(u).path) > 1]
+        if self.token:
+            out.append(self.token)
+        return out
+
+    def redactor(self) -> Redactor:
+        """The Redactor the ``redact`` option describes; ``ValueError`` names a bad key."""
+        redact = dict(self.redact)
+        known = {"enabled", "disable", "patterns", "secret_keys"}
+        unknown = sorted(set(redact) - known)
+        if unknown:
+            raise ValueError(
+                f"redact.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})"
+            )
+        return Redactor(
+            enabled=parse_bool(redact.get("enabled", True), key="redact.enabled"),
+            disable=redact.get("disable") or (),
+            extra_patterns=redact.get("patterns"),
+            secret_keys=redact.get("secret_keys") or (),
+            literals=self.secrets(),
+        )
 
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

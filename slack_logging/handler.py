@@ -32,7 +32,6 @@ from slack_logging.dispatch import Planner, Sender, SenderConfig
 from slack_logging.ingest import Ingest
 from slack_logging.mirror import Mirror
 from slack_logging.outbox import Outbox
-from slack_logging.redact import Redactor
 from slack_logging.transport import Transport, WebApiTransport, WebhookTransport
 
 __all__ = ["SlackAlertHandler"]
@@ -138,15 +137,7 @@ class SlackAlertHandler(logging.Handler):
         )
         s = self.settings
         self.diag = Diagnostics()
-        redact = dict(s.redact)
-        self.redactor = Redactor(
-            enabled=bool(redact.pop("enabled", True)),
-            disable=redact.pop("disable", ()) or (),
-            extra_patterns=redact.pop("patterns", None),
-            secret_keys=redact.pop("secret_keys", ()) or (),
-        )
-        if redact:
-            raise ValueError(f"redact.{sorted(redact)[0]}: unknown key")
+        self.redactor = s.redactor()
         self.host = s.host
         self._dir, self.durable = self._prepare_dir(s.alerts_dir)
         self.label = f"alerts directory {s.alerts_dir}"
