@@ -250,6 +250,8 @@ class Sender:
         self._lock_fd: int | None = None
         self._pending: dict[str, PendingRef] = {}
         self._awaiting: dict[str, tuple[list[PendingRef], float]] = {}
+        self._unmarked: list[tuple[list[str], str]] = []
+        self._next_look = 0.0
         self._last_seq = 0
         self._last_prune = 0.0
         self.leader = False
@@ -298,8 +300,10 @@ class Sender:
                 os.close(self._lock_fd)
             self._lock_fd = None
         self.leader = False
+        self._unmarked = []
         self._pending = {}
         self._awaiting = {}
+        self._next_look = 0.0
         self._last_seq = 0
 
     # -- leadership ------------------------------------------------------------------------
@@ -345,6 +349,7 @@ class Sender:
         self.planner.forget_windows(now)
         self._pending = {}
         self._awaiting = {}
+        self._next_look = 0.0
         self._last_seq = 0
 
     def _save_state(self, plan: Plan) -> None:
@@ -367,6 +372,9 @@ class Sender:
         try:
             self._loop()
         finally:
+            # Even when stop() gave up waiting (a hung request): never keep the directory's
+            # sender lock past the thread's life, or no process could lead again.
+            self._release_lead()
             if self.on_exit is not None:
                 self.on_exit()
 
@@ -378,6 +386,8 @@ class Sender:
                 if not self.leader and not self._try_lead():
                     if self._stop.is_set():
                         return
+                    if self._on_idle is not None:
+                        self._on_idle()
                     self._wake.wait(self.config.lead_interval)
                     self._wake.clear()
                     continue
@@ -406,38 +416,64 @@ class Sender:
         """After stop(): keep sending what is due until the shutdown deadline."""
         return self.deadline is not None and self.leader and self.clock() < self.deadline
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
         """Pick up alerts stored since the last look (by any process on the directory)."""
-        for ref in self.outbox.pending_refs(self._last_seq):
+        found = self.outbox.pending_refs(self._last_seq)
+        for ref in found:
             if ref.dest not in self.transports:
                 ref.dest = self.default_dest
             self._pending[ref.alert_id] = ref
             self._last_seq = max(self._last_seq, ref.seq)
+        return bool(found)
 
     def step(self) -> bool:
         """Send at most one message. True if one was attempted."""
         if self._on_idle is not None:
             self._on_idle()
-        self.refresh()
+        self._retry_unmarked()
+        changed = self.refresh()
         now = self.clock()
         if now - self._last_prune > 3600.0:
             self._last_prune = now
             self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
             self.planner.forget_windows(now)
+        if self.coord.shared:
+            changed = self._check_awaiting(now) or changed
+        # Planning is O(pending): during a long outage with a big backlog, skip it until
+        # something arrives or the time it said to look again has come.
+        if not changed and not self.planner.release_all and now < self._next_look:
+            return False
         pending = list(self._pending.values())
         if self.coord.shared:
-            self._check_awaiting(now)
             self.coord.sync(self.planner, pending, now)
         plan = self.planner.plan(pending, now)
         if plan is None:
+            wake = self.planner.wake_at(pending, now)
+            self._next_look = wake if wake is not None else now + 3600.0
             return False
+        self._next_look = 0.0
         self.send(plan, now)
         return True
+
+    def _retry_unmarked(self) -> None:
+        """Messages Slack took whose alerts could not be marked delivered (a locked disk):
+        mark them now rather than send them again."""
+        while self._unmarked:
+            ids, message = self._unmarked[0]
+            try:
+                self.outbox.mark_delivered(ids, message)
+            except Exception:
+                return
+            self._unmarked.pop(0)
 
     def send(self, plan: Plan, now: float) -> SendResult | None:
         """Post one planned message and record the outcome; None if it was not sent now."""
         transport = self.transports.get(plan.dest) or self.transports[self.default_dest]
-        bodies = self.outbox.bodies(plan.alert_ids)
+        try:
+            bodies = self.outbox.bodies(plan.alert_ids)
+        except Exception as exc:  # a row this version cannot read: never block the others
+            self._unbuildable(plan, exc)
+            return None
         alerts = [bodies[i] for i in plan.alert_ids if i in bodies]
         admission = self.coord.admit(plan, alerts, now)
         if admission.wait > 0:
@@ -447,7 +483,11 @@ class Sender:
             self._await(plan, admission.await_key, now)
             return None
         alerts.extend(admission.remote)
-        payload = self._payload(plan, alerts)
+        try:
+            payload = self._payload(plan, alerts)
+        except Exception as exc:
+            self._unbuildable(plan, exc)
+            return None
         thread_key = self._thread_key(alerts, transport)
         if thread_key is not None:
             ts = self.coord.thread_ts(plan.dest, thread_key)
@@ -498,13 +538,17 @@ class Sender:
     def _delivered(
         self, plan: Plan, result: SendResult, now: float, thread_key: str | None
     ) -> None:
-        self.outbox.mark_delivered(plan.alert_ids, result.ts or f"sent:{uuid.uuid4().hex[:12]}")
+        for r in plan.refs:
+            self._pending.pop(r.alert_id, None)
+        message = result.ts or f"sent:{uuid.uuid4().hex[:12]}"
+        try:
+            self.outbox.mark_delivered(plan.alert_ids, message)
+        except Exception:
+            self._unmarked.append((plan.alert_ids, message))
         self.planner.delivered(plan, now)
         self._save_state(plan)
         if thread_key is not None and result.ts:
             self.coord.remember_thread(plan.dest, thread_key, result.ts, self.config.thread_ttl)
-        for r in plan.refs:
-            self._pending.pop(r.alert_id, None)
         self.stats["messages"] += 1
         self.stats["delivered"] += len(plan.refs)
 
@@ -549,29 +593,50 @@ class Sender:
 
     def _await(self, plan: Plan, key: str, now: float) -> None:
         """Another host's message will cover these alerts: wait for it to be announced."""
-        deadline = now + self.planner.dedup_window + self.planner.dedup_quiet + 30.0
+        deadline = now + self._await_grace()
         refs = [self._pending.pop(r.alert_id) for r in plan.refs if r.alert_id in self._pending]
         held, _ = self._awaiting.get(key, ([], deadline))
         self._awaiting[key] = (held + refs, deadline)
 
-    def _check_awaiting(self, now: float) -> None:
-        """Mark alerts delivered once the covering message is announced; if that host never
-        announces it (it died), take the alerts back and send them ourselves (fail open)."""
+    def _check_awaiting(self, now: float) -> bool:
+        """Mark alerts delivered once the covering message is announced. If the host that took
+        them stops renewing its lease (it died), take them back and send them (fail open).
+        True if anything changed."""
         if not self._awaiting:
-            return
+            return False
         done = self.coord.announced(list(self._awaiting))
+        changed = False
         for key in list(self._awaiting):
             refs, deadline = self._awaiting[key]
-            if key in done:
-                self.outbox.mark_delivered([r.alert_id for r in refs], f"remote:{done[key]}")
+            ts = done.get(key)
+            if ts:
+                self.outbox.mark_delivered([r.alert_id for r in refs], f"remote:{ts}")
                 self.stats["delivered_elsewhere"] += len(refs)
                 del self._awaiting[key]
+                changed = True
+            elif key in done:  # not sent yet, but its sender is alive and still trying
+                self._awaiting[key] = (refs, max(deadline, now + self._await_grace()))
             elif now > deadline:
                 for r in refs:
                     self._pending[r.alert_id] = r
                 del self._awaiting[key]
-        with self._changed:
-            self._changed.notify_all()
+                changed = True
+        if changed:
+            with self._changed:
+                self._changed.notify_all()
+        return changed
+
+    def _await_grace(self) -> float:
+        return self.planner.dedup_window + self.planner.dedup_quiet + 30.0
+
+    def _unbuildable(self, plan: Plan, exc: Exception) -> None:
+        """A message that cannot be built (a corrupt or incompatible row) is a dead letter."""
+        reason = f"could not build the message ({type(exc).__name__}: {exc})"[:300]
+        self.outbox.mark_dead(plan.alert_ids, reason)
+        for r in plan.refs:
+            self._pending.pop(r.alert_id, None)
+        self.stats["dead"] += len(plan.refs)
+        self.diag.report(f"unbuildable:{type(exc).__name__}", f"{reason}; kept as dead letters")
 
     # -- waiting -------------------------------------------------------------------------------
 

@@ -282,8 +282,11 @@ class Outbox:
         now = time.time()
         with self._tx() as conn:
             n = conn.execute(
+                # The newest row is kept: SQLite reuses the highest rowid once it is deleted, and
+                # a running sender only reads rows above the highest seq it has seen.
                 "DELETE FROM alerts "
-                "WHERE (state = 1 AND updated < ?) OR (state = 2 AND updated < ?)",
+                "WHERE ((state = 1 AND updated < ?) OR (state = 2 AND updated < ?)) "
+                "AND seq < (SELECT max(seq) FROM alerts)",
                 (now - delivered_older_than, now - dead_older_than),
             ).rowcount
             conn.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires < ?", (now,))

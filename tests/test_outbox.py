@@ -116,3 +116,18 @@ def test_outbox_files_are_private(tmp_path: Path) -> None:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o007 == 0, f"{path.name} is world-accessible: {oct(mode)}"
     box.close()
+
+
+def test_prune_never_lets_a_seq_be_reused(tmp_path: Path) -> None:
+    """Pruning keeps the newest row, so new alerts always get a seq above any seen before
+    (a running sender reads only rows above the highest seq it has seen)."""
+    box = Outbox(tmp_path)
+    old = [alert() for _ in range(3)]
+    box.add([(a, "d") for a in old])
+    highest = max(r.seq for r in box.pending_refs())
+    box.mark_delivered([a.alert_id for a in old], "1.0")
+    box.prune(delivered_older_than=-1.0, dead_older_than=-1.0)
+    box.add([(alert(), "d")])
+    (fresh,) = box.pending_refs()
+    assert fresh.seq > highest
+    box.close()
