@@ -22,6 +22,10 @@ class Diagnostics:
         self._lock = threading.Lock()
         self.lines: list[str] = []  # what was reported, for tests and `status`
 
+    def reset_after_fork(self) -> None:
+        """A child must not inherit a lock another thread of the parent held."""
+        self._lock = threading.Lock()
+
     def report(self, key: str, message: str, *, once: bool = False) -> bool:
         """Print ``message`` unless ``key`` was reported recently (or ever, with ``once``)."""
         now = time.monotonic()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
+import copy
 import logging
 import logging.handlers
 import os
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from slack_logging._diag import Diagnostics
-from slack_logging.alert import RESERVED_ATTRS, safe_message
+from slack_logging.alert import safe_message
 from slack_logging.catalog import Category
 from slack_logging.config import Settings, mask_url
 from slack_logging.coordination import Coordination, LocalCoordination, RedisCoordination
@@ -32,6 +32,7 @@ from slack_logging.dispatch import Planner, Sender, SenderConfig
 from slack_logging.ingest import Ingest
 from slack_logging.mirror import Mirror
 from slack_logging.outbox import Outbox
+from slack_logging.spill import Spill
 from slack_logging.transport import Transport, WebApiTransport, WebhookTransport
 
 __all__ = ["SlackAlertHandler"]
@@ -39,14 +40,15 @@ __all__ = ["SlackAlertHandler"]
 #: Loggers whose records would feed back into us (our HTTP client's and our own).
 IGNORED_LOGGERS = ("slack_logging", "urllib3", "requests", "charset_normalizer")
 LOCK_NAME = "sender.lock"
-SPILL_PREFIX = "overflow-"
+ORPHAN_SCAN_EVERY = 30.0
 
 
 class _Enqueue(logging.handlers.QueueHandler):
-    """The stdlib QueueHandler with a cheaper ``prepare``: no formatting, no copy.
+    """The stdlib QueueHandler with a cheaper ``prepare``: a shallow copy, no formatting.
 
     The stock ``prepare()`` formats the record and strips ``exc_info``; we only pin the message
-    (its args may change after the call returns) and leave everything else for the listener.
+    (its args may change after the call returns) and leave the rest for the listener. The copy
+    keeps other handlers and filters that touch the shared record off the listener's toes.
     """
 
     def __init__(self, q: queue.Queue[Any], on_full: Any) -> None:
@@ -54,6 +56,7 @@ class _Enqueue(logging.handlers.QueueHandler):
         self._on_full = on_full
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
         record.message = safe_message(record)
         return record
 
@@ -71,9 +74,10 @@ class _Listener(logging.handlers.QueueListener):
         thread = self._thread
         if thread is None:
             return True
+        deadline = time.monotonic() + timeout
         with contextlib.suppress(queue.Full):
             self.queue.put(self._sentinel, timeout=max(timeout, 0.001))  # type: ignore[attr-defined]
-        thread.join(timeout)
+        thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             return False
         self._thread = None
@@ -190,10 +194,10 @@ class SlackAlertHandler(logging.Handler):
         self._ignored = tuple(IGNORED_LOGGERS + s.ignore_loggers)
         self._ignored_dotted = tuple(f"{n}." for n in self._ignored)
         self._start_lock = threading.Lock()
-        self._spill_lock = threading.Lock()
-        self._spill_fd: int | None = None
-        self._spill_dirty = False
-        self._orphans_checked = False
+        self.spill = (
+            Spill(self._dir, self.redactor) if self.durable and self.sender is not None else None
+        )
+        self._orphan_scan = 0.0
         self._started = False
         self._closed = False
         self._released = False
@@ -205,11 +209,18 @@ class SlackAlertHandler(logging.Handler):
         super().__init__(level)
         _live.add(self)
         _register_fork_hook(self)
-        if self.sender is not None and self.outbox is not None and self.outbox.counts()["pending"]:
+        if self._left_behind():
             # Alerts left by an earlier process (a crash, kill -9, an outage): deliver them now.
             self._start()
 
     # -- construction helpers ----------------------------------------------------------------
+
+    def _left_behind(self) -> bool:
+        """Pending alerts or spill files in the directory from an earlier process."""
+        if self.sender is None or self.outbox is None:
+            return False
+        spilled = self.spill is not None and self.spill.has_files()
+        return spilled or self.outbox.counts()["pending"] > 0
 
     def _coordination(self, planner: Planner) -> Coordination:
         assert self.outbox is not None
@@ -342,8 +353,10 @@ class SlackAlertHandler(logging.Handler):
                 name in self._ignored
                 or name.startswith(self._ignored_dotted)
                 or threading.get_ident() in self._own_threads
-                or self._closed
             ):
+                return
+            if self._closed:  # e.g. an atexit hook that logs after ours ran
+                self._overflow(record)
                 return
             self._front.emit(record)
             if not self._started:
@@ -352,78 +365,33 @@ class SlackAlertHandler(logging.Handler):
             self.handleError(record)
 
     def _overflow(self, record: logging.LogRecord) -> None:
-        """The queue is full: never block. Alerts go to a spill file; the rest is counted."""
-        if "alert" in record.__dict__ and self.durable and self.sender is not None:
+        """The queue is full (or we are closed): never block. An alert goes to a spill file,
+        which this or a later process moves into the outbox; anything else is counted."""
+        if "alert" in record.__dict__ and self.spill is not None:
             try:
-                self._spill(record)
+                self.spill.write(record, keep_open=not self._closed)
                 self.spilled += 1
-                self._spill_dirty = True
                 return
             except Exception:  # noqa: S110 - counted as a drop below
                 pass
         self.dropped += 1
         if self.dropped in (1, 100, 10_000) or self.dropped % 100_000 == 0:
+            why = (
+                "the handler is closed"
+                if self._closed
+                else (f"the logging queue is full ({self.settings.queue_size})")
+            )
             self.diag.report(
                 f"dropped:{self.dropped}",
-                f"the logging queue is full ({self.settings.queue_size}); {self.dropped} record(s) "
-                "dropped from the mirror so far (alerts are spilled to disk, not dropped)",
+                f"{why}; {self.dropped} record(s) dropped from the mirror so far "
+                "(alerts are spilled to disk, not dropped)",
             )
 
-    def _spill(self, record: logging.LogRecord) -> None:
-        data: dict[str, Any] = {k: v for k, v in record.__dict__.items() if k not in RESERVED_ATTRS}
-        data = self.redactor.value(data)
-        data.update(
-            name=record.name,
-            levelno=record.levelno,
-            levelname=record.levelname,
-            msg=self.redactor.text(getattr(record, "message", None) or safe_message(record)),
-            created=record.created,
-            pathname=record.pathname,
-            lineno=record.lineno,
-            process=record.process,
-            alert=self.redactor.value(record.__dict__.get("alert")),
-        )
-        if record.exc_info and record.exc_info[0] is not None:
-            data["exc_text"] = self.redactor.text(
-                logging.Formatter().formatException(record.exc_info)
-            )
-        line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        with self._spill_lock:
-            if self._spill_fd is None:
-                path = self._dir / f"{SPILL_PREFIX}{os.getpid()}.jsonl"
-                self._spill_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                os.fchmod(self._spill_fd, 0o600)
-            os.write(self._spill_fd, line)
-
-    def ingest_spills(self, *, all_dead: bool = False) -> int:
-        """Move spilled alerts into the outbox (ours, and with ``all_dead`` those of dead pids)."""
-        if not self.durable or self.sender is None:
+    def take_spills(self) -> int:
+        """Move spilled alerts (ours, and those of processes that are gone) into the outbox."""
+        if self.spill is None:
             return 0
-        moved = 0
-        for path in sorted(self._dir.glob(f"{SPILL_PREFIX}*.jsonl")):
-            pid_text = path.stem.removeprefix(SPILL_PREFIX)
-            mine = pid_text == str(os.getpid())
-            if not mine and not (all_dead and pid_text.isdigit() and not _alive(int(pid_text))):
-                continue
-            claimed = path.with_suffix(f".ingest-{os.getpid()}")
-            with self._spill_lock if mine else contextlib.nullcontext():
-                try:
-                    path.rename(claimed)
-                except OSError:
-                    continue
-                if mine and self._spill_fd is not None:
-                    os.close(self._spill_fd)
-                    self._spill_fd = None
-            records = []
-            for line in claimed.read_text(encoding="utf-8", errors="replace").splitlines():
-                with contextlib.suppress(ValueError):
-                    records.append(logging.makeLogRecord(json.loads(line)))
-            for rec in records:
-                rec.message = str(rec.msg)
-            self.ingest.store(records)
-            claimed.unlink()
-            moved += len(records)
-        return moved
+        return self.spill.take(self.ingest.store)
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -443,10 +411,11 @@ class SlackAlertHandler(logging.Handler):
             if self._started or self._closed:
                 return
             try:
-                listener = _Listener(self._queue, self.ingest)  # type: ignore[arg-type]
-                listener.start()
-                self._listener = listener
-                if self.sender is not None:
+                if self._listener is None:
+                    listener = _Listener(self._queue, self.ingest)  # type: ignore[arg-type]
+                    listener.start()
+                    self._listener = listener
+                if self.sender is not None and not self.sender.alive:
                     self.sender.start()
             except RuntimeError:
                 # "can't create new thread at interpreter shutdown": close() delivers inline.
@@ -456,29 +425,59 @@ class SlackAlertHandler(logging.Handler):
             self._start_lock.release()
 
     def _on_sender_idle(self) -> None:
-        """Sender thread, between messages: move spilled alerts (ours, and those of processes
-        that died with a spill file) into the outbox. Never on the caller's thread."""
-        if self._spill_dirty or not self._orphans_checked:
-            self._spill_dirty = False
-            self._orphans_checked = True
-            self.ingest_spills(all_dead=True)
+        """Sender thread, between messages (leader or not): retry alerts the outbox refused,
+        and move spilled alerts into the outbox, ours at once and others' now and then."""
+        self.ingest.retry_unsaved()
+        if self.spill is None:
+            return
+        now = time.monotonic()
+        if self.spill.dirty or now - self._orphan_scan > ORPHAN_SCAN_EVERY:
+            self._orphan_scan = now
+            self.take_spills()
+
+    def _before_fork(self) -> None:
+        """Stop our threads (briefly) before a fork, so the child inherits no lock held by them
+        and a parent that forks (gunicorn --preload) is not left holding the sender lock. They
+        restart on the next record."""
+        if self._closed or not self._started or self._pid != os.getpid():
+            return
+        with self._start_lock:
+            if self._listener is not None and self._listener.stop_within(0.5):
+                self._listener = None
+                self.ingest.commit()
+            if self.sender is not None:
+                self.sender.stop(0.5)
+            self._started = False
 
     def _after_fork_in_child(self) -> None:
         """Forget the parent's threads, queue and connections; restart lazily on first emit."""
+        if self._closed:
+            return
         self._pid = os.getpid()
         self._queue = queue.Queue(self.settings.queue_size)
         self._front = _Enqueue(self._queue, self._overflow)
         self._listener = None
         self._own_threads = set()
         self._start_lock = threading.Lock()
-        self._spill_lock = threading.Lock()
-        self._spill_fd = None
         self._started = False
+        self.diag.reset_after_fork()
+        if self.spill is not None:
+            self.spill.reset_after_fork()
+        # The parent's pooled connections are not ours to share.
+        self._transports = {}
+        self._default_dest = self._register_default()
         if self.outbox is not None:
             self.outbox.reopen_after_fork()
         if self.sender is not None:
             self.sender.reset_after_fork()
+            self.sender.transports = dict(self._transports)
+            self.sender.coord.reset_after_fork()
         self.ingest = self._make_ingest()
+        if "multiprocessing" in sys.modules:
+            # multiprocessing children end with os._exit: atexit would never close us.
+            from multiprocessing import util
+
+            util.Finalize(self, _close_ref, args=(weakref.ref(self),), exitpriority=10)
 
     # -- flush and close -------------------------------------------------------------------------
 
@@ -493,7 +492,8 @@ class SlackAlertHandler(logging.Handler):
         """This process's alerts not yet delivered (or given up)."""
         if self.outbox is None:
             return 0
-        return self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
+        held = self.ingest.unsaved + (1 if self.spill is not None and self.spill.dirty else 0)
+        return held + self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]  # bool: see docstring
         """Wait until everything accepted so far is delivered or given up as undeliverable.
@@ -516,9 +516,9 @@ class SlackAlertHandler(logging.Handler):
                 return False
             if self.sender is None:
                 return True
-            if self._spill_dirty:
-                self._spill_dirty = False
-                self.ingest_spills()
+            self.ingest.retry_unsaved()
+            if self.spill is not None and self.spill.dirty:
+                self.take_spills()
             self.sender.planner.release_all = True
             try:
                 while self.pending():
@@ -552,12 +552,17 @@ class SlackAlertHandler(logging.Handler):
             super().close()
 
     def _shutdown(self, deadline: float) -> None:
-        if self._listener is not None and self._listener.stop_within(
+        listener_done = self._listener is None or self._listener.stop_within(
             # The queue drains to disk first; a little extra time here is worth it.
             max(0.2, deadline - time.monotonic())
-        ):
-            # The records just before the stop sentinel saw a non-empty queue: commit them.
+        )
+        if listener_done:
+            # The records just before the stop sentinel saw a non-empty queue, and a listener
+            # that never started (no thread could be made) left the whole queue: store them.
             self.ingest.commit()
+            self.ingest.store(self._drain_without_listener())
+        if self.spill is not None:
+            self.take_spills()
         sender = self.sender
         if sender is None or self.outbox is None:
             self._close_files()
@@ -568,7 +573,7 @@ class SlackAlertHandler(logging.Handler):
         if sender.alive:
             sender.deadline = sender.clock() + max(0.0, remaining)
             ended = sender.stop(max(0.0, remaining))
-        elif self._pid == os.getpid() and remaining > 0:
+        elif self._pid == os.getpid() and remaining > self.settings.connect_timeout:
             self._deliver_inline(sender, deadline)
         left = self._left_at_close = self.pending()
         if left:
@@ -609,23 +614,27 @@ class SlackAlertHandler(logging.Handler):
         finally:
             sender._release_lead()
 
+    def _drain_without_listener(self) -> list[logging.LogRecord]:
+        out: list[logging.LogRecord] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            if isinstance(item, logging.LogRecord):
+                out.append(item)
+
     def _close_files(self) -> None:
         if self.mirror is not None:
             self.mirror.close()
-        if self._spill_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._spill_fd)
-            self._spill_fd = None
+        if self.spill is not None:
+            self.spill.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _close_ref(ref: weakref.ref[SlackAlertHandler]) -> None:
+    h = ref()
+    if h is not None:
+        h.close()
 
 
 _live: weakref.WeakSet[SlackAlertHandler] = weakref.WeakSet()
@@ -634,13 +643,24 @@ _live: weakref.WeakSet[SlackAlertHandler] = weakref.WeakSet()
 def _register_fork_hook(handler: SlackAlertHandler) -> None:
     ref = weakref.ref(handler)
 
+    def before() -> None:
+        h = ref()
+        if h is not None:
+            try:
+                h._before_fork()
+            except Exception as exc:  # a fork must never fail because of us
+                h.diag.report("fork", f"could not pause before fork ({exc!r})")
+
     def after_in_child() -> None:
         h = ref()
         if h is not None:
-            h._after_fork_in_child()
+            try:
+                h._after_fork_in_child()
+            except Exception as exc:
+                h.diag.report("fork", f"could not reset after fork ({exc!r}); alerts stay queued")
 
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=after_in_child)
+        os.register_at_fork(before=before, after_in_child=after_in_child)
 
 
 @atexit.register

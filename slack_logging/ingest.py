@@ -109,10 +109,11 @@ class Ingest:
         batch, self._batch = self._batch, []
         self.store(batch)
 
-    def store(self, batch: list[logging.LogRecord]) -> None:
+    def store(self, batch: list[logging.LogRecord]) -> bool:
         """Turn records into alerts and mirror lines, alerts stored first (they matter more).
 
-        Safe from any thread: spilled records are stored from the sender thread.
+        Safe from any thread: spilled records are stored from the sender thread. True when
+        every alert is in the outbox (not held in memory after a write error).
         """
         with self.lock:
             lines: list[str] = []
@@ -154,6 +155,18 @@ class Ingest:
                         f"could not write the mirror in the {self.label} ({exc.strerror or exc}); "
                         "check that the directory exists and is writable by this user",
                     )
+            return not self._unsaved
+
+    @property
+    def unsaved(self) -> int:
+        """Alerts held in memory because the outbox could not be written."""
+        return len(self._unsaved)
+
+    def retry_unsaved(self) -> None:
+        """Try again to store alerts the outbox refused, without waiting for a new record."""
+        if self._unsaved:
+            with self.lock:
+                self._store([])
 
     def _store(self, alerts: list[tuple[Alert, str]]) -> None:
         if self.outbox is None:

@@ -211,3 +211,61 @@ class TestPermanent:
         assert h.outbox.replay_dead() == 1
         (msg,) = fake_slack.wait_for(1, timeout=20)
         assert "ORD-7" in json.dumps(msg.payload, ensure_ascii=False)
+
+
+class TestStorageFaults:
+    def test_outbox_write_failure_is_retried_without_new_records(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A failed outbox write keeps the alert in memory; flush() waits for it and the sender
+        stores and delivers it without another record arriving."""
+        import sqlite3
+
+        h = make_handler()
+        assert h.outbox is not None
+        real_add = h.outbox.add
+        calls = {"n": 0}
+
+        def flaky_add(items):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return real_add(items)
+
+        monkeypatch.setattr(h.outbox, "add", flaky_add)
+        logger.addHandler(h)
+        logger.error("x", extra={"alert": "net_cancel_fail"})
+        assert h.flush(10)
+        assert len(fake_slack.messages) == 1
+
+    def test_failed_mark_after_slack_took_it_is_not_sent_twice(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Slack answered 200 but recording it failed once: the alert is not posted again."""
+        import sqlite3
+
+        h = make_handler()
+        assert h.outbox is not None
+        real_mark = h.outbox.mark_delivered
+        calls = {"n": 0}
+
+        def flaky_mark(ids, message):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return real_mark(ids, message)
+
+        monkeypatch.setattr(h.outbox, "mark_delivered", flaky_mark)
+        logger.addHandler(h)
+        logger.error("x", extra={"alert": "payment_fail"})
+        assert h.flush(10)
+        assert len(fake_slack.requests) == 1
+        assert h.outbox.counts()["delivered"] == 1

@@ -270,3 +270,107 @@ class TestOverflow:
         assert h.dropped >= 1
         assert h.flush(10)
         assert alert_count(fake_slack) == 50
+
+
+class TestLifecycleEdges:
+    def test_alert_logged_after_close_is_delivered_by_the_next_handler(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+        alerts_dir: Path,
+    ) -> None:
+        """An atexit hook that logs after we closed: the alert is spilled, not dropped, and
+        the next handler on the directory sends it."""
+        h = make_handler()
+        logger.addHandler(h)
+        h.close()
+        logger.error("late", extra={"alert": "net_cancel_fail", "order_id": "ORD-LATE"})
+        assert h.spilled == 1
+        logger.removeHandler(h)
+        nxt = make_handler()
+        (msg,) = fake_slack.wait_for(1, timeout=10)
+        assert "ORD-LATE" in json.dumps(msg.payload)
+        nxt.close()
+
+    def test_records_queued_when_no_thread_could_start_are_kept(
+        self,
+        make_handler: MakeHandler,
+        logger: logging.Logger,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """At interpreter shutdown (3.12+) threads cannot start: close() still stores the queue."""
+        from slack_logging import handler as handler_module
+
+        def refuse(self: object) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        monkeypatch.setattr(handler_module._Listener, "start", refuse)
+        h = make_handler()
+        logger.addHandler(h)
+        logger.error("kept", extra={"alert": "payment_fail"})
+        h.close(timeout=0.2)
+        assert h.outbox is not None
+        assert mirror_lines(alerts_dir)[0]["message"] == "kept"
+        from slack_logging.outbox import Outbox
+
+        box = Outbox(alerts_dir)
+        assert box.counts()["pending"] == 1
+        box.close()
+
+    def test_sender_lock_released_after_close_with_hung_slack(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+    ) -> None:
+        """close() could not wait for a hung request; once it returns, the directory's sender
+        lock is released so another handler (or process) can lead and deliver."""
+        fake_slack.hang_next(1.0)
+        h = make_handler(read_timeout=10.0)
+        logger.addHandler(h)
+        logger.error("first", extra={"alert": "payment_fail"})
+        fake_slack.wait_for_requests(1)
+        h.close(timeout=0.1)
+        logger.removeHandler(h)
+        nxt = make_handler()
+        logger.addHandler(nxt)
+        logger.error("second", extra={"alert": "report_fail"})
+        assert nxt.flush(10)
+        categories = {
+            m.payload["metadata"]["event_payload"]["category"] for m in fake_slack.messages
+        }
+        assert "report_fail" in categories
+
+    def test_non_leader_spills_reach_the_outbox(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+    ) -> None:
+        """Two handlers on one directory: the one that is not the sender still moves its
+        spilled alerts into the shared outbox, and the sender delivers them."""
+        leader = make_handler()
+        logger.addHandler(leader)
+        logger.error("lead", extra={"alert": "report_fail"})
+        assert leader.flush(5)
+        logger.removeHandler(leader)
+        follower = make_handler(queue_size=2)
+        assert follower.sender is not None
+        gate = threading.Event()
+        original = follower.ingest.handle
+
+        def stalled(record: logging.LogRecord) -> bool:
+            gate.wait(10)
+            return original(record)
+
+        follower.ingest.handle = stalled  # type: ignore[method-assign]
+        logger.addHandler(follower)
+        for i in range(20):
+            logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
+        gate.set()
+        assert follower.spilled > 0
+        assert follower.flush(15)
+        assert not follower.sender.leader
+        assert alert_count(fake_slack) == 21
