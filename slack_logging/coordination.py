@@ -65,6 +65,8 @@ class Coordination(Protocol):
 
     def remember_thread(self, dest: str, thread_key: str, ts: str, ttl: float) -> None: ...
 
+    def reset_after_fork(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -99,6 +101,9 @@ class LocalCoordination:
         if self.thread_ts(dest, thread_key) is None:
             self.outbox.set_state(f"thread:{dest}:{thread_key}", ts, ttl=ttl)
 
+    def reset_after_fork(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -129,32 +134,35 @@ end
 return 1
 """
 
-# Publish alerts into the current round of a dedup window, opening the window if there is none.
-# Returns {opened_now, round, window age in ms}.
+# Publish alerts into the current round of a dedup window, opening the window if there is none
+# (dated ARGV[3] ms back: a window opened by a digest is not gathering). Round lists are named
+# after the window's start, so a window that expired and reopened never mixes with the old one.
+# Returns {opened_now, round, window age in ms, window start in ms}.
 _ENTER = """
 local ttl = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local opened = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'start', t[1] .. '.' .. string.format('%06d', t[2]),
-             'start_ms', tostring(now_ms), 'round', '1')
+  redis.call('HSET', KEYS[1], 'start_ms', tostring(now_ms - tonumber(ARGV[3])), 'round', '1')
   redis.call('PEXPIRE', KEYS[1], ttl)
   opened = 1
 end
 local r = redis.call('HGET', KEYS[1], 'round')
-local list = ARGV[2] .. r
-for i = 3, #ARGV do redis.call('RPUSH', list, ARGV[i]) end
+local start_ms = redis.call('HGET', KEYS[1], 'start_ms')
+local list = ARGV[2] .. start_ms .. ':' .. r
+for i = 4, #ARGV do redis.call('RPUSH', list, ARGV[i]) end
 redis.call('PEXPIRE', list, ttl)
-local start_ms = tonumber(redis.call('HGET', KEYS[1], 'start_ms')) or now_ms
-return {opened, tonumber(r), now_ms - start_ms}
+return {opened, tonumber(r), now_ms - tonumber(start_ms), start_ms}
 """
 
-# Take every alert published in round ARGV[1] and open the next round; false if already taken.
+# Take every alert published in round ARGV[1] of the window that started at ARGV[3] and open the
+# next round; false if that round was already taken (or the window is another one).
 _CLOSE = """
+if redis.call('HGET', KEYS[1], 'start_ms') ~= ARGV[3] then return false end
 if redis.call('HGET', KEYS[1], 'round') ~= ARGV[1] then return false end
 redis.call('HINCRBY', KEYS[1], 'round', 1)
-local list = ARGV[2] .. ARGV[1]
+local list = ARGV[2] .. ARGV[3] .. ':' .. ARGV[1]
 local items = redis.call('LRANGE', list, 0, -1)
 redis.call('DEL', list)
 return items
@@ -166,6 +174,7 @@ class _Round:
     """A dedup round this host has opened or taken, kept until its message is sent."""
 
     number: int
+    start_ms: str
     gather_until: float = 0.0
     remote: list[Alert] = field(default_factory=list)
     taken: bool = False
@@ -177,9 +186,10 @@ class RedisCoordination:
     Keys (all under ``<namespace>:``, all with TTLs, so a flushed or new Redis is harmless):
 
     ``bucket:<dest>`` token bucket (hash), ``block:<dest>`` Retry-After block,
-    ``win:<dest>:<dedup key>`` dedup window (hash: start, round), ``round:<dest>:<key>:<n>`` alerts
-    published into a round (list of JSON), ``done:<dest>:<key>:<n>`` the message that covered a
-    round, ``thread:<dest>:<thread key>`` the thread's parent ts.
+    ``win:<dest>:<dedup key>`` dedup window (hash: start_ms, round),
+    ``round:<dest>:<key>:<start>:<n>`` alerts published into a round (list of JSON),
+    ``lease:…`` / ``done:<dest>:<key>:<start>:<n>`` the host sending a round is alive / the message
+    that covered it, ``thread:<dest>:<thread key>`` the thread's parent ts.
 
     Redis holds coordination state and copies, never the only copy of an alert: every host keeps
     its alerts pending in its own outbox until the message covering them is announced.
@@ -280,14 +290,14 @@ class RedisCoordination:
             return
         pipe = self.client.pipeline(transaction=False)
         for dest, key in keys:
-            pipe.hget(self._key("win", dest, key), "start")
+            pipe.hget(self._key("win", dest, key), "start_ms")
         try:
             starts = self._call(pipe.execute)
         except _Unavailable:
             return
         for (dest, key), start in zip(keys, starts, strict=True):
             if start is not None:
-                remote = float(start)
+                remote = float(start) / 1000.0
                 local = planner.windows.get((dest, key))
                 if local is None or remote > local:
                     planner.windows[(dest, key)] = remote
@@ -305,12 +315,14 @@ class RedisCoordination:
         if self.window <= 0:  # dedup off: only the shared budget applies
             return self._budget(plan.dest, None)
         if len(keys) != 1:
-            # A digest of many kinds: open their windows so other hosts hold their repeats.
+            # A digest of many kinds: open their windows (dated past the gather time, since no
+            # one gathers for them) so other hosts hold their repeats.
+            backdate = int(self.gather * 1000) + 1000
             for key in keys:
                 self._call(
                     self._enter,
                     keys=[self._key("win", plan.dest, key)],
-                    args=[self._ttl_ms, self._key("round", plan.dest, key) + ":"],
+                    args=[self._ttl_ms, self._key("round", plan.dest, key) + ":", backdate],
                 )
             return self._budget(plan.dest, None)
         (key,) = keys
@@ -320,23 +332,27 @@ class RedisCoordination:
         rnd = self._rounds.get(slot)
         if rnd is None:
             bodies = [a.to_json() for a in alerts]
-            opened, number, age_ms = self._call(
-                self._enter, keys=[win], args=[self._ttl_ms, prefix, *bodies]
+            opened, number, age_ms, start_ms = self._call(
+                self._enter, keys=[win], args=[self._ttl_ms, prefix, 0, *bodies]
             )
-            rnd = _Round(number=int(number))
+            rnd = _Round(number=int(number), start_ms=_text(start_ms))
             if opened:
-                rnd.gather_until = now + self.gather
+                # From now, not from the step's start: Redis and this host agree on the wait.
+                rnd.gather_until = time.time() + self.gather
             elif int(age_ms) / 1000.0 < self.gather:
                 # The host that opened the window is gathering: its message will cover these.
-                return Admission(await_key=self._key("done", plan.dest, key, str(number)))
+                return Admission(await_key=self._done_key(plan.dest, key, rnd))
             self._rounds[slot] = rnd
+        now = time.time()
         if now < rnd.gather_until:
             return Admission(wait=rnd.gather_until - now)
         if not rnd.taken:
-            items = self._call(self._close, keys=[win], args=[str(rnd.number), prefix])
+            items = self._call(
+                self._close, keys=[win], args=[str(rnd.number), prefix, rnd.start_ms]
+            )
             if items is None or items is False:
                 del self._rounds[slot]
-                return Admission(await_key=self._key("done", plan.dest, key, str(rnd.number)))
+                return Admission(await_key=self._done_key(plan.dest, key, rnd))
             local_ids = {a.alert_id for a in alerts}
             seen: set[str] = set()
             for raw in items:
@@ -345,9 +361,14 @@ class RedisCoordination:
                     seen.add(remote.alert_id)
                     rnd.remote.append(remote)
             rnd.taken = True
-        return self._budget(
-            plan.dest, self._key("done", plan.dest, key, str(rnd.number)), tuple(rnd.remote)
-        )
+        done_key = self._done_key(plan.dest, key, rnd)
+        # While this host holds the round (retrying through an outage), the hosts whose copies
+        # it took keep waiting instead of sending them themselves.
+        self._call(self.client.set, _lease(done_key), "1", px=LEASE_MS)
+        return self._budget(plan.dest, done_key, tuple(rnd.remote))
+
+    def _done_key(self, dest: str, key: str, rnd: _Round) -> str:
+        return self._key("done", dest, key, rnd.start_ms, str(rnd.number))
 
     def _budget(self, dest: str, done_key: str | None, remote: tuple[Alert, ...] = ()) -> Admission:
         wait_ms = self._call(
@@ -365,7 +386,10 @@ class RedisCoordination:
         if admission.done_key is None:
             return
         try:
-            self._call(self.client.set, admission.done_key, ts, px=self._ttl_ms)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(admission.done_key, ts, px=self._ttl_ms)
+            pipe.delete(_lease(admission.done_key))
+            self._call(pipe.execute)
         except _Unavailable:
             return
 
@@ -376,18 +400,22 @@ class RedisCoordination:
             return
 
     def announced(self, keys: Sequence[str]) -> dict[str, str]:
-        """Which of these rounds another host has sent: ``{done key: message ts}``."""
+        """Rounds another host has sent (``{done key: message ts}``) or is still sending
+        (``{done key: ""}``: its lease is alive)."""
         if not keys:
             return {}
         try:
-            values = self._call(self.client.mget, list(keys))
+            values = self._call(self.client.mget, [*keys, *map(_lease, keys)])
         except _Unavailable:
             return {}
-        return {
-            k: (v.decode() if isinstance(v, bytes) else str(v))
-            for k, v in zip(keys, values, strict=True)
-            if v is not None
-        }
+        done, leased = values[: len(keys)], values[len(keys) :]
+        out: dict[str, str] = {}
+        for k, ts, lease in zip(keys, done, leased, strict=True):
+            if ts is not None:
+                out[k] = _text(ts)
+            elif lease is not None:
+                out[k] = ""
+        return out
 
     def thread_ts(self, dest: str, thread_key: str) -> str | None:
         try:
@@ -411,9 +439,24 @@ class RedisCoordination:
         except _Unavailable:
             return
 
+    def reset_after_fork(self) -> None:
+        """The parent's rounds (and the copies it took) are the parent's to send."""
+        self._rounds = {}
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a client that never connected
             self.client.close()
+
+
+LEASE_MS = 150_000  # longer than the longest retry backoff (60 s × 1.5)
+
+
+def _lease(done_key: str) -> str:
+    return done_key.replace(":done:", ":lease:", 1)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Unavailable(Exception):
