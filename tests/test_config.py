@@ -237,3 +237,36 @@ def test_shipped_logging_yaml_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for h in set(handlers):
         assert not h.settings.enabled
         h.close()
+
+
+def test_every_knob_reaches_the_handler(fake_slack: FakeSlack, alerts_dir: Path) -> None:
+    """Pacing, dedup, digest and redaction settings from dictConfig take effect."""
+    cfg = _dict_config("class", fake_slack, alerts_dir)
+    cfg["handlers"]["slack"].update(
+        rate_limit=2,
+        burst=5,
+        dedup_window=30,
+        dedup_quiet=4,
+        max_digest=50,
+        shutdown_timeout=0.5,
+        redact={"disable": ["email"], "patterns": {"order": r"ORD-\d+"}},
+    )
+    logging.config.dictConfig(cfg)
+    log = logging.getLogger("dictcfg")
+    (h,) = log.handlers
+    assert isinstance(h, SlackAlertHandler)
+    try:
+        assert h.sender is not None
+        p = h.sender.planner
+        assert (p.rate, p.burst, p.dedup_window, p.dedup_quiet, p.max_digest) == (2, 5, 30, 4, 50)
+        assert h.settings.shutdown_timeout == 0.5
+        log.error("mail hong@example.com about ORD-123", extra={"alert": "report_fail"})
+        assert h.flush(5)
+        text = fake_slack.wait_for(1)[0].payload["text"]
+        assert "hong@example.com" in text
+        assert "ORD-123" not in text and "[REDACTED:order]" in text
+        mirror = (alerts_dir / "alerts.jsonl").read_text(encoding="utf-8")
+        assert "ORD-123" not in mirror and "hong@example.com" in mirror
+    finally:
+        log.handlers.clear()
+        h.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from slack_logging.outbox import DEAD
 from slack_logging.testing import FakeSlack
 
 MakeHandler = Callable[..., SlackAlertHandler]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition the system under test will make true, with a bound."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
 
 
 def covered(fake: FakeSlack) -> int:
@@ -67,8 +76,9 @@ class TestTransient:
             logger.error("결제 실패 %d", i, extra={"alert": "payment_fail", "order_id": f"O{i}"})
         for i in range(10):
             logger.error("리포트 실패 %d", i, extra={"alert": "report_fail", "report_id": i})
-        assert h.flush(0.5) is False
-        assert h.outbox is not None and h.outbox.counts()["pending"] == 40
+        assert h.outbox is not None
+        wait_until(lambda: h.outbox is not None and h.outbox.counts()["pending"] == 40)
+        assert fake_slack.messages == []
         fake_slack.set_up()
         assert h.flush(30)
         assert covered(fake_slack) == 40

@@ -1,0 +1,97 @@
+"""Building an Alert from a record: identity for dedup, odd tags, messages and tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+from slack_logging.alert import Alert, build_alert, category_key, safe_message
+from slack_logging.catalog import Catalog
+from slack_logging.redact import Redactor
+
+CATALOG = Catalog()
+
+
+def record(msg: str = "payment failed %s", *args: object, line: int = 10, **extra: object):
+    rec = logging.LogRecord("pay", logging.ERROR, "/app/pay.py", line, msg, args, None)
+    for k, v in {"alert": "payment_fail", **extra}.items():
+        setattr(rec, k, v)
+    return rec
+
+
+def alert_of(rec: logging.LogRecord) -> Alert:
+    return build_alert(rec, CATALOG.lookup(category_key(rec.alert)), Redactor(), host="h")
+
+
+class TestDedupKey:
+    def test_same_template_other_arguments_is_identical(self) -> None:
+        """Identical means the same template: different order ids still dedup together."""
+        a = alert_of(record("payment failed %s", "ORD-1", order_id="ORD-1"))
+        b = alert_of(record("payment failed %s", "ORD-2", order_id="ORD-2"))
+        assert a.dedup_key == b.dedup_key
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            record("refund failed %s", "ORD-1"),
+            record("payment failed %s", "ORD-1", line=99),
+            record("payment failed %s", "ORD-1", thread_key="ORD-1"),
+        ],
+        ids=["template", "place", "thread"],
+    )
+    def test_differences_that_make_a_new_alert(self, other: logging.LogRecord) -> None:
+        """Another template, another call site or another thread is not a repeat."""
+        assert alert_of(record("payment failed %s", "ORD-1")).dedup_key != alert_of(other).dedup_key
+
+    def test_category_is_part_of_identity(self) -> None:
+        """The same line logged under two categories is two kinds of alert."""
+        a = alert_of(record(alert="payment_fail"))
+        b = alert_of(record(alert="net_cancel_fail"))
+        assert a.dedup_key != b.dedup_key
+
+    def test_exception_type_and_raise_site_are_part_of_identity(self) -> None:
+        """Two exception types from the same log call are different alerts."""
+
+        def failing(exc: Exception) -> logging.LogRecord:
+            try:
+                raise exc
+            except Exception:
+                rec = record()
+                rec.exc_info = sys.exc_info()
+                return rec
+
+        timeout = alert_of(failing(TimeoutError("pg")))
+        refused = alert_of(failing(ConnectionRefusedError("pg")))
+        assert timeout.exc_type == "TimeoutError"
+        assert timeout.dedup_key != refused.dedup_key
+        assert timeout.traceback is not None and "TimeoutError: pg" in timeout.traceback
+
+
+class TestOddInput:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("payment_fail", "payment_fail"),
+            (" payment_fail ", "payment_fail"),
+            (None, "None"),
+            (42, "42"),
+            ("결제 실패!", "unknown"),
+            ("a b/c", "a_b_c"),
+            ("x" * 10_000, "x" * 64),
+        ],
+    )
+    def test_category_key_never_raises(self, value: object, expected: str) -> None:
+        """Whatever was tagged becomes a short, safe key."""
+        assert category_key(value) == expected
+
+    def test_bad_format_args_keep_the_message(self) -> None:
+        """A % mismatch does not lose the message or raise."""
+        rec = record("needs two %s %s", "one")
+        assert safe_message(rec).startswith("needs two %s %s (unformattable args")
+
+    def test_round_trip_through_json(self) -> None:
+        """An alert survives the outbox's JSON round trip unchanged."""
+        a = alert_of(record("결제 %s", "실패", order_id="ORD-1", amount=15000))
+        assert Alert.from_json(a.to_json()) == a
