@@ -208,7 +208,6 @@ def test_everything_we_create_is_private(
 ) -> None:
     """Mirror, outbox, WAL, lock and spill files: no access for others, whatever the umask."""
     import os
-
     import threading
 
     old = os.umask(0)
