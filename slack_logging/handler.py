@@ -418,7 +418,8 @@ class SlackAlertHandler(logging.Handler):
                 if self.sender is not None and not self.sender.alive:
                     self.sender.start()
             except RuntimeError:
-                # "can't create new thread at interpreter shutdown": close() delivers inline.
+                # "can't create new thread at interpreter shutdown": close() stores the queue
+                # and sends inline if time allows; the next process sends the rest.
                 return
             self._started = True
         finally:
