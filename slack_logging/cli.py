@@ -31,7 +31,7 @@ from slack_logging.catalog import Category
 from slack_logging.config import ENV_VARS, Settings, load_config, mask_url
 from slack_logging.outbox import DB_NAME, DEAD, DELIVERED, Outbox
 from slack_logging.render import render_alert
-from slack_logging.transport import Transport, WebApiTransport, WebhookTransport, remedy_for
+from slack_logging.transport import Transport, build_routes, remedy_for
 
 __all__ = ["build_parser", "handler_options", "main", "parse_field"]
 
@@ -331,30 +331,8 @@ def _check_outbox(report: _Report, directory: Path) -> None:
 
 def _destinations(s: Settings) -> list[tuple[str, Transport]]:
     """(label, transport) for the default destination and every routed category."""
-    out: dict[str, tuple[str, Transport]] = {}
-    if s.mode == "chat":
-        assert s.token is not None and s.channel is not None
-        channels = [s.channel] + [c.channel for c in s.catalog.values() if c.channel]
-        for channel in channels:
-            if channel not in out:
-                t: Transport = WebApiTransport(
-                    s.token,
-                    channel,
-                    api_url=s.api_url,
-                    connect_timeout=s.connect_timeout,
-                    read_timeout=s.read_timeout,
-                )
-                out[channel] = (f"channel {channel}", t)
-    elif s.mode == "webhook":
-        assert s.webhook_url is not None
-        urls = [s.webhook_url] + [c.webhook_url for c in s.catalog.values() if c.webhook_url]
-        for url in urls:
-            if url not in out:
-                t = WebhookTransport(
-                    url, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout
-                )
-                out[url] = (f"webhook {mask_url(url)}", t)
-    return list(out.values())
+    routes = build_routes(s)
+    return [(routes.labels[dest], t) for dest, t in routes.transports.items()]
 
 
 def _test_payload(s: Settings, label: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from slack_logging.ingest import Ingest
 from slack_logging.mirror import Mirror
 from slack_logging.outbox import Outbox
 from slack_logging.spill import Spill
-from slack_logging.transport import Transport, WebApiTransport, WebhookTransport
+from slack_logging.transport import build_routes
 
 __all__ = ["SlackAlertHandler"]
 
@@ -146,8 +146,7 @@ class SlackAlertHandler(logging.Handler):
         self._dir, self.durable = self._prepare_dir(s.alerts_dir)
         self.label = f"alerts directory {s.alerts_dir}"
         self._queue: queue.Queue[Any] = queue.Queue(s.queue_size)
-        self._transports: dict[str, Transport] = {}
-        self._default_dest = self._register_default()
+        self._route()
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
         if s.enabled:
@@ -257,48 +256,16 @@ class SlackAlertHandler(logging.Handler):
             return directory, False
         return directory, True
 
-    def _register_default(self) -> str:
-        s = self.settings
-        transport: Transport | None = None
-        if s.mode == "chat":
-            assert s.token is not None and s.channel is not None
-            transport = self._chat(s.channel)
-        elif s.mode == "webhook":
-            assert s.webhook_url is not None
-            transport = self._webhook(s.webhook_url)
-        if transport is None:
-            return "none"
-        self._default_dest = transport.destination
-        for cat in s.catalog.values():
-            self._dest_for(cat)  # build every category's transport now: bad URLs fail here
-        return transport.destination
-
-    def _chat(self, channel: str) -> Transport:
-        s = self.settings
-        assert s.token is not None
-        t: Transport = WebApiTransport(
-            s.token,
-            channel,
-            api_url=s.api_url,
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-        )
-        return self._transports.setdefault(t.destination, t)
-
-    def _webhook(self, url: str) -> Transport:
-        s = self.settings
-        t: Transport = WebhookTransport(
-            url, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout
-        )
-        return self._transports.setdefault(t.destination, t)
+    def _route(self) -> None:
+        """Build the transports: the destination and each category's own channel or webhook
+        (bad URLs fail here, at configuration time)."""
+        routes = build_routes(self.settings)
+        self._transports = routes.transports
+        self._default_dest = routes.default
+        self._by_category = routes.by_category
 
     def _dest_for(self, category: Category) -> str:
-        """Where a category's alerts go: its own channel or webhook, else the default."""
-        if category.channel and self.settings.mode == "chat":
-            return self._chat(category.channel).destination
-        if category.webhook_url and self.settings.mode == "webhook":
-            return self._webhook(category.webhook_url).destination
-        return self._default_dest
+        return self._by_category.get(category.key, self._default_dest)
 
     def _make_ingest(self) -> Ingest:
         s = self.settings
@@ -464,9 +431,7 @@ class SlackAlertHandler(logging.Handler):
         self.diag.reset_after_fork()
         if self.spill is not None:
             self.spill.reset_after_fork()
-        # The parent's pooled connections are not ours to share.
-        self._transports = {}
-        self._default_dest = self._register_default()
+        self._route()  # the parent's pooled connections are not ours to share
         if self.outbox is not None:
             self.outbox.reopen_after_fork()
         if self.sender is not None:

@@ -24,10 +24,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+
+if TYPE_CHECKING:
+    from slack_logging.config import Settings
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
@@ -622,3 +625,64 @@ class WebApiTransport(_HttpTransport):
         api_url = _mask_url(self._api_url) if "@" in self._api_url else self._api_url
         token = self._secret
         return f"WebApiTransport(channel={self.channel!r}, token={token!r}, api_url={api_url!r})"
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Every destination a configuration names, built once.
+
+    ``transports`` is keyed by destination id, the default first; ``by_category`` maps a
+    category with its own channel (bot-token mode) or webhook (webhook mode) to its id.
+    """
+
+    default: str
+    transports: dict[str, Transport]
+    by_category: dict[str, str]
+    labels: dict[str, str]
+
+
+def build_routes(settings: Settings) -> Routes:
+    """The transports for ``settings``: its destination and each category's own, if any."""
+    s = settings
+    transports: dict[str, Transport] = {}
+    labels: dict[str, str] = {}
+    by_category: dict[str, str] = {}
+
+    def add(t: Transport, label: str) -> str:
+        if t.destination in transports:
+            t.close()
+        else:
+            transports[t.destination] = t
+            labels[t.destination] = label
+        return t.destination
+
+    def chat(channel: str) -> str:
+        assert s.token is not None
+        t = WebApiTransport(
+            s.token,
+            channel,
+            api_url=s.api_url,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+        )
+        return add(t, f"channel {channel}")
+
+    def webhook(url: str) -> str:
+        t = WebhookTransport(url, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
+        return add(t, f"webhook {_mask_url(url)}")
+
+    if s.mode == "chat":
+        assert s.channel is not None
+        default = chat(s.channel)
+        for c in s.catalog.values():
+            if c.channel:
+                by_category[c.key] = chat(c.channel)
+    elif s.mode == "webhook":
+        assert s.webhook_url is not None
+        default = webhook(s.webhook_url)
+        for c in s.catalog.values():
+            if c.webhook_url:
+                by_category[c.key] = webhook(c.webhook_url)
+    else:
+        default = "none"
+    return Routes(default, transports, by_category, labels)
