@@ -414,6 +414,17 @@ class FakeSlack:
             return [r for r in self._requests if r.early]
 
     @property
+    def alerts_covered(self) -> int:
+        """Alerts covered by every accepted message (slack-logging's metadata ``count``): the
+        number to compare with the alerts logged."""
+        total = 0
+        for m in self.messages:
+            meta = m.payload.get("metadata") or {}
+            count = (meta.get("event_payload") or {}).get("count", 0)
+            total += count if isinstance(count, int) else 0
+        return total
+
+    @property
     def rate_limited(self) -> int:
         """How many 429 answers were sent (rate limit enforcement and scripted ones)."""
         with self._lock:

@@ -80,17 +80,13 @@ def alert_ids(fake: FakeSlack) -> list[str]:
     return out
 
 
-def covered(fake: FakeSlack) -> int:
-    return sum(m.payload["metadata"]["event_payload"]["count"] for m in fake.messages)
-
-
 def wait_covered(fake: FakeSlack, n: int, timeout: float = 30.0) -> None:
     """Wait until the fake's messages cover ``n`` alerts (each wait is on the fake's condition)."""
     deadline = time.monotonic() + timeout
-    while covered(fake) < n:
+    while fake.alerts_covered < n:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"only {covered(fake)} of {n} alerts arrived")
+            raise AssertionError(f"only {fake.alerts_covered} of {n} alerts arrived")
         try:
             fake.wait_for(len(fake.messages) + 1, timeout=remaining)
         except TimeoutError:
@@ -159,7 +155,7 @@ def test_exit_delivers_without_explicit_close(fake_slack: FakeSlack, alerts_dir:
     )
     _, err = child.communicate(timeout=30)
     assert child.returncode == 0, err
-    assert covered(fake_slack) == 3, err
+    assert fake_slack.alerts_covered == 3, err
 
 
 def test_exit_with_slack_hanging_leaves_alert_for_next_process(
@@ -235,7 +231,7 @@ def test_fork_after_use_every_alert_once(fake_slack: FakeSlack, alerts_dir: Path
     out, err = child.communicate(timeout=60)
     assert json.loads(out) == {"parent_ok": True, "child_ok": True}, err
     ids = alert_ids(fake_slack)
-    assert covered(fake_slack) == 3
+    assert fake_slack.alerts_covered == 3
     assert len(ids) == len(set(ids)) == 3
 
 
@@ -259,7 +255,7 @@ def test_processes_share_outbox_and_budget(alerts_dir: Path) -> None:
         assert [o.strip() for o, _ in outs] == ["True"] * 3, [e for _, e in outs]
         wait_covered(fake, 120)
         ids = alert_ids(fake)
-        assert covered(fake) == 120
+        assert fake.alerts_covered == 120
         assert len(ids) == len(set(ids)), "an alert was sent twice"
         assert fake.rate_limited <= 1
 

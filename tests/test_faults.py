@@ -25,10 +25,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def covered(fake: FakeSlack) -> int:
-    return sum(m.payload["metadata"]["event_payload"]["count"] for m in fake.messages)
-
-
 class TestTransient:
     def test_5xx_for_a_while_then_delivered(
         self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
@@ -81,7 +77,7 @@ class TestTransient:
         assert fake_slack.messages == []
         fake_slack.set_up()
         assert h.flush(30)
-        assert covered(fake_slack) == 40
+        assert fake_slack.alerts_covered == 40
         assert len(fake_slack.messages) <= 4
 
 
@@ -97,7 +93,7 @@ class TestRateLimited:
         logger.error("y", extra={"alert": "report_fail"})
         assert h.flush(20)
         assert fake_slack.early_requests == []
-        assert covered(fake_slack) == 2
+        assert fake_slack.alerts_covered == 2
         assert h.sender is not None and h.sender.stats["rate_limited"] == 1
 
     def test_web_api_ratelimited_is_honoured(

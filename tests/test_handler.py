@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import stalled_listener
 
 from slack_logging import SlackAlertHandler
 from slack_logging.testing import FakeSlack
 
 MakeHandler = Callable[..., SlackAlertHandler]
-
-
-def alert_count(fake: FakeSlack) -> int:
-    """Alerts covered by every message the fake accepted (metadata counts add up)."""
-    return sum(m.payload["metadata"]["event_payload"]["count"] for m in fake.messages)
 
 
 def mirror_lines(alerts_dir: Path) -> list[dict[str, object]]:
@@ -170,7 +165,7 @@ class TestNeverBlocks:
         logger.error("int alert", extra={"alert": 42})
         logger.error("long alert", extra={"alert": "x" * 10_000})
         assert h.flush(5)
-        assert alert_count(fake_slack) == 5
+        assert fake_slack.alerts_covered == 5
 
 
 class TestDedup:
@@ -288,22 +283,14 @@ class TestOverflow:
         """With the listener stalled and the queue full, alerts spill to disk and all arrive."""
         h = make_handler(queue_size=5)
         logger.addHandler(h)
-        gate = threading.Event()
-        original = h.ingest.handle
-
-        def stalled(record: logging.LogRecord) -> bool:
-            gate.wait(10)
-            return original(record)
-
-        h.ingest.handle = stalled  # type: ignore[method-assign]
-        for i in range(50):
-            logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
-        logger.info("untagged overflow is counted")
-        gate.set()
+        with stalled_listener(h):
+            for i in range(50):
+                logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
+            logger.info("untagged overflow is counted")
         assert h.spilled > 0
         assert h.dropped >= 1
         assert h.flush(10)
-        assert alert_count(fake_slack) == 50
+        assert fake_slack.alerts_covered == 50
 
 
 class TestLifecycleEdges:
@@ -392,19 +379,11 @@ class TestLifecycleEdges:
         logger.removeHandler(leader)
         follower = make_handler(queue_size=2)
         assert follower.sender is not None
-        gate = threading.Event()
-        original = follower.ingest.handle
-
-        def stalled(record: logging.LogRecord) -> bool:
-            gate.wait(10)
-            return original(record)
-
-        follower.ingest.handle = stalled  # type: ignore[method-assign]
         logger.addHandler(follower)
-        for i in range(20):
-            logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
-        gate.set()
+        with stalled_listener(follower):
+            for i in range(20):
+                logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
         assert follower.spilled > 0
         assert follower.flush(15)
         assert not follower.sender.leader
-        assert alert_count(fake_slack) == 21
+        assert fake_slack.alerts_covered == 21

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import stalled_listener
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -208,32 +209,24 @@ def test_everything_we_create_is_private(
 ) -> None:
     """Mirror, outbox, WAL, lock and spill files: no access for others, whatever the umask."""
     import os
-    import threading
 
     old = os.umask(0)
     try:
         h = make_handler(queue_size=1)
-        gate = threading.Event()
-        original = h.ingest.handle
-
-        def stalled(record: logging.LogRecord) -> bool:
-            gate.wait(10)
-            return original(record)
-
-        h.ingest.handle = stalled  # type: ignore[method-assign]
         logger.addHandler(h)
-        for i in range(20):
-            logger.error("x %d", i, extra={"alert": "payment_fail"})
-        spilled = [p for p in alerts_dir.glob("overflow-*") if p.is_file()]
-        gate.set()
+        with stalled_listener(h):
+            for i in range(20):
+                logger.error("x %d", i, extra={"alert": "payment_fail"})
+            # Spill files are taken (and deleted) soon after: look while they exist.
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in alerts_dir.glob("overflow-*")}
+        assert modes, "the test meant to catch a spill file on disk"
         assert h.flush(10)
-        files = spilled + [p for p in alerts_dir.rglob("*") if p.is_file()]
-        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files if p.exists()}
-        modes.update({p.name: 0o600 for p in spilled if p.name not in modes})
+        modes.update(
+            {p.name: stat.S_IMODE(p.stat().st_mode) for p in alerts_dir.iterdir() if p.is_file()}
+        )
         h.close()
     finally:
         os.umask(old)
-    assert spilled, "the test meant to catch a spill file on disk"
     assert {"alerts.jsonl", "outbox.sqlite3", "sender.lock"} <= set(modes)
     modes[alerts_dir.name] = stat.S_IMODE(alerts_dir.stat().st_mode)
     for name, mode in modes.items():
