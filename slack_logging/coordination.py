@@ -157,9 +157,11 @@ return {opened, tonumber(r), now_ms - tonumber(start_ms), start_ms}
 """
 
 # Take every alert published in round ARGV[1] of the window that started at ARGV[3] and open the
-# next round; false if that round was already taken (or the window is another one).
+# next round; false if that round was already taken, 'gone' if the window itself is (flushed,
+# evicted, expired): then nobody else will send these alerts.
 _CLOSE = """
-if redis.call('HGET', KEYS[1], 'start_ms') ~= ARGV[3] then return false end
+local start_ms = redis.call('HGET', KEYS[1], 'start_ms')
+if not start_ms or start_ms ~= ARGV[3] then return 'gone' end
 if redis.call('HGET', KEYS[1], 'round') ~= ARGV[1] then return false end
 redis.call('HINCRBY', KEYS[1], 'round', 1)
 local list = ARGV[2] .. ARGV[3] .. ':' .. ARGV[1]
@@ -353,6 +355,9 @@ class RedisCoordination:
             if items is None or items is False:
                 del self._rounds[slot]
                 return Admission(await_key=self._done_key(plan.dest, key, rnd))
+            if not isinstance(items, list):  # 'gone': the window vanished, send them here
+                del self._rounds[slot]
+                return self._budget(plan.dest, None)
             local_ids = {a.alert_id for a in alerts}
             seen: set[str] = set()
             for raw in items:
@@ -395,7 +400,8 @@ class RedisCoordination:
 
     def rate_limited(self, dest: str, retry_after: float) -> None:
         try:
-            self._call(self._block, keys=[self._key("block", dest)], args=[int(retry_after * 1000)])
+            ms = max(1, int(retry_after * 1000))  # PX 0 is an error, not "no wait"
+            self._call(self._block, keys=[self._key("block", dest)], args=[ms])
         except _Unavailable:
             return
 

@@ -616,7 +616,9 @@ class Sender:
                 changed = True
             elif key in done:  # not sent yet, but its sender is alive and still trying
                 self._awaiting[key] = (refs, max(deadline, now + self._await_grace()))
-            elif now > deadline:
+            elif now > deadline or now > deadline - self._await_grace() + NO_LEASE_GRACE:
+                # Past the deadline, or nobody took the round (no lease) well after the opener's
+                # gather: the window was lost (a flushed Redis); send them here.
                 for r in refs:
                     self._pending[r.alert_id] = r
                 del self._awaiting[key]
@@ -647,6 +649,9 @@ class Sender:
     def pending_count(self) -> int:
         return len(self._pending)
 
+
+#: How long an awaited round may show neither a message nor a live sender before we take it back.
+NO_LEASE_GRACE = 15.0
 
 _LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20, "DEBUG": 10}
 
