@@ -182,9 +182,7 @@ class InfraAlert:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        start = self._pop()
-        if exc is not None:
-            self._report(exc, start)
+        self.__exit__(exc_type, exc, tb)
 
     def _pop(self) -> float:
         starts = self._starts.get()
