@@ -182,7 +182,9 @@ class InfraAlert:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        start = self._pop()
+        if exc is not None:
+            self._report(exc, start)
 
     def _pop(self) -> float:
         starts = self._starts.get()
