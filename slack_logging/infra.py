@@ -182,6 +182,7 @@ class InfraAlert:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Not self.__exit__(...): the extra frame would point the record's place at us.
         start = self._pop()
         if exc is not None:
             self._report(exc, start)
