@@ -84,11 +84,17 @@ def alerts_dir(tmp_path: Path) -> Path:
 def make_handler(
     fake_slack: FakeSlack, alerts_dir: Path
 ) -> Iterator[Callable[..., SlackAlertHandler]]:
-    """Build handlers pointed at the fake Slack; every one is closed at teardown."""
+    """Build handlers pointed at the fake Slack (its webhook, or with ``bot=True`` its
+    chat.postMessage as channel C0ALERTS01); every one is closed at teardown."""
     made: list[SlackAlertHandler] = []
 
-    def make(**kwargs: Any) -> SlackAlertHandler:
-        kwargs.setdefault("webhook_url", fake_slack.webhook_url)
+    def make(*, bot: bool = False, **kwargs: Any) -> SlackAlertHandler:
+        if bot:
+            kwargs.setdefault("token", fake_slack.token)
+            kwargs.setdefault("channel", "C0ALERTS01")
+            kwargs.setdefault("api_url", fake_slack.api_url)
+        else:
+            kwargs.setdefault("webhook_url", fake_slack.webhook_url)
         kwargs.setdefault("alerts_dir", alerts_dir)
         kwargs.setdefault("read_timeout", 2.0)
         h = SlackAlertHandler(**kwargs)

@@ -97,24 +97,16 @@ class TestRateLimited:
         assert h.sender is not None and h.sender.stats["rate_limited"] == 1
 
     def test_web_api_ratelimited_is_honoured(
-        self, fake_slack: FakeSlack, alerts_dir: Path, logger: logging.Logger
+        self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
     ) -> None:
         """chat.postMessage `ratelimited` with Retry-After is waited out the same way."""
         fake_slack.fail_next(
             429, '{"ok": false, "error": "ratelimited"}', headers={"Retry-After": "1"}
         )
-        h = SlackAlertHandler(
-            token=fake_slack.token,
-            channel="C0ALERTS01",
-            api_url=fake_slack.api_url,
-            alerts_dir=alerts_dir,
-        )
+        h = make_handler(bot=True)
         logger.addHandler(h)
-        try:
-            logger.error("x", extra={"alert": "payment_fail"})
-            assert h.flush(20)
-        finally:
-            h.close()
+        logger.error("x", extra={"alert": "payment_fail"})
+        assert h.flush(20)
         assert fake_slack.early_requests == []
         assert len(fake_slack.messages) == 1
 
@@ -170,8 +162,8 @@ class TestPermanent:
     )
     def test_web_api_errors_become_dead_letters(
         self,
+        make_handler: MakeHandler,
         fake_slack: FakeSlack,
-        alerts_dir: Path,
         logger: logging.Logger,
         capsys: pytest.CaptureFixture[str],
         error: str,
@@ -179,20 +171,13 @@ class TestPermanent:
     ) -> None:
         """Web API ok:false errors are permanent: dead letter, one report, token never shown."""
         fake_slack.api_error_next(error, count=10)
-        h = SlackAlertHandler(
-            token=fake_slack.token,
-            channel="C0ALERTS01",
-            api_url=fake_slack.api_url,
-            alerts_dir=alerts_dir,
-        )
+        h = make_handler(bot=True)
         logger.addHandler(h)
-        try:
-            logger.error("x", extra={"alert": "payment_fail"})
-            assert h.flush(20)
-            assert h.outbox is not None
-            assert h.outbox.counts()["dead"] == 1
-        finally:
-            h.close()
+        logger.error("x", extra={"alert": "payment_fail"})
+        assert h.flush(20)
+        assert h.outbox is not None
+        assert h.outbox.counts()["dead"] == 1
+        h.close()
         err = capsys.readouterr().err
         assert error in err
         assert remedy in err.lower()

@@ -238,15 +238,10 @@ class TestKillSwitch:
 
 class TestBotToken:
     def test_chat_post_message(
-        self, fake_slack: FakeSlack, alerts_dir: Path, logger: logging.Logger
+        self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
     ) -> None:
         """token + channel post through chat.postMessage to that channel."""
-        h = SlackAlertHandler(
-            token=fake_slack.token,
-            channel="C0ADYBAN9PA",
-            api_url=fake_slack.api_url,
-            alerts_dir=alerts_dir,
-        )
+        h = make_handler(bot=True, channel="C0ADYBAN9PA")
         logger.addHandler(h)
         logger.error("x", extra={"alert": "report_fail"})
         assert h.flush(5)
