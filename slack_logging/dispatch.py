@@ -646,9 +646,6 @@ class Sender:
         with self._changed:
             self._changed.wait(timeout)
 
-    def pending_count(self) -> int:
-        return len(self._pending)
-
 
 #: How long an awaited round may show neither a message nor a live sender before we take it back.
 NO_LEASE_GRACE = 15.0

@@ -245,10 +245,6 @@ class Outbox:
             alert_ids, "attempts = attempts + 1, not_before = ?, error = ?", (not_before, error)
         )
 
-    def defer(self, alert_ids: Sequence[str], not_before: float) -> None:
-        """Wait without counting an attempt (rate limited: not a failure)."""
-        self._set(alert_ids, "not_before = ?", (not_before,))
-
     def mark_dead(self, alert_ids: Sequence[str], error: str) -> None:
         self._set(alert_ids, "state = 2, attempts = attempts + 1, error = ?", (error,))
 
