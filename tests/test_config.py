@@ -22,7 +22,7 @@ class TestResolve:
         s = Settings.resolve(
             {
                 "SLACK_BOT_TOKEN": "xoxb-1-2-abc",
-                "SLACK_CHANNEL_ID": "C0ADYBAN9PA",
+                "SLACK_CHANNEL_ID": "C0123ABCDEF",
                 "SLACK_ALERTS_DIR": "/tmp/x",
                 "SLACK_API_URL": "http://127.0.0.1:9/api/",
                 "SLACK_ENABLED": "true",
@@ -30,7 +30,7 @@ class TestResolve:
         )
         assert (s.mode, s.channel, str(s.alerts_dir), s.api_url, s.enabled) == (
             "chat",
-            "C0ADYBAN9PA",
+            "C0123ABCDEF",
             "/tmp/x",
             "http://127.0.0.1:9/api",
             True,

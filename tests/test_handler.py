@@ -241,14 +241,14 @@ class TestBotToken:
         self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
     ) -> None:
         """token + channel post through chat.postMessage to that channel."""
-        h = make_handler(bot=True, channel="C0ADYBAN9PA")
+        h = make_handler(bot=True, channel="C0123ABCDEF")
         logger.addHandler(h)
         logger.error("x", extra={"alert": "report_fail"})
         assert h.flush(5)
         h.close()
         (msg,) = fake_slack.wait_for(1)
         assert msg.surface == "chat"
-        assert msg.channel == "C0ADYBAN9PA"
+        assert msg.channel == "C0123ABCDEF"
 
 
 class TestRecursion:
