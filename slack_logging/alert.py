@@ -21,7 +21,15 @@ from typing import Any
 from slack_logging.catalog import Category
 from slack_logging.redact import Redactor
 
-__all__ = ["RESERVED_ATTRS", "Alert", "build_alert", "category_key", "new_alert_id", "safe_message"]
+__all__ = [
+    "IGNORED_LOGGERS",
+    "RESERVED_ATTRS",
+    "Alert",
+    "build_alert",
+    "category_key",
+    "new_alert_id",
+    "safe_message",
+]
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 RESERVED_ATTRS = frozenset(
@@ -35,6 +43,9 @@ RESERVED_ATTRS = frozenset(
         "alert_id",
     }
 )
+
+#: Loggers whose records would feed back into a handler (our HTTP client's and our own).
+IGNORED_LOGGERS = ("slack_logging", "urllib3", "requests", "charset_normalizer")
 
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
 MAX_KEY = 64

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from slack_logging._diag import Diagnostics
-from slack_logging.alert import safe_message
+from slack_logging.alert import IGNORED_LOGGERS, safe_message
 from slack_logging.catalog import Category
 from slack_logging.config import Settings, mask_url
 from slack_logging.coordination import Coordination, LocalCoordination, RedisCoordination
@@ -37,8 +37,6 @@ from slack_logging.transport import build_routes
 
 __all__ = ["SlackAlertHandler"]
 
-#: Loggers whose records would feed back into us (our HTTP client's and our own).
-IGNORED_LOGGERS = ("slack_logging", "urllib3", "requests", "charset_normalizer")
 LOCK_NAME = "sender.lock"
 ORPHAN_SCAN_EVERY = 30.0
 

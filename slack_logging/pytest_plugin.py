@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from slack_logging.alert import Alert, build_alert, category_key
+from slack_logging.alert import IGNORED_LOGGERS, Alert, build_alert, category_key
 from slack_logging.alerts import catalog_for
 from slack_logging.catalog import Catalog
 from slack_logging.redact import Redactor
@@ -37,7 +37,7 @@ from slack_logging.render import render_alert
 __all__ = ["CapturedAlert", "SlackAlerts", "slack_alerts"]
 
 #: Loggers the real handler ignores (its own, its HTTP client's); ignored here too.
-_IGNORED = ("slack_logging", "urllib3", "requests", "charset_normalizer")
+_IGNORED_DOTTED = tuple(f"{n}." for n in IGNORED_LOGGERS)
 _BUILTIN = Catalog()
 
 
@@ -68,7 +68,7 @@ class _Capture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             name = record.name
-            if name in _IGNORED or name.startswith(tuple(f"{n}." for n in _IGNORED)):
+            if name in IGNORED_LOGGERS or name.startswith(_IGNORED_DOTTED):
                 return
             if "alert" not in record.__dict__:
                 self._owner._untagged(record)
