@@ -42,7 +42,7 @@ from _common import (
 )
 
 from slack_logging import SlackAlertHandler
-from slack_logging.catalog import BUILTIN_CATEGORIES
+from slack_logging._catalog import BUILTIN_CATEGORIES
 from slack_logging.testing import FakeSlack
 
 THREADS = 100

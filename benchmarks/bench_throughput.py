@@ -26,7 +26,7 @@ from _common import Report, fmt_s, make_logger, median, percentile, teardown
 from pythonjsonlogger.json import JsonFormatter
 
 from slack_logging import SlackAlertHandler
-from slack_logging.catalog import BUILTIN_CATEGORIES
+from slack_logging._catalog import BUILTIN_CATEGORIES
 from slack_logging.testing import FakeSlack
 
 UNTAGGED_MIN_RATE = 20_000

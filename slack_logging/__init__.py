@@ -15,11 +15,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from slack_logging.alerts import AlertLogger
-from slack_logging.catalog import BUILTIN_CATEGORIES, Catalog, Category
-from slack_logging.config import configure
-from slack_logging.handler import SlackAlertHandler
-from slack_logging.infra import infra_alert
+from slack_logging._alert_logger import AlertLogger
+from slack_logging._catalog import BUILTIN_CATEGORIES, Catalog, Category
+from slack_logging._config import configure
+from slack_logging._handler import SlackAlertHandler
+from slack_logging._infra import infra_alert
 
 __all__ = [
     "BUILTIN_CATEGORIES",

@@ -25,19 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slack_logging.alert import Alert, build_alert, new_alert_id
-from slack_logging.alerts import SEVERITY_LEVELS, AlertLogger, alert_extra
-from slack_logging.catalog import Category
-from slack_logging.config import ENV_VARS, Settings, load_config, mask_url
-from slack_logging.outbox import DB_NAME, DEAD, DELIVERED, Outbox
-from slack_logging.render import render_alert
-from slack_logging.transport import Transport, build_routes, remedy_for
+from slack_logging._alert import Alert, build_alert, new_alert_id
+from slack_logging._alert_logger import SEVERITY_LEVELS, AlertLogger, alert_extra
+from slack_logging._catalog import Category
+from slack_logging._config import ENV_VARS, Settings, load_config, mask_url
+from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, Outbox
+from slack_logging._render import render_alert
+from slack_logging._transport import Transport, build_routes, remedy_for
 
 __all__ = ["build_parser", "handler_options", "main", "parse_field"]
 
 #: How a logging config names our handler (``class:`` or ``()``).
 HANDLER_CLASSES = frozenset(
-    {"slack_logging.SlackAlertHandler", "slack_logging.handler.SlackAlertHandler"}
+    {"slack_logging.SlackAlertHandler", "slack_logging._handler.SlackAlertHandler"}
 )
 #: Keys of a dictConfig handler entry that belong to dictConfig, not to the handler.
 _DICTCONFIG_KEYS = frozenset({"class", "()", "level", "formatter", "filters", "."})
@@ -429,7 +429,7 @@ def _remedy_from(error: str | None) -> str | None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from slack_logging.handler import SlackAlertHandler  # the handler pulls in requests
+    from slack_logging._handler import SlackAlertHandler  # the handler pulls in requests
 
     source = _source(args)
     handler = SlackAlertHandler(**source.options)

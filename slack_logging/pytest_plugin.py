@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
-from slack_logging.alert import IGNORED_LOGGERS, Alert, build_alert, category_key
-from slack_logging.alerts import catalog_for
-from slack_logging.catalog import Catalog
-from slack_logging.redact import Redactor
-from slack_logging.render import render_alert
+from slack_logging._alert import IGNORED_LOGGERS, Alert, build_alert, category_key
+from slack_logging._alert_logger import catalog_for
+from slack_logging._catalog import Catalog
+from slack_logging._redact import Redactor
+from slack_logging._render import render_alert
 
 __all__ = ["CapturedAlert", "SlackAlerts", "slack_alerts"]
 
@@ -54,7 +54,7 @@ class CapturedAlert:
     payload: dict[str, Any]
     """The Block Kit message dict that would be posted."""
     alert: Alert
-    """The full :class:`~slack_logging.alert.Alert` (message, severity, traceback, ...)."""
+    """The full :class:`~slack_logging._alert.Alert` (message, severity, traceback, ...)."""
     record: logging.LogRecord
     """The log record it came from."""
 
@@ -104,10 +104,10 @@ class SlackAlerts:
 
     Attributes:
         catalog: the categories used to render. Unless assigned (a
-            :class:`~slack_logging.catalog.Catalog`), each record uses the catalog of the
+            :class:`~slack_logging._catalog.Catalog`), each record uses the catalog of the
             :class:`~slack_logging.SlackAlertHandler` its logger reaches (so ``categories`` from
             ``logging.yaml`` apply once it is configured), else the built-in one.
-        redactor: the :class:`~slack_logging.redact.Redactor` applied (default settings).
+        redactor: the :class:`~slack_logging._redact.Redactor` applied (default settings).
         service, environment: shown in each message's context line.
     """
 

@@ -5,7 +5,7 @@ it received, and injects the failures a real sender must survive (5xx, revoked w
 Retry-After, hangs, connection resets)::
 
     from slack_logging.testing import FakeSlack
-    from slack_logging.transport import WebhookTransport
+    from slack_logging._transport import WebhookTransport
 
     with FakeSlack() as slack:
         WebhookTransport(slack.webhook_url).send({"text": "disk full"})

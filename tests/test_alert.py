@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from slack_logging.alert import Alert, build_alert, category_key, safe_message
-from slack_logging.catalog import Catalog
-from slack_logging.redact import Redactor
+from slack_logging._alert import Alert, build_alert, category_key, safe_message
+from slack_logging._catalog import Catalog
+from slack_logging._redact import Redactor
 
 CATALOG = Catalog()
 

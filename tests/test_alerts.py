@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slack_logging import BUILTIN_CATEGORIES, Catalog, SlackAlertHandler
-from slack_logging.alerts import FIELD_PREFIX, AlertLogger, alert_extra
+from slack_logging._alert_logger import FIELD_PREFIX, AlertLogger, alert_extra
 from slack_logging.testing import FakeSlack
 
 MakeHandler = Callable[..., SlackAlertHandler]

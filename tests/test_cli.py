@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from slack_logging.alert import Alert, new_alert_id
+from slack_logging._alert import Alert, new_alert_id
+from slack_logging._outbox import Outbox
 from slack_logging.cli import handler_options, main, parse_field
-from slack_logging.outbox import Outbox
 from slack_logging.testing import FAKE_TOKEN, FAKE_WEBHOOK_PATH, FakeSlack
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from slack_logging import SlackAlertHandler, configure
-from slack_logging.config import Settings, expand_env, mask_url
+from slack_logging._config import Settings, expand_env, mask_url
 from slack_logging.testing import FakeSlack
 
 FAKE_HOOK = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX"

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from slack_logging.dispatch import Planner, backoff
-from slack_logging.outbox import PendingRef
+from slack_logging._dispatch import Planner, backoff
+from slack_logging._outbox import PendingRef
 
 _ids = itertools.count(1)
 RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}

@@ -64,7 +64,7 @@ def run_child(
 
 
 def pending_on_disk(alerts_dir: Path) -> int:
-    from slack_logging.outbox import Outbox
+    from slack_logging._outbox import Outbox
 
     box = Outbox(alerts_dir, origin="test")
     try:

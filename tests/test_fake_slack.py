@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from slack_logging._transport import Outcome, SendResult, WebApiTransport, WebhookTransport
 from slack_logging.testing import FAKE_WEBHOOK_PATH, FakeSlack
-from slack_logging.transport import Outcome, SendResult, WebApiTransport, WebhookTransport
 
 CHANNEL = "C0000FAKE"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slack_logging import SlackAlertHandler
-from slack_logging.outbox import DEAD
+from slack_logging._outbox import DEAD
 from slack_logging.testing import FakeSlack
 
 MakeHandler = Callable[..., SlackAlertHandler]

@@ -317,7 +317,7 @@ class TestLifecycleEdges:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """At interpreter shutdown (3.12+) threads cannot start: close() still stores the queue."""
-        from slack_logging import handler as handler_module
+        from slack_logging import _handler as handler_module
 
         def refuse(self: object) -> None:
             raise RuntimeError("can't create new thread at interpreter shutdown")
@@ -329,7 +329,7 @@ class TestLifecycleEdges:
         h.close(timeout=0.2)
         assert h.outbox is not None
         assert mirror_lines(alerts_dir)[0]["message"] == "kept"
-        from slack_logging.outbox import Outbox
+        from slack_logging._outbox import Outbox
 
         box = Outbox(alerts_dir)
         assert box.counts()["pending"] == 1

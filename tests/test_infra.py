@@ -18,9 +18,9 @@ import pytest
 import requests
 import urllib3.exceptions
 
-from slack_logging import infra
-from slack_logging.alerts import AlertLogger
-from slack_logging.infra import DEFAULT_LOGGER, classify, infra_alert
+from slack_logging import _infra
+from slack_logging._alert_logger import AlertLogger
+from slack_logging._infra import DEFAULT_LOGGER, classify, infra_alert
 
 
 class Collect(logging.Handler):
@@ -43,7 +43,7 @@ def records(logger: logging.Logger) -> Iterator[list[logging.LogRecord]]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """A fake perf_counter: each call pops the next value, so elapsed_ms is exact."""
     ticks: list[float] = []
-    monkeypatch.setattr(infra, "_now", lambda: ticks.pop(0))
+    monkeypatch.setattr(_infra, "_now", lambda: ticks.pop(0))
     return ticks
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from slack_logging.mirror import Mirror
-from slack_logging.redact import Redactor
+from slack_logging._mirror import Mirror
+from slack_logging._redact import Redactor
 
 REPO = Path(__file__).resolve().parents[1]
 MARK = "S3CRET-MARKER"
@@ -601,8 +601,8 @@ class TestFork:
 
 WRITER = """
 import logging, sys
-from slack_logging.mirror import Mirror
-from slack_logging.redact import Redactor
+from slack_logging._mirror import Mirror
+from slack_logging._redact import Redactor
 
 directory, tag, count, max_bytes, backups = sys.argv[1:6]
 mirror = Mirror(directory, redactor=Redactor(), max_bytes=int(max_bytes), backups=int(backups))

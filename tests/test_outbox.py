@@ -6,8 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-from slack_logging.alert import Alert, new_alert_id
-from slack_logging.outbox import DEAD, Outbox
+from slack_logging._alert import Alert, new_alert_id
+from slack_logging._outbox import DEAD, Outbox
 
 
 def alert(category: str = "payment_fail", severity: str = "error", **fields: object) -> Alert:

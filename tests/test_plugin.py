@@ -32,7 +32,7 @@ class TestWait:
         result = run_user_tests(
             """
             import logging
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_card_declined(slack_alerts):
                 alerts = AlertLogger("payments")
@@ -71,7 +71,7 @@ class TestWait:
         result = run_user_tests(
             """
             import threading
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_background(slack_alerts):
                 alerts = AlertLogger("worker")
@@ -97,7 +97,7 @@ class TestWait:
         result = run_user_tests(
             """
             import logging
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_missing(slack_alerts):
                 AlertLogger("payments").payment_fail("x")
@@ -115,7 +115,7 @@ class TestWait:
         """clear() forgets what was captured so far."""
         result = run_user_tests(
             """
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_clear(slack_alerts):
                 alerts = AlertLogger("payments")
@@ -137,7 +137,7 @@ class TestFidelity:
         result = run_user_tests(
             """
             import logging
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_info(slack_alerts):
                 assert logging.getLogger().getEffectiveLevel() <= logging.INFO
@@ -151,7 +151,7 @@ class TestFidelity:
         """Text and fields are redacted as the real handler would before sending."""
         result = run_user_tests(
             """
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_redacted(slack_alerts):
                 AlertLogger("payments").payment_fail(
@@ -185,7 +185,7 @@ class TestFidelity:
             """
             import logging
             from slack_logging import SlackAlertHandler
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_configured(slack_alerts, tmp_path):
                 handler = SlackAlertHandler(
@@ -223,7 +223,7 @@ class TestFidelity:
         result = run_user_tests(
             """
             import os, socket, threading
-            from slack_logging.alerts import AlertLogger
+            from slack_logging._alert_logger import AlertLogger
 
             def test_quiet(slack_alerts, monkeypatch, tmp_path):
                 monkeypatch.chdir(tmp_path)

@@ -1,4 +1,4 @@
-"""Tests for slack_logging.redact: what gets masked, what stays, and that value() is JSON-safe."""
+"""Tests for slack_logging._redact: what gets masked, what stays, and that value() is JSON-safe."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging.redact import BUILTIN_PATTERNS, REDACTED, Redactor, mask_secret
+from slack_logging._redact import BUILTIN_PATTERNS, REDACTED, Redactor, mask_secret
 
 MODERATE = settings(max_examples=200, deadline=None)
 

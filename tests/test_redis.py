@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from slack_logging import SlackAlertHandler, coordination
-from slack_logging.coordination import LocalCoordination, RedisCoordination
+from slack_logging import SlackAlertHandler, _coordination
+from slack_logging._coordination import LocalCoordination, RedisCoordination
 from slack_logging.testing import FakeSlack
 
 pytestmark = pytest.mark.subprocess
@@ -504,7 +504,7 @@ class TestSharedBudget:
         # Host B's clock jumps an hour: a bucket refilled from host clocks would be full again.
         real_time = time.time
         monkeypatch.setattr(
-            coordination,
+            _coordination,
             "time",
             SimpleNamespace(time=lambda: real_time() + 3600, monotonic=time.monotonic),
         )

@@ -1,4 +1,4 @@
-"""Tests for slack_logging.render: payload shape, Slack limits, escaping, digests."""
+"""Tests for slack_logging._render: payload shape, Slack limits, escaping, digests."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging.alert import Alert
-from slack_logging.catalog import Catalog, Category
-from slack_logging.render import (
+from slack_logging._alert import Alert
+from slack_logging._catalog import Catalog, Category
+from slack_logging._render import (
     clamp,
     escape,
     mention_markup,

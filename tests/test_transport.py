@@ -1,4 +1,4 @@
-"""Unit tests for slack_logging.transport: request shape, answer classification, secrets."""
+"""Unit tests for slack_logging._transport: request shape, answer classification, secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import requests
 import responses
 
-from slack_logging.transport import (
+from slack_logging._transport import (
     DEFAULT_RETRY_AFTER,
     MAX_RETRY_AFTER,
     Outcome,

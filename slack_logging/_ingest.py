@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from slack_logging._alert import Alert, build_alert, category_key
+from slack_logging._catalog import DEFAULT_EMOJI, Catalog, Category
 from slack_logging._diag import Diagnostics
-from slack_logging.alert import Alert, build_alert, category_key
-from slack_logging.catalog import DEFAULT_EMOJI, Catalog, Category
-from slack_logging.mirror import Mirror
-from slack_logging.outbox import Outbox
-from slack_logging.redact import Redactor
+from slack_logging._mirror import Mirror
+from slack_logging._outbox import Outbox
+from slack_logging._redact import Redactor
 
 __all__ = ["Ingest", "IngestStats"]
 

@@ -18,8 +18,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from slack_logging.catalog import Category
-from slack_logging.redact import Redactor
+from slack_logging._catalog import Category
+from slack_logging._redact import Redactor
 
 __all__ = [
     "IGNORED_LOGGERS",

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slack_logging.alert import RESERVED_ATTRS, safe_message
-from slack_logging.redact import Redactor
+from slack_logging._alert import RESERVED_ATTRS, safe_message
+from slack_logging._redact import Redactor
 
 __all__ = ["Spill"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from slack_logging.catalog import Catalog
-from slack_logging.redact import Redactor
+from slack_logging._catalog import Catalog
+from slack_logging._redact import Redactor
 
 __all__ = [
     "ENV_VARS",

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from slack_logging._alert import Alert
 from slack_logging._diag import Diagnostics
-from slack_logging.alert import Alert
-from slack_logging.outbox import Outbox, PendingRef
+from slack_logging._outbox import Outbox, PendingRef
 
 if TYPE_CHECKING:
-    from slack_logging.dispatch import Plan, Planner
+    from slack_logging._dispatch import Plan, Planner
 
 __all__ = ["Admission", "Coordination", "LocalCoordination", "RedisCoordination"]
 
@@ -200,7 +200,7 @@ class RedisCoordination:
         url: ``redis://host:port/db``.
         fallback: used while Redis does not answer.
         rate, burst: the shared budget per destination.
-        window, quiet: the dedup window, as in :class:`~slack_logging.dispatch.Planner`.
+        window, quiet: the dedup window, as in :class:`~slack_logging._dispatch.Planner`.
         gather: how long the host that opens a window waits for the other hosts' copies of the
             same alert, so a failure seen by every host at once is one message.
         timeout: per Redis call; a slow Redis counts as down.

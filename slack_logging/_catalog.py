@@ -178,7 +178,7 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         elif name == "webhook_url":
             if value is not None:
                 # Imported here: config imports catalog, not the other way round at module load.
-                from slack_logging.config import validate_webhook_url
+                from slack_logging._config import validate_webhook_url
 
                 validate_webhook_url(value, key=f"{where}.webhook_url")
         elif value is not None and not isinstance(value, str):

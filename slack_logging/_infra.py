@@ -1,6 +1,6 @@
 """infra_alert: turn timeouts and connection errors of outside calls into alerts, then re-raise.
 
-    from slack_logging.infra import infra_alert
+    from slack_logging._infra import infra_alert
 
     with infra_alert(service="toss", endpoint="POST /v1/payments/confirm", order_id=order_id):
         response = session.post(url, json=body, timeout=(3.05, 10))
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
-from slack_logging.alerts import AlertLogger
+from slack_logging._alert_logger import AlertLogger
 
 __all__ = ["DEFAULT_LOGGER", "InfraAlert", "classify", "infra_alert"]
 
@@ -266,7 +266,7 @@ def infra_alert(
     Args:
         service: the outside system, e.g. ``"toss-payments"``.
         endpoint: what was called, e.g. ``"POST /v1/payments/confirm"``.
-        logger: a logger, logger name or :class:`~slack_logging.alerts.AlertLogger`; default
+        logger: a logger, logger name or :class:`~slack_logging._alert_logger.AlertLogger`; default
             ``logging.getLogger("infra")`` (configure it, or let it propagate to the root).
         **fields: extra alert fields (``order_id=...``, ``thread_key=...``).
 

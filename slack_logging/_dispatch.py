@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from slack_logging._alert import Alert
+from slack_logging._catalog import Catalog
+from slack_logging._coordination import Coordination, LocalCoordination
 from slack_logging._diag import Diagnostics
-from slack_logging.alert import Alert
-from slack_logging.catalog import Catalog
-from slack_logging.coordination import Coordination, LocalCoordination
-from slack_logging.outbox import Outbox, PendingRef
-from slack_logging.render import render_alert, render_digest
-from slack_logging.transport import Outcome, SendResult, Transport
+from slack_logging._outbox import Outbox, PendingRef
+from slack_logging._render import render_alert, render_digest
+from slack_logging._transport import Outcome, SendResult, Transport
 
 __all__ = ["Bucket", "Plan", "Planner", "Sender", "backoff"]
 
@@ -198,7 +198,7 @@ class Planner:
 
 @dataclass(frozen=True)
 class SenderConfig:
-    """The sender's knobs, resolved from :class:`~slack_logging.config.Settings`."""
+    """The sender's knobs, resolved from :class:`~slack_logging._config.Settings`."""
 
     lock_path: Path | None
     poll_interval: float = 0.1

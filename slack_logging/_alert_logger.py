@@ -1,6 +1,6 @@
 """AlertLogger: one-line, typed call sites for alerts, so nobody spells ``extra=`` by hand.
 
-    from slack_logging.alerts import AlertLogger
+    from slack_logging._alert_logger import AlertLogger
 
     alerts = AlertLogger(__name__)
     alerts.payment_fail("카드 한도 초과", order_id="ORD-1", amount=15000, thread_key="ORD-1")
@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeAlias
 
-from slack_logging.alert import RESERVED_ATTRS
-from slack_logging.catalog import Catalog
+from slack_logging._alert import RESERVED_ATTRS
+from slack_logging._catalog import Catalog
 
 __all__ = [
     "FIELD_PREFIX",
@@ -71,7 +71,7 @@ def alert_extra(category: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def catalog_for(logger: logging.Logger) -> Catalog | None:
     """The catalog of the first SlackAlertHandler this logger's records reach, if any."""
-    from slack_logging.handler import SlackAlertHandler  # here: the handler pulls in requests
+    from slack_logging._handler import SlackAlertHandler  # here: the handler pulls in requests
 
     current: logging.Logger | None = logger
     while current is not None:

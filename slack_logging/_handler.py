@@ -1,8 +1,8 @@
 """SlackAlertHandler: the front door, and the lifecycle of its queue, listener and sender threads.
 
 ``emit()`` runs in the caller's thread and only enqueues. A stdlib ``QueueListener`` thread hands
-records to :class:`~slack_logging.ingest.Ingest` (mirror + outbox); a
-:class:`~slack_logging.dispatch.Sender` thread delivers. Threads start on first use, so a
+records to :class:`~slack_logging._ingest.Ingest` (mirror + outbox); a
+:class:`~slack_logging._dispatch.Sender` thread delivers. Threads start on first use, so a
 gunicorn master that configures logging and forks starts none.
 """
 
@@ -23,17 +23,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slack_logging._alert import IGNORED_LOGGERS, safe_message
+from slack_logging._catalog import Category
+from slack_logging._config import Settings, mask_url
+from slack_logging._coordination import Coordination, LocalCoordination, RedisCoordination
 from slack_logging._diag import Diagnostics
-from slack_logging.alert import IGNORED_LOGGERS, safe_message
-from slack_logging.catalog import Category
-from slack_logging.config import Settings, mask_url
-from slack_logging.coordination import Coordination, LocalCoordination, RedisCoordination
-from slack_logging.dispatch import Planner, Sender, SenderConfig
-from slack_logging.ingest import Ingest
-from slack_logging.mirror import Mirror
-from slack_logging.outbox import Outbox
-from slack_logging.spill import Spill
-from slack_logging.transport import build_routes
+from slack_logging._dispatch import Planner, Sender, SenderConfig
+from slack_logging._ingest import Ingest
+from slack_logging._mirror import Mirror
+from slack_logging._outbox import Outbox
+from slack_logging._spill import Spill
+from slack_logging._transport import build_routes
 
 __all__ = ["SlackAlertHandler"]
 
@@ -100,7 +100,7 @@ class SlackAlertHandler(logging.Handler):
         api_url: Web API base (env ``SLACK_API_URL``, default ``https://slack.com/api``).
         categories: mapping merged over the built-in catalog.
         rate_limit: messages per second per destination (default 1).
-        **options: the other knobs of :class:`~slack_logging.config.Settings` (``burst``,
+        **options: the other knobs of :class:`~slack_logging._config.Settings` (``burst``,
             ``dedup_window``, ``redact``, ``untagged_level``, ...).
 
     Example::

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 if TYPE_CHECKING:
-    from slack_logging.config import Settings
+    from slack_logging._config import Settings
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",

@@ -2,7 +2,7 @@
 coordination state (rate budget, dedup windows, thread map) shared by the processes on one host.
 
 One SQLite database in WAL mode (``outbox.sqlite3``). Every process on the directory inserts; only
-the elected sender (see :mod:`slack_logging.dispatch`) changes states, so claims need no leases.
+the elected sender (see :mod:`slack_logging._dispatch`) changes states, so claims need no leases.
 WAL with ``synchronous=NORMAL`` means a commit is a write into the page cache: it survives
 ``kill -9`` and a crash of the process, not a power cut. Stdlib only.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slack_logging.alert import Alert
-from slack_logging.catalog import SEVERITY_RANK
+from slack_logging._alert import Alert
+from slack_logging._catalog import SEVERITY_RANK
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "Outbox", "PendingRef"]
 

@@ -10,7 +10,7 @@ One line looks like this (wrapped here)::
      "host":"web-1","pid":4242,"thread":"MainThread","module":"db","func":"connect","lineno":42,
      "user_id":7,"extra_level":"user's own 'level' extra"}
 
-Extras (record attributes not in :data:`~slack_logging.alert.RESERVED_ATTRS`, and the keys of a
+Extras (record attributes not in :data:`~slack_logging._alert.RESERVED_ATTRS`, and the keys of a
 ``dict`` message, as python-json-logger does) go at the top level, after the fixed fields. An extra
 whose name is already taken by a fixed field is renamed with an ``extra_`` prefix (repeated until
 free). Attributes starting with ``_`` are private and skipped, as in python-json-logger.
@@ -43,8 +43,8 @@ from typing import Any, Literal
 from pythonjsonlogger.core import merge_record_extra
 from pythonjsonlogger.json import JsonFormatter
 
-from slack_logging.alert import RESERVED_ATTRS, category_key, safe_message
-from slack_logging.redact import Redactor
+from slack_logging._alert import RESERVED_ATTRS, category_key, safe_message
+from slack_logging._redact import Redactor
 
 __all__ = ["Mirror"]
 

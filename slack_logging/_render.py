@@ -36,8 +36,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from slack_logging.alert import Alert
-from slack_logging.catalog import DEFAULT_COLORS, Category
+from slack_logging._alert import Alert
+from slack_logging._catalog import DEFAULT_COLORS, Category
 
 __all__ = ["clamp", "escape", "mention_markup", "render_alert", "render_digest"]
 
