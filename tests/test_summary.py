@@ -1,0 +1,319 @@
+"""Tests for slack_logging._summary: period sums, Slack limits, DST-safe schedules, claim keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from slack_logging._catalog import BUILTIN_CATEGORIES
+from slack_logging._summary import (
+    Ratio,
+    Schedule,
+    SummaryRow,
+    claim_key,
+    destination_id,
+    parse_since,
+    render_summary,
+    summarize,
+)
+
+SEOUL = ZoneInfo("Asia/Seoul")
+NEW_YORK = ZoneInfo("America/New_York")
+UTC = dt.timezone.utc
+START = dt.datetime(2026, 11, 30, 9, 0, tzinfo=SEOUL)
+END = dt.datetime(2026, 12, 1, 9, 0, tzinfo=SEOUL)
+
+
+def _row(category: str, at: dt.datetime, **fields: Any) -> SummaryRow:
+    cat = BUILTIN_CATEGORIES[category]
+    return SummaryRow(cat.key, cat.severity, cat.title, at.timestamp(), fields)
+
+
+def _day_of_rows() -> list[SummaryRow]:
+    t = START + dt.timedelta(hours=1)
+    rows = [_row("payment_start", t + dt.timedelta(minutes=i)) for i in range(130)]
+    rows += [_row("payment_success", t, amount=39_000) for _ in range(120)]
+    rows += [_row("payment_fail", t, amount=39_000, reason="잔액 부족") for _ in range(6)]
+    rows += [_row("payment_fail", t, amount="1,500", reason="카드 한도 초과") for _ in range(2)]
+    rows += [_row("payment_abandon", t, amount=10_000, reason="중복 결제") for _ in range(2)]
+    rows += [_row("net_cancel_fail", t, amount=39_000, reason="PG timeout")]
+    rows += [_row("api_timeout", t, service="toss", elapsed_ms=10_000) for _ in range(3)]
+    return rows
+
+
+def test_summary_counts_amounts_reasons_and_ratios() -> None:
+    """A day of the seed's categories: every figure on-call asks for, worst first."""
+    summary = summarize(_day_of_rows(), START, END)
+    assert summary.total == 264
+    assert [(c.category, c.count) for c in summary.categories] == [
+        ("net_cancel_fail", 1),
+        ("payment_fail", 8),
+        ("api_timeout", 3),
+        ("payment_abandon", 2),
+        ("payment_start", 130),
+        ("payment_success", 120),
+    ]
+    assert {c.category: c.amount for c in summary.failed_amounts} == {
+        "net_cancel_fail": 39_000,
+        "payment_fail": 6 * 39_000 + 2 * 1_500,
+        "payment_abandon": 20_000,
+    }
+    assert [(r.reason, r.count) for r in summary.reasons] == [
+        ("잔액 부족", 6),
+        ("중복 결제", 2),
+        ("카드 한도 초과", 2),
+        ("PG timeout", 1),
+    ]
+    assert summary.ratios == (Ratio("결제", 120, 10), Ratio("망취소", 0, 1))
+    assert summary.ratios[0].rate == pytest.approx(120 / 130)
+
+
+def test_the_period_is_half_open_across_a_day_boundary() -> None:
+    """A row at the start counts; one at the end belongs to the next period; naive times are
+    refused."""
+    rows = [
+        _row("payment_fail", START),
+        _row("payment_fail", END - dt.timedelta(microseconds=1)),
+        _row("payment_fail", END),
+        _row("payment_fail", START - dt.timedelta(seconds=1)),
+    ]
+    assert summarize(rows, START, END).total == 2
+    assert summarize(rows, END, END + dt.timedelta(days=1)).total == 1
+    with pytest.raises(ValueError, match="start"):
+        summarize(rows, START.replace(tzinfo=None), END)
+    with pytest.raises(ValueError, match="after start"):
+        summarize(rows, END, START)
+
+
+def test_odd_field_values_are_ignored_not_fatal() -> None:
+    """Amounts that are not numbers, reasons that are not text, fields that are not a dict."""
+    t = START + dt.timedelta(hours=2)
+    rows = [
+        _row("payment_fail", t, amount="a lot", reason={"code": 1}),
+        _row("payment_fail", t, amount=True, reason=None),
+        _row("payment_fail", t, amount=float("inf"), reason="  "),
+        _row("payment_fail", t, amount=12.5, reason=404),
+        SummaryRow("payment_fail", "error", "결제 실패", t.timestamp(), "not a dict"),  # type: ignore[arg-type]
+        SummaryRow("payment_fail", "error", "결제 실패", float("nan"), {}),
+    ]
+    summary = summarize(rows, START, END)
+    assert summary.total == 5
+    assert [c.amount for c in summary.failed_amounts] == [12.5]
+    assert [(r.reason, r.count) for r in summary.reasons] == [("404", 1)]
+
+
+def _limits(payload: dict[str, Any]) -> None:
+    blocks = payload["blocks"]
+    assert len(blocks) <= 50
+    for block in blocks:
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        if block["type"] == "section":
+            assert len(block.get("text", {}).get("text", "")) <= 3000
+            assert len(block.get("fields", [])) <= 10
+            assert all(len(f["text"]) <= 2000 for f in block.get("fields", []))
+        if block["type"] == "context":
+            assert all(len(e["text"]) <= 3000 for e in block["elements"])
+    json.dumps(payload, allow_nan=False)
+
+
+def test_render_shows_the_figures() -> None:
+    payload = render_summary(summarize(_day_of_rows(), START, END), title="일일 알림 요약")
+    _limits(payload)
+    text = json.dumps(payload, ensure_ascii=False)
+    assert "일일 알림 요약 · 2026-11-30" in payload["blocks"][0]["text"]["text"]
+    assert "2026-11-30 09:00 – 2026-12-01 09:00 Asia/Seoul" in text
+    assert "*결제 실패* `payment_fail`: 8" in text
+    assert "92.3% (120 of 130)" in text
+    assert "*결제 실패*: 237,000" in text
+    assert "잔액 부족 (6)" in text
+
+
+def test_render_an_empty_period() -> None:
+    payload = render_summary(summarize([], START, END))
+    _limits(payload)
+    assert payload["blocks"][-1]["text"]["text"] == "No alerts in this period."
+
+
+def test_render_stays_within_slack_limits_whatever_the_rows_hold() -> None:
+    """200 categories with long titles, 5 000-character reasons with markup: cut and counted,
+    escaped, never a ping."""
+    t = START + dt.timedelta(hours=1)
+    rows = [
+        SummaryRow(
+            f"cat_{i}",
+            "error",
+            "<!channel> *" + "긴 제목 " * 40,
+            t.timestamp(),
+            {"amount": 10**15, "reason": "<!here> ```" + "x" * 5000},
+        )
+        for i in range(200)
+    ]
+    payload = render_summary(summarize(rows, START, END, top_reasons=50), title="t" * 500)
+    _limits(payload)
+    text = json.dumps(payload, ensure_ascii=False)
+    assert "<!" not in text
+    assert "more categories" in text
+
+
+@pytest.mark.parametrize(
+    ("now", "expected_run", "expected_start"),
+    [
+        # 08:59 KST on Dec 1: the next run is 09:00 the same day, reporting the day before.
+        (dt.datetime(2026, 12, 1, 8, 59, tzinfo=SEOUL), END, START),
+        # Exactly 09:00: that run is now; the next is tomorrow.
+        (END, END + dt.timedelta(days=1), END),
+        # 23:59 UTC on Nov 30 is 08:59 KST on Dec 1: the zone decides, not UTC's date.
+        (dt.datetime(2026, 11, 30, 23, 59, tzinfo=UTC), END, START),
+    ],
+)
+def test_daily_schedule_in_its_zone(
+    now: dt.datetime, expected_run: dt.datetime, expected_start: dt.datetime
+) -> None:
+    schedule = Schedule.parse("09:00", "Asia/Seoul")
+    run = schedule.next_run(now)
+    assert run == expected_run
+    assert run.tzinfo == SEOUL
+    assert schedule.period_before(run) == (expected_start, expected_run)
+
+
+def test_daily_schedule_across_spring_forward() -> None:
+    """02:30 does not exist in New York on 2026-03-08: the run happens at 03:30 EDT, once, and
+    the periods around it are 24 h and 23 h long."""
+    schedule = Schedule.parse("02:30", "America/New_York")
+    run = schedule.next_run(dt.datetime(2026, 3, 8, 0, 0, tzinfo=NEW_YORK))
+    assert run.astimezone(UTC) == dt.datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    assert (run.hour, run.minute) == (3, 30)
+    start, end = schedule.period_before(run)
+    assert end.timestamp() - start.timestamp() == 24 * 3600
+    following = schedule.next_run(run)
+    assert following.astimezone(UTC) == dt.datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
+    assert schedule.period_before(following) == (run, following)
+    assert following.timestamp() - run.timestamp() == 23 * 3600
+
+
+def test_daily_schedule_across_fall_back() -> None:
+    """01:30 happens twice in New York on 2026-11-01: the run happens at the first only, and
+    the next period is 25 h long."""
+    schedule = Schedule.parse("01:30", "America/New_York")
+    run = schedule.next_run(dt.datetime(2026, 11, 1, 0, 0, tzinfo=NEW_YORK))
+    assert run.astimezone(UTC) == dt.datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    following = schedule.next_run(run + dt.timedelta(minutes=1))
+    assert following.astimezone(UTC) == dt.datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
+    assert following.timestamp() - run.timestamp() == 25 * 3600
+
+
+def test_hourly_schedule_through_fall_back_runs_every_hour() -> None:
+    """New York's 01:00 happens twice on 2026-11-01: hourly runs at both, an hour apart."""
+    schedule = Schedule.parse("hourly", "America/New_York")
+    now = dt.datetime(2026, 11, 1, 4, 30, tzinfo=UTC)  # 00:30 EDT
+    runs = []
+    for _ in range(4):
+        now = schedule.next_run(now)
+        runs.append(now.astimezone(UTC).hour)
+    assert runs == [5, 6, 7, 8]  # 01:00 EDT, 01:00 EST, 02:00 EST, 03:00 EST
+
+
+def test_hourly_schedule_in_a_half_hour_zone() -> None:
+    """Hourly at :15 in Asia/Kolkata (UTC+5:30): runs at :45 UTC, one hour periods."""
+    schedule = Schedule.parse("*:15", "Asia/Kolkata")
+    run = schedule.next_run(dt.datetime(2026, 11, 30, 10, 50, tzinfo=UTC))
+    assert run.astimezone(UTC) == dt.datetime(2026, 11, 30, 11, 45, tzinfo=UTC)
+    assert run.minute == 15
+    start, end = schedule.period_before(run)
+    assert end.timestamp() - start.timestamp() == 3600
+    assert Schedule.parse("hourly", "UTC").next_run(run) == dt.datetime(
+        2026, 11, 30, 12, 0, tzinfo=UTC
+    )
+
+
+ZONES = ["Asia/Seoul", "America/New_York", "Europe/London", "Australia/Sydney", "UTC"]
+
+
+@given(
+    zone=st.sampled_from(ZONES),
+    at=st.sampled_from(["00:00", "01:30", "02:30", "09:00", "23:59", "hourly", "*:45"]),
+    now=st.datetimes(
+        min_value=dt.datetime(2025, 1, 1),
+        max_value=dt.datetime(2030, 12, 31),
+        timezones=st.just(UTC),
+    ),
+)
+def test_runs_bracket_now_and_periods_tile(zone: str, at: str, now: dt.datetime) -> None:
+    """For any moment: previous run ≤ now < next run, they are consecutive (the next period
+    starts where the last ended), and a period lasts 1 h (hourly) or 23-25 h (daily)."""
+    schedule = Schedule.parse(at, zone)
+    before, after = schedule.previous_run(now), schedule.next_run(now)
+    assert before <= now < after
+    assert schedule.period_before(after) == (before, after)
+    length = after.timestamp() - before.timestamp()
+    if schedule.hourly:
+        assert length == 3600
+    else:
+        assert 23 * 3600 <= length <= 25 * 3600
+        assert after.astimezone(ZoneInfo(zone)).date() != before.astimezone(ZoneInfo(zone)).date()
+
+
+@pytest.mark.parametrize(
+    ("at", "zone", "key"),
+    [
+        ("9:00", "Asia/Seoul", "summary_at"),
+        ("24:00", "Asia/Seoul", "summary_at"),
+        ("09:60", "Asia/Seoul", "summary_at"),
+        ("daily", "Asia/Seoul", "summary_at"),
+        (900, "Asia/Seoul", "summary_at"),
+        ("09:00", None, "summary_zone: required"),
+        ("09:00", " ", "summary_zone: required"),
+        ("09:00", "Seoul", "summary_zone: unknown"),
+        ("09:00", "KST", "summary_zone: unknown"),
+        ("09:00", "../../etc/passwd", "summary_zone: unknown"),
+        ("09:00", 9, "summary_zone"),
+    ],
+)
+def test_bad_schedule_settings_name_the_setting(at: object, zone: object, key: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(key)):
+        Schedule.parse(at, zone)
+
+
+def test_schedule_refuses_naive_now() -> None:
+    with pytest.raises(ValueError, match="now"):
+        Schedule.parse("09:00", "UTC").next_run(dt.datetime(2026, 1, 1))
+
+
+def test_claim_key_is_the_same_for_every_process_and_hides_webhooks() -> None:
+    """Two processes (any local zone) build the same key for a period; a webhook URL is
+    hashed, never part of the key."""
+    url = "http://127.0.0.1:9/services/T000/B000/madeupmadeupmadeup"
+    dest = destination_id(webhook_url=url)
+    assert "madeup" not in dest
+    assert dest == destination_id(webhook_url=url)
+    key = claim_key(dest, START)
+    assert key == f"summary:{dest}:2026-11-30T00:00:00+00:00"
+    assert key == claim_key(dest, START.astimezone(NEW_YORK))
+    assert claim_key(destination_id(channel="C0TESTCHAN1"), START).startswith(
+        "summary:C0TESTCHAN1:"
+    )
+    with pytest.raises(ValueError, match="destination"):
+        claim_key("a:b", START)
+    with pytest.raises(ValueError, match="destination"):
+        destination_id()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("24h", 86_400), ("90m", 5400), ("7d", 604_800), (" 1w ", 604_800)]
+)
+def test_parse_since(text: str, seconds: int) -> None:
+    assert parse_since(text) == dt.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "24", "h", "0h", "-1h", "1y", "1.5h", None])
+def test_parse_since_refuses_nonsense(text: object) -> None:
+    with pytest.raises(ValueError, match="--since"):
+        parse_since(text)
