@@ -16,7 +16,8 @@ must be literal: a field value can change a path or a query, never where the lin
 At render time every field value is redacted first and URL-encoded with nothing kept safe
 (``/``, ``?``, ``&`` and ``#`` included), so a value cannot add a path segment or a parameter.
 A missing field leaves the link out; so does a value the redactor changed (a link to a masked
-order id opens the wrong page) and a URL the redactor would change as a whole.
+order id opens the wrong page), a value of ``.`` or ``..`` (a browser would climb the path) and a
+URL the redactor would change as a whole.
 
     links = compile_links(links={"주문": "https://admin.example/orders/{order_id}"},
                           where="categories.payment_fail")
@@ -66,6 +67,8 @@ _SCHEMES = ("http", "https")
 _HOST_RE = re.compile(
     r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?$|^[0-9a-f:.]+$"
 )
+# "." and ".." (even percent-encoded) are dot segments: browsers resolve /orders/.. to /.
+_DOT_SEGMENTS = frozenset({".", ".."})
 _PIPE_LOOKALIKE = "\u2223"  # a label cannot contain "|": Slack ends the label there
 _formatter = string.Formatter()
 
@@ -99,9 +102,12 @@ class LinkTemplate:
             if name is None:
                 continue
             text = _field_text(fields.get(name))
-            if text is None or redact(text) != text:
+            if text is None or text in _DOT_SEGMENTS or redact(text) != text:
                 return None
-            out.append(quote(text, safe=""))
+            try:
+                out.append(quote(text, safe=""))
+            except UnicodeEncodeError:  # a lone surrogate (surrogateescape'd bytes)
+                return None
         url = "".join(out)
         if len(url) > URL_MAX or redact(url) != url:
             return None

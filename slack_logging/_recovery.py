@@ -200,10 +200,11 @@ class RecoveryTracker:
         message, e.g. its dedup key. A failure older than the success that is waiting (events
         from another process arriving late) is counted but does not re-open.
         """
+        labels = {str(k): str(v) for k, v in labels.items()}
         key = incident_key(scope, labels)
         incident = self._open.get(key)
         if incident is None:
-            incident = Incident(scope, dict(labels), started=now, last_failure=now, ref=ref)
+            incident = Incident(scope, labels, started=now, last_failure=now, ref=ref)
             if category:
                 incident.categories.append(category)
             self._open[key] = incident

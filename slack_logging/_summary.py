@@ -214,7 +214,10 @@ def render_summary(summary: Summary, *, title: str = "Alert summary") -> dict[st
             _section(
                 _fit(
                     "*Alerts by category*",
-                    [f"• {_b(c.title)} `{c.category}`: {c.count:,}" for c in summary.categories],
+                    [
+                        f"• {_b(c.title)} `{_code(c.category)}`: {c.count:,}"
+                        for c in summary.categories
+                    ],
                     "categories",
                 )
             )
@@ -230,7 +233,7 @@ def render_summary(summary: Summary, *, title: str = "Alert summary") -> dict[st
             lines = [f"• {_b(c.title)}: {_number(c.amount)}" for c in summary.failed_amounts]
             blocks.append(_section(_fit("*Failed amounts*", lines, "categories")))
         if summary.reasons:
-            lines = [f"• {_b(r.title)}: {escape(r.reason)} ({r.count:,})" for r in summary.reasons]
+            lines = [f"• {_b(r.title)}: {_plain(r.reason)} ({r.count:,})" for r in summary.reasons]
             blocks.append(_section(_fit("*Top reasons*", lines, "reasons")))
     fallback = clamp(f"{title}: {summary.total:,} alerts, {period}", SECTION_MAX)
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}
@@ -404,6 +407,16 @@ def _period_text(start: dt.datetime, end: dt.datetime) -> str:
 def _b(text: str) -> str:
     """Bold user-facing text, escaped, with '*' replaced so it cannot end the bold early."""
     return "*" + escape(" ".join(text.split())[:100]).replace("*", "\u2217") + "*"
+
+
+def _code(text: str) -> str:
+    """Text for inside one inline code span: escaped, no backtick to close it early."""
+    return escape(" ".join(text.split())[:64]).replace("`", "\u02cb") or " "
+
+
+def _plain(text: str) -> str:
+    """User text on one line: escaped, backticks replaced so no code span or fence opens."""
+    return escape(text).replace("`", "\u02cb")
 
 
 def _fit(title: str, lines: Sequence[str], unit: str) -> str:

@@ -69,10 +69,13 @@ def test_values_are_encoded_with_nothing_safe(value: object, encoded: str) -> No
         {"order_id": {"nested": 1}},
         {"order_id": [1, 2]},
         {"other": "x"},
+        {"order_id": "."},
+        {"order_id": ".."},
+        {"order_id": "bad \udcff byte"},
     ],
 )
 def test_missing_or_unusable_field_leaves_the_link_out(fields: dict[str, object]) -> None:
-    """No KeyError and no link pointing at '/orders/None'."""
+    """No KeyError, no link pointing at '/orders/None' or climbing to '/orders/..'."""
     assert _one(ORDERS, **fields) is None
 
 

@@ -108,6 +108,14 @@ def test_late_events_from_another_process_are_ordered_by_their_timestamps() -> N
     assert (notice.failures, notice.started, notice.duration) == (2, T0 + 10, 110.0)
 
 
+def test_labels_match_as_text_whatever_their_type() -> None:
+    """A failure logged with order_id=7 is resolved by order_id="7" and the other way round."""
+    tracker = RecoveryTracker(quiet_period=0)
+    tracker.failure("net_cancel_fail", {"order_id": 7}, now=T0)  # type: ignore[dict-item]
+    assert tracker.success("net_cancel_fail", {"order_id": "7"}, now=T0 + 1) == 1
+    assert [n.labels for n in tracker.due(now=T0 + 1)] == [{"order_id": "7"}]
+
+
 def test_the_first_ref_and_every_category_are_kept() -> None:
     """The notice can find the first alert's Slack message, and names every category seen."""
     tracker = RecoveryTracker(quiet_period=0)

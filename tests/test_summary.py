@@ -160,6 +160,7 @@ def test_render_stays_within_slack_limits_whatever_the_rows_hold() -> None:
     _limits(payload)
     text = json.dumps(payload, ensure_ascii=False)
     assert "<!" not in text
+    assert "`" not in re.sub(r"`cat_\d+`", "", text)  # only the category code spans remain
     assert "more categories" in text
 
 
