@@ -230,3 +230,28 @@ def test_card_numbers_never_reach_a_url(before: str, after: str) -> None:
     (Digits or letters glued to it make it not a card, by the redactor's rules.)"""
     link = _one(ORDERS, order_id=f"{before}{CARD}{after}")
     assert link is None or CARD not in unquote(link.url).replace("-", "").replace(" ", "")
+
+
+@given(
+    st.sampled_from(["https://a.example/", "http://x0:8080?", "HTTPS://A.example#", "https:", ""]),
+    st.text(alphabet="htps:/.{}[]!_x0a?#@%&=| <>`\u00e9", max_size=40),
+    st.dictionaries(st.sampled_from(["x", "x0", "a", "_x"]), st.text(max_size=10)),
+)
+def test_any_template_is_refused_cleanly_or_keeps_its_destination(
+    prefix: str, rest: str, fields: dict[str, str]
+) -> None:
+    """Random templates: a ValueError naming the key, or a template whose every rendered link
+    points at the scheme and host written in it, with nothing Slack would parse in the URL."""
+    template = prefix + rest
+    try:
+        compiled = compile_link("l", template, where=WHERE)
+    except ValueError as exc:
+        assert str(exc).startswith(WHERE)
+        return
+    link = compiled.render(fields, REDACT)
+    if link is None:
+        return
+    head = urlsplit(template.split("{", 1)[0])
+    got = urlsplit(link.url)
+    assert (got.scheme, got.hostname) == (head.scheme.lower(), head.hostname)
+    assert not set(link.url) & set("<>| `{}\u00e9")
