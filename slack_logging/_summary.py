@@ -30,6 +30,7 @@ from slack_logging._render import clamp, escape
 
 __all__ = [
     "DEFAULT_RATIOS",
+    "DELIVERIES",
     "CategoryCount",
     "Ratio",
     "RatioSpec",
@@ -37,6 +38,7 @@ __all__ = [
     "Schedule",
     "Summary",
     "SummaryRow",
+    "check_delivery",
     "claim_key",
     "destination_id",
     "parse_since",
@@ -44,6 +46,9 @@ __all__ = [
     "summarize",
 ]
 
+#: A category's ``delivery``: posted as it happens, only counted in the summary, or only
+#: written to the mirror file.
+DELIVERIES = ("message", "summary", "mirror")
 HEADER_MAX = 150
 SECTION_MAX = 3000
 FIELDS_MAX = 10
@@ -315,6 +320,15 @@ class Schedule:
             wall = dt.datetime.combine(local_day + dt.timedelta(days=d), at, tzinfo=self.zone)
             runs.append(wall.astimezone(_UTC).astimezone(self.zone))
         return sorted(set(runs), key=_instant)
+
+
+def check_delivery(value: object, *, where: str) -> str:
+    """A category's ``delivery`` value, checked; ``ValueError`` naming ``where`` otherwise."""
+    if value not in DELIVERIES:
+        raise ValueError(
+            f"{where}.delivery: expected one of {', '.join(DELIVERIES)}, got {value!r}"
+        )
+    return str(value)
 
 
 def claim_key(destination: str, period_start: dt.datetime) -> str:

@@ -17,6 +17,7 @@ from slack_logging._summary import (
     Ratio,
     Schedule,
     SummaryRow,
+    check_delivery,
     claim_key,
     destination_id,
     parse_since,
@@ -318,3 +319,14 @@ def test_parse_since(text: str, seconds: int) -> None:
 def test_parse_since_refuses_nonsense(text: object) -> None:
     with pytest.raises(ValueError, match="--since"):
         parse_since(text)
+
+
+@pytest.mark.parametrize("value", ["message", "summary", "mirror"])
+def test_delivery_values(value: str) -> None:
+    assert check_delivery(value, where="categories.payment_start") == value
+
+
+@pytest.mark.parametrize("value", ["Summary", "digest", "", None, 1, ["summary"]])
+def test_bad_delivery_names_the_key(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^categories\.payment_start\.delivery: expected one of"):
+        check_delivery(value, where="categories.payment_start")
