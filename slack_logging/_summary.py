@@ -277,7 +277,8 @@ class Schedule:
             tz = ZoneInfo(zone.strip())
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"summary_zone: unknown time zone {zone!r} (an IANA name such as Asia/Seoul)"
+                f"summary_zone: unknown time zone {zone!r} (an IANA name such as Asia/Seoul; "
+                "where the system has no time zone database, install the tzdata package)"
             ) from None
         hour = None if match["star"] else int(match["hh"])
         return cls(tz, int(match["mm"]), hour)

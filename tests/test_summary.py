@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from slack_logging._catalog import BUILTIN_CATEGORIES
 from slack_logging._summary import (
+    DEFAULT_RATIOS,
     Ratio,
     Schedule,
     SummaryRow,
@@ -330,3 +331,38 @@ def test_delivery_values(value: str) -> None:
 def test_bad_delivery_names_the_key(value: object) -> None:
     with pytest.raises(ValueError, match=r"^categories\.payment_start\.delivery: expected one of"):
         check_delivery(value, where="categories.payment_start")
+
+
+row_strategy = st.builds(
+    SummaryRow,
+    category=st.sampled_from([*sorted(BUILTIN_CATEGORIES), "custom", "x" * 64]),
+    severity=st.sampled_from(["info", "warning", "error", "critical", "odd"]),
+    title=st.text(max_size=200),
+    created=st.floats(
+        min_value=START.timestamp() - 3600, max_value=END.timestamp() + 3600, allow_nan=False
+    ),
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "amount": st.one_of(st.integers(-(10**18), 10**18), st.floats(), st.text(max_size=12)),
+            "reason": st.one_of(st.text(max_size=300), st.integers(), st.none()),
+        },
+    ),
+)
+
+
+@given(st.lists(row_strategy, max_size=60))
+def test_any_rows_add_up_and_render_within_limits(rows: list[SummaryRow]) -> None:
+    """Whatever the rows hold: the total is the rows in the period, the categories add up to
+    it, each ratio counts its categories, and the payload keeps every Slack limit."""
+    summary = summarize(rows, START, END)
+    inside = [r for r in rows if START.timestamp() <= r.created < END.timestamp()]
+    assert summary.total == len(inside)
+    assert sum(c.count for c in summary.categories) == summary.total
+    for ratio in summary.ratios:
+        spec = next(s for s in DEFAULT_RATIOS if s.label == ratio.label)
+        assert ratio.succeeded == sum(r.category == spec.success for r in inside)
+        assert ratio.failed == sum(r.category in spec.failures for r in inside)
+    payload = render_summary(summary)
+    _limits(payload)
+    assert "<!" not in json.dumps(payload)
