@@ -124,15 +124,20 @@ class LiveMessage:
         channel: str,
         ts: str,
         posted_at: float,
-        created: float,
-        fields: Mapping[str, Any],
+        alerts: Sequence[tuple[float, Mapping[str, Any]]],
         key_fields: Sequence[str] = (),
     ) -> LiveMessage:
-        """The run's first alert has been posted as message ``ts`` in ``channel``."""
+        """The run's first message (one alert, or a digest of several) was posted as ``ts`` in
+        ``channel``. ``alerts`` are ``(created, fields)`` of every alert that message showed."""
         if not isinstance(ts, str) or not ts:
             raise ValueError(f"ts: expected Slack's message timestamp string, got {ts!r}")
-        message = cls(dedup_key, channel, ts, posted_at, 1, created, created)
-        message._add_values(fields, key_fields)
+        if not alerts:
+            raise ValueError("alerts: the posted message showed at least one alert")
+        times = [created for created, _ in alerts]
+        message = cls(dedup_key, channel, ts, posted_at, len(alerts), min(times), max(times))
+        message.shown_count = len(alerts)
+        for _, fields in alerts:
+            message._add_values(fields, key_fields)
         return message
 
     def accepts(self, created: float) -> bool:

@@ -31,8 +31,7 @@ def _message(**overrides: object) -> LiveMessage:
         "channel": "C0TESTCHAN1",
         "ts": "1764547200.000100",
         "posted_at": T0,
-        "created": T0,
-        "fields": {"order_id": "A1", "user_id": 7},
+        "alerts": [(T0, {"order_id": "A1", "user_id": 7})],
         "key_fields": KEYS,
     }
     kwargs.update(overrides)
@@ -152,7 +151,7 @@ def test_a_long_silence_or_an_old_message_starts_a_new_one() -> None:
 
 
 def test_distinct_values_are_bounded_and_the_rest_counted() -> None:
-    message = _message(fields={"order_id": "O0"})
+    message = _message(alerts=[(T0, {"order_id": "O0"})])
     for i in range(1, 25):
         message.observe(T0 + i, {"order_id": f"O{i}", "user_id": {"nested": 1}}, KEYS)
     message.observe(T0 + 30, {"order_id": "O3"}, KEYS)  # already shown: not counted again
@@ -191,9 +190,26 @@ def test_corrupt_state_is_a_value_error(change: dict[str, object]) -> None:
         LiveMessage.from_dict(data)
 
 
-def test_start_requires_slacks_ts() -> None:
+def test_start_requires_slacks_ts_and_an_alert() -> None:
     with pytest.raises(ValueError, match="ts"):
         _message(ts="")
+    with pytest.raises(ValueError, match="alerts"):
+        _message(alerts=[])
+
+
+def test_a_digest_as_first_message_counts_as_shown() -> None:
+    """The run began with a digest of three: Slack shows 3, first/last seen span them all."""
+    message = _message(
+        alerts=[(T0 + 2, {"order_id": "A2"}), (T0, {"order_id": "A1"}), (T0 + 1, {})]
+    )
+    assert (message.count, message.shown_count, message.first_seen, message.last_seen) == (
+        3,
+        3,
+        T0,
+        T0 + 2,
+    )
+    assert not message.pending
+    assert message.view().distinct == {"order_id": ("A2", "A1")}
 
 
 def test_budget_paces_all_messages_of_a_workspace() -> None:
@@ -231,17 +247,24 @@ def test_budget_above_tier3_or_nonsense_is_refused(bad: object) -> None:
             st.sampled_from([None, None, None, "ratelimited", "http_500", "message_not_found"]),
         ),
         max_size=60,
-    )
+    ),
+    st.booleans(),
 )
-def test_every_alert_is_shown_or_handed_to_a_repost(events: list[tuple[float, str | None]]) -> None:
+def test_every_alert_is_shown_or_handed_to_a_repost(
+    events: list[tuple[float, str | None]], restarts: bool
+) -> None:
     """Any mix of alerts and Slack answers, with the sender obeying next_update_at and the
     budget: updates never come closer than MIN_INTERVAL, stay within the budget's rate, and at
-    the end every alert is either shown or counted in unshown for a repost."""
+    the end every alert is either shown or counted in unshown for a repost. With ``restarts``
+    the state goes through JSON before every event, as after a restart."""
     message = _message()
     budget = UpdateBudget()
     sent_at: list[float] = []
     now = T0
     for offset, answer in sorted(events, key=lambda e: e[0]):
+        if restarts:
+            message = LiveMessage.from_dict(json.loads(json.dumps(message.to_dict())))
+            budget = UpdateBudget.from_dict(json.loads(json.dumps(budget.to_dict())))
         now = max(now, T0 + offset)
         if message.accepts(now):
             message.observe(now, {}, KEYS)
