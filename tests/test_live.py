@@ -254,7 +254,7 @@ def test_every_alert_is_shown_or_handed_to_a_repost(
     events: list[tuple[float, str | None]], restarts: bool
 ) -> None:
     """Any mix of alerts and Slack answers, with the sender obeying next_update_at and the
-    budget: updates never come closer than MIN_INTERVAL, stay within the budget's rate, and at
+    budget: updates never come closer than MIN_INTERVAL (or a Retry-After), and at
     the end every alert is either shown or counted in unshown for a repost. With ``restarts``
     the state goes through JSON before every event, as after a restart."""
     message = _message()
