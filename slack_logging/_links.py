@@ -27,6 +27,7 @@ URL the redactor would change as a whole.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import string
@@ -64,9 +65,7 @@ LINKS_MAX = 10
 # non-ASCII, < > | " `) is percent-encoded once, at configuration time.
 _LITERAL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
 _SCHEMES = ("http", "https")
-_HOST_RE = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?$|^[0-9a-f:.]+$"
-)
+_DNS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?$")
 # "." and ".." (even percent-encoded) are dot segments: browsers resolve /orders/.. to /.
 _DOT_SEGMENTS = frozenset({".", ".."})
 _PIPE_LOOKALIKE = "\u2223"  # a label cannot contain "|": Slack ends the label there
@@ -242,9 +241,7 @@ def _check_destination(head: str, *, has_fields: bool, where: str) -> None:
         split.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
         raise ValueError(f"{where}: invalid port in {shown!r}") from None
-    if not head[len(split.scheme) + 1 :].startswith("//") or not _HOST_RE.match(
-        split.hostname or ""
-    ):
+    if not head[len(split.scheme) + 1 :].startswith("//") or not _is_host(split.hostname):
         raise ValueError(f"{where}: expected an absolute URL like https://host/path, got {shown!r}")
     if split.username is not None or split.password is not None:
         raise ValueError(f"{where}: credentials in a link URL would be shown to everyone")
@@ -255,6 +252,19 @@ def _check_destination(head: str, *, has_fields: bool, where: str) -> None:
             f"{where}: the host must be literal, followed by '/', '?' or '#' "
             f"before the first placeholder, got {shown!r}"
         )
+
+
+def _is_host(name: str | None) -> bool:
+    """A DNS name (ASCII, lower-cased by urlsplit) or an IP address."""
+    if not name:
+        return False
+    if _DNS_RE.match(name):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _field_text(value: object) -> str | None:

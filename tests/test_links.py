@@ -111,6 +111,9 @@ def test_a_secret_in_the_template_itself_is_never_shown() -> None:
         ("", "scheme must be http or https"),
         ("https:/admin.example/{order_id}", "absolute URL"),
         ("https://{tenant}.admin.example/x", "absolute URL"),
+        ("https://.../{order_id}", "absolute URL"),
+        ("https://-bad-.example/{order_id}", "absolute URL"),
+        ("https://관리.example/{order_id}", "absolute URL"),
         ("https://admin.example{order_id}", "host must be literal"),
         ("https://user:pw@admin.example/{order_id}", "credentials"),
         ("https://admin.example:99999/{order_id}", "invalid port"),
@@ -173,6 +176,20 @@ def test_links_runbook_and_trace_render_in_order() -> None:
     assert rendered[2].url == (
         "https://tempo.example/trace/0af7651916cd43dd8448eb211c80319c?span=b7ad6b7169203331"
     )
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://127.0.0.1:8080/o/{order_id}",
+        "https://[::1]/o/{order_id}",
+        "https://a.example./x?id={order_id}",
+    ],
+)
+def test_ip_hosts_ports_and_queries_are_fine(template: str) -> None:
+    link = _one(template, order_id="7")
+    assert link is not None
+    assert link.url.endswith("7")
 
 
 def test_no_configuration_is_an_empty_link_set() -> None:
