@@ -26,11 +26,14 @@ so the ``ts`` survives restarts and can live in the shared coordination store ac
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
+
+from slack_logging._recovery import format_duration
 
 __all__ = [
     "CLOSING_ERRORS",
@@ -93,6 +96,24 @@ class LiveView:
     def span(self) -> float:
         """Seconds between the first and the last alert of the run."""
         return max(0.0, self.last_seen - self.first_seen)
+
+    def fields(self, tz: dt.tzinfo = dt.timezone.utc) -> list[tuple[str, str]]:
+        """``(label, value)`` pairs to show, in order, as plain text (the renderer escapes):
+        count, first and last seen in ``tz``, span, each key field's distinct values, and
+        when the incident was resolved."""
+        out = [
+            ("Count", f"{self.count:,}"),
+            ("First seen", _clock(self.first_seen, tz)),
+            ("Last seen", _clock(self.last_seen, tz)),
+            ("Span", format_duration(self.span)),
+        ]
+        for name, values in self.distinct.items():
+            shown = ", ".join(values)
+            more = self.more.get(name, 0)
+            out.append((name, f"{shown} and {more:,} more" if more else shown))
+        if self.resolved_at is not None:
+            out.append(("Resolved", _clock(self.resolved_at, tz)))
+        return out
 
 
 @dataclass
@@ -360,6 +381,13 @@ def _positive(value: object) -> bool:
         and math.isfinite(value)
         and value > 0
     )
+
+
+def _clock(epoch: float, tz: dt.tzinfo) -> str:
+    try:
+        return dt.datetime.fromtimestamp(epoch, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (OverflowError, OSError, ValueError):
+        return "-"
 
 
 def _retry_after(value: float | None) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -284,3 +285,22 @@ def test_every_alert_is_shown_or_handed_to_a_repost(
             assert budget.take(now)
             message.apply(None, sent=message.view(), now=now)
         assert message.shown_count == message.count
+
+
+def test_view_fields_say_what_the_message_shows() -> None:
+    """Count, times in the given zone, span, distinct values with the rest counted, resolved."""
+    message = _message(alerts=[(T0, {"order_id": "O0", "user_id": 7})])
+    for i in range(1, 12):
+        message.observe(T0 + i * 17.5, {"order_id": f"O{i}"}, KEYS)
+    message.resolve(T0 + 300)
+    fields = dict(message.view().fields(ZoneInfo("Asia/Seoul")))
+    assert fields == {
+        "Count": "12",
+        "First seen": "2025-12-01 09:00:00 KST",
+        "Last seen": "2025-12-01 09:03:12 KST",
+        "Span": "3 m 12 s",
+        "order_id": "O0, O1, O2, O3, O4, O5, O6, O7, O8, O9 and 2 more",
+        "user_id": "7",
+        "Resolved": "2025-12-01 09:05:00 KST",
+    }
+    assert message.view().fields()[1] == ("First seen", "2025-12-01 00:00:00 UTC")
