@@ -100,9 +100,14 @@ _ALL_COLUMNS = (
 # Every column but seq, in _ALL_COLUMNS order: what moves between memory and the file.
 _SELECT_ALL = "SELECT " + _ALL_COLUMNS + " FROM alerts WHERE state "  # noqa: S608
 _COPY = "INSERT OR IGNORE INTO alerts (" + _ALL_COLUMNS + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
-_COPY_SEQ = (
-    "INSERT OR IGNORE INTO alerts (seq, " + _ALL_COLUMNS + ") "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# Back into the file: new rows get the given seq; a row the file already has takes the state
+# memory knows, unless another process finished it meanwhile.
+_MERGE = (
+    "INSERT INTO alerts (seq, " + _ALL_COLUMNS + ") "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (alert_id) DO UPDATE SET "
+    "state = excluded.state, attempts = excluded.attempts, not_before = excluded.not_before, "
+    "message = excluded.message, error = excluded.error, updated = excluded.updated "
+    "WHERE alerts.state = 0"
 )
 _MARKER = (
     "INSERT INTO alerts (seq, alert_id, dest, category, rank, dedup_key, created, origin, body,"
@@ -119,6 +124,8 @@ PROBE_TIMEOUT = 0.05
 MAX_FUTURE = 2 * 3600.0
 #: Pending rows carried over from an outbox that was removed or renamed under us.
 MAX_CARRY = 50_000
+#: This process's newest pending rows kept in memory too, in case the file becomes unreadable.
+MAX_RECENT = 2_000
 
 
 class Outbox:
@@ -164,7 +171,12 @@ class Outbox:
         self._high_seq = 0
         self._deferred: list[tuple[list[str], str, tuple[Any, ...]]] = []
         self._deferred_ids: set[str] = set()
+        # This process's pending rows, so they can be sent from memory even when the file can
+        # no longer be read safely (made immutable).
+        self._recent: dict[str, tuple[Any, ...]] = {}
+        self._in_file: set[str] = set()
         self._settled: int | None = None
+        self._told = False
         self._closed = False
         if self.path is None:
             self._mem = _open_memory()
@@ -264,7 +276,12 @@ class Outbox:
 
     def settle(self) -> int:
         """A last try to store alerts kept in memory; returns how many pending alerts are still
-        only in memory (lost if the process ends now)."""
+        only in memory (lost if the process ends now). The caller reports them; close() then
+        does not repeat it."""
+        self._told = True
+        return self._settle()
+
+    def _settle(self) -> int:
         with self._locked() as ok:
             if not ok or self._closed:
                 return self._settled or 0
@@ -282,12 +299,12 @@ class Outbox:
         """
         if deadline is not None:
             self._deadline = deadline
-        left = self.settle() if self._settled is None else self._settled
+        left = self._settle() if self._settled is None else self._settled
         with self._locked() as ok:
             if not ok or self._closed:
                 return
             self._closed = True
-            if left and self.path is not None:
+            if left and self.path is not None and not self._told:
                 self.diag.report(
                     "outbox-lost",
                     f"{left} alert(s) could not be stored in {self.path} ({self.fault}) and were "
@@ -312,7 +329,9 @@ class Outbox:
 
     # -- fault handling ----------------------------------------------------------------------
 
-    def _degrade(self, exc: BaseException, *, reopen: bool = False) -> None:
+    def _degrade(
+        self, exc: BaseException, *, reopen: bool = False, durable_copies: bool = True
+    ) -> None:
         """Keep alerts in memory from now on; say why once."""
         corrupt = is_corrupt(exc)
         reopen = reopen or corrupt or isinstance(exc, Unwritable)
@@ -323,6 +342,11 @@ class Outbox:
         mem = self._memory()
         if first:
             self._base_seq = self._high_seq
+            mem.executemany(_COPY, list(self._recent.values()))
+            if durable_copies:
+                # Still in the file too: not lost if the process ends before storage works.
+                self._in_file.update(self._recent)
+            self._recent = {}
             top = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
             if self._base_seq > top:
                 # A marker row (state -1) so the alerts kept in memory get seqs above every seq
@@ -352,6 +376,7 @@ class Outbox:
                 self._degrade(
                     FileNotFoundError(errno.ENOENT, "removed or renamed", str(self.path)),
                     reopen=True,
+                    durable_copies=False,
                 )
                 self._carry_over()
             return
@@ -406,7 +431,7 @@ class Outbox:
         with self._tx(disk):
             top = max(disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0, hi)
             disk.executemany(
-                _COPY_SEQ,
+                _MERGE,
                 [(top + i + 1, *row) for i, row in enumerate(rows)],
             )
             for ids, assignment, params in self._deferred:
@@ -428,6 +453,7 @@ class Outbox:
         discard(mem, unsafe=False)
         self._mem = None
         self._deferred, self._deferred_ids = [], set()
+        self._in_file = set()
         was, self.fault = self.fault, None
         self._settled = None
         self.diag.report(
@@ -493,7 +519,8 @@ class Outbox:
     def _volatile(self) -> int:
         if self.fault is None or self._mem is None:
             return 0
-        return int(self._mem.execute("SELECT count(*) FROM alerts WHERE state = 0").fetchone()[0])
+        pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
+        return sum(1 for (alert_id,) in pending if alert_id not in self._in_file)
 
     # -- inserting (any process) -------------------------------------------------------------
 
@@ -511,6 +538,10 @@ class Outbox:
         last = self._run(lambda c: self._insert(c, rows))
         if self.fault is None:
             self._high_seq = max(self._high_seq, last)
+            for row in rows[:MAX_RECENT]:
+                self._recent[row[0]] = (*row[:8], PENDING, 0, 0.0, None, None, row[8])
+            while len(self._recent) > MAX_RECENT:
+                del self._recent[next(iter(self._recent))]
         return last
 
     def _row(self, alert: Alert, dest: str, now: float) -> tuple[Any, ...]:
@@ -631,6 +662,12 @@ class Outbox:
             n = int(row[0][0])
             if self.fault is None:
                 return n
+            # In memory every row of ours counts: copies from the file were given new seqs.
+            n = int(
+                self._memory()
+                .execute("SELECT count(*) FROM alerts WHERE state = 0 AND origin = ?", (origin,))
+                .fetchone()[0]
+            )
             on_disk = self._disk_read(
                 lambda c: c.execute(
                     "SELECT alert_id FROM alerts WHERE state = 0 AND origin = ? AND seq <= ?",
@@ -708,6 +745,9 @@ class Outbox:
         with self._lock:
             self._run(apply)
             if self.fault is None:
+                if not assignment.startswith("attempts"):
+                    for i in ids:
+                        self._recent.pop(i, None)
                 return
             # Rows only the file holds: changed there once it works again.
             mem = self._memory()
@@ -723,7 +763,7 @@ class Outbox:
             rest = [i for i in ids if i not in held]
             if rest:
                 self._deferred.append((rest, assignment, full))
-                if not assignment.startswith("attempts"):
+                if assignment.startswith("state = 1"):
                     self._deferred_ids.update(rest)
 
     def replay_dead(self) -> int:
