@@ -154,6 +154,7 @@ class Outbox:
         diag: Diagnostics | None = None,
     ) -> None:
         self.path: Path | None = Path(directory) / DB_NAME if directory is not None else None
+        self._file = str(self.path) if self.path is not None else None
         self.origin = origin or f"{os.uname().nodename}:{os.getpid()}"
         self.clock = clock
         self.diag = diag or Diagnostics()
@@ -259,6 +260,7 @@ class Outbox:
         self._disk = self._mem = None
         self.fault = None
         self._deferred, self._deferred_ids = [], set()
+        self._recent, self._in_file = {}, set()
         self._deadline = None
         if self.path is None:
             self._mem = _open_memory()
@@ -360,7 +362,7 @@ class Outbox:
         )
 
     def _files_unsafe(self) -> bool:
-        return self.path is not None and unwritable_file(self.path) is not None
+        return self._file is not None and unwritable_file(self._file) is not None
 
     def _maintain(self) -> None:
         """Before each use of the file: notice it was made unwritable, removed or renamed; while
@@ -392,9 +394,9 @@ class Outbox:
                 self._reopen = True
 
     def _moved(self) -> bool:
-        assert self.path is not None
+        assert self._file is not None
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._file)
         except OSError:
             return True
         return (st.st_dev, st.st_ino) != self._disk_id

@@ -61,17 +61,16 @@ def side_files(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
 
 
-def unwritable_file(path: Path) -> Path | None:
+def unwritable_file(path: Path | str) -> str | None:
     """The first of the database and its WAL files that exists but cannot be written.
 
     SQLite maps the ``-shm`` file into memory; writing a page of it once the file is immutable
     kills the process with SIGBUS, so such files must never be opened, or used again once seen.
+    Runs before every use of the file, so it works on strings, not Path objects.
     """
-    for p in (path, *side_files(path)):
-        try:
-            if not os.access(p, os.W_OK) and p.exists():
-                return p
-        except OSError:
+    base = os.fspath(path)
+    for p in (base, base + "-wal", base + "-shm"):
+        if not os.access(p, os.W_OK) and os.path.lexists(p):
             return p
     return None
 
