@@ -69,7 +69,8 @@ CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, seq);
 CREATE TABLE IF NOT EXISTS kv (
     key     TEXT PRIMARY KEY,
     value   TEXT NOT NULL,
-    expires REAL
+    expires REAL,
+    written REAL
 );
 """
 
@@ -226,6 +227,7 @@ class Outbox:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
+            _add_written(conn)
             # Reads a page of the table and of its index: a corrupt file fails here, at start.
             conn.execute("SELECT count(*) FROM alerts WHERE state = 0").fetchone()
         except BaseException:
@@ -429,7 +431,7 @@ class Outbox:
         mem = self._memory()
         rows = mem.execute(_SELECT_ALL + ">= 0 ORDER BY seq").fetchall()
         hi = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
-        kv = mem.execute("SELECT key, value, expires FROM kv").fetchall()
+        kv = mem.execute("SELECT key, value, expires, written FROM kv").fetchall()
         with self._tx(disk):
             top = max(disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0, hi)
             disk.executemany(
@@ -448,7 +450,9 @@ class Outbox:
                     "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts) WHERE seq = ?",
                     (seq,),
                 )
-            disk.executemany("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)", kv)
+            disk.executemany(
+                "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)", kv
+            )
             self._high_seq = disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
         self._set_busy(disk, BUSY_TIMEOUT)
         kept = sum(1 for r in rows if r[8] == PENDING)
@@ -811,8 +815,8 @@ class Outbox:
                     ),
                 ).rowcount
                 conn.execute(
-                    "DELETE FROM kv WHERE expires IS NOT NULL AND (expires < ? OR expires > ?)",
-                    (now, now + _MAX_TTL),
+                    "DELETE FROM kv WHERE (expires IS NOT NULL AND expires < ?) OR written > ?",
+                    (now, now + MAX_FUTURE),
                 )
             return int(n)
 
@@ -826,14 +830,15 @@ class Outbox:
     def get_states(self, prefix: str, *, exact: bool = False) -> dict[str, Any]:
         """Unexpired values whose key starts with ``prefix`` (is ``prefix`` with ``exact``).
 
-        An expiry further ahead than any TTL we set was written by a wrong clock: ignored.
+        A value written "in the future" (by a clock far ahead of ours) is not trusted: a rate
+        budget saved then would stall sending until that time comes round.
         """
         now = self.clock()
         sql = (
             "SELECT key, value FROM kv WHERE key >= ? AND key <= ? "
-            "AND (expires IS NULL OR (expires >= ? AND expires <= ?))"
+            "AND (expires IS NULL OR expires >= ?) AND (written IS NULL OR written <= ?)"
         )
-        params = (prefix, prefix if exact else prefix + "\uffff", now, now + _MAX_TTL)
+        params = (prefix, prefix if exact else prefix + "\uffff", now, now + MAX_FUTURE)
         with self._lock:
             found = self._query(sql, params)
             if self.fault is not None:
@@ -845,21 +850,30 @@ class Outbox:
         return out
 
     def set_state(self, key: str, value: Any, ttl: float | None = None) -> None:
-        expires = self.clock() + ttl if ttl is not None else None
+        now = self.clock()
+        expires = now + ttl if ttl is not None else None
         text = json.dumps(value)
 
         def put(conn: sqlite3.Connection) -> None:
             with self._tx(conn):
                 conn.execute(
-                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
-                    (key, text, expires),
+                    "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)",
+                    (key, text, expires, now),
                 )
 
         self._run(put)
 
 
-#: No state is kept longer than this (thread maps live a day); expiries beyond it are bogus.
-_MAX_TTL = 7 * 86400.0
+def _add_written(conn: sqlite3.Connection) -> None:
+    """Outboxes made before ``kv.written`` existed get the column (older versions ignore it)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(kv)")}
+    if "written" in columns:
+        return
+    try:
+        conn.execute("ALTER TABLE kv ADD COLUMN written REAL")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # not another process's win: locked, read-only
+            raise
 
 
 def _update(

@@ -244,6 +244,21 @@ class TestClock:
         assert box.prune(delivered_older_than=7 * 86400, dead_older_than=30 * 86400) == 1
         box.close()
 
+    def test_outbox_from_before_the_written_column(self, tmp_path: Path) -> None:
+        """An outbox made by an earlier version (kv without ``written``) gets the column; its
+        old state stays readable."""
+        conn = sqlite3.connect(tmp_path / "outbox.sqlite3")
+        conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL)")
+        conn.execute("INSERT INTO kv VALUES ('thread:d:k', '\"1.0\"', NULL)")
+        conn.commit()
+        conn.close()
+        box = Outbox(tmp_path)
+        assert box.fault is None
+        assert box.get_state("thread:d:k") == "1.0"
+        box.set_state("bucket:d", {"tokens": 1}, ttl=60)
+        assert box.get_state("bucket:d") == {"tokens": 1}
+        box.close()
+
 
 class TestDeadline:
     def test_close_never_waits_on_a_held_write_lock(self, tmp_path: Path) -> None:
