@@ -156,13 +156,13 @@ class TestDiskFull:
                 alert(0)
                 assert h.flush(20)
                 filler = os.path.join(os.path.dirname(alerts_dir), "filler")
-                with open(filler, "wb") as f:
-                    try:
-                        while True:
-                            f.write(b"x" * 4096)
-                            f.flush()
-                    except OSError:
-                        pass
+                fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    while True:
+                        os.write(fd, b"x" * 4096)
+                except OSError:
+                    pass
+                os.close(fd)
                 for i in range(1, 13):
                     alert(i)
                 flushed = h.flush(30)
