@@ -148,7 +148,7 @@ class SlackAlertHandler(logging.Handler):
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
         if s.enabled:
-            self.outbox = Outbox(self._dir if self.durable else None)
+            self.outbox = Outbox(self._dir if self.durable else None, diag=self.diag)
             planner = Planner(
                 rate=s.rate_limit,
                 burst=s.burst,

@@ -185,9 +185,7 @@ class Outbox:
             return
         try:
             self._disk = self._open_disk()
-        except Exception as exc:
-            if not is_storage_fault(exc):
-                raise
+        except Exception as exc:  # whatever the file's trouble, alerts go on from memory
             self._degrade(exc, reopen=True)
 
     # -- connections -------------------------------------------------------------------------
@@ -269,9 +267,7 @@ class Outbox:
             return
         try:
             self._disk = self._open_disk()
-        except Exception as exc:
-            if not is_storage_fault(exc):
-                raise
+        except Exception as exc:  # whatever the file's trouble, alerts go on from memory
             self._degrade(exc, reopen=True)
 
     def set_deadline(self, deadline: float | None) -> None:
@@ -303,6 +299,12 @@ class Outbox:
         """
         if deadline is not None:
             self._deadline = deadline
+        try:
+            self._close()
+        except Exception as exc:  # close() runs at exit: it must never raise into the app
+            self.diag.report("outbox-close", f"could not close the outbox cleanly ({exc!r})")
+
+    def _close(self) -> None:
         left = self._settle() if self._settled is None else self._settled
         with self._locked() as ok:
             if not ok or self._closed:
