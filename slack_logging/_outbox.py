@@ -33,7 +33,10 @@ from slack_logging._storage import (
     clean_json,
     clean_number,
     clean_text,
+    describe_fault,
     discard,
+    fault_kind,
+    fault_remedy,
     is_corrupt,
     is_storage_fault,
     move_aside,
@@ -342,7 +345,7 @@ class Outbox:
         corrupt = is_corrupt(exc)
         reopen = reopen or corrupt or isinstance(exc, Unwritable)
         first = self.fault is None
-        self.fault = _describe(exc)
+        self.fault = describe_fault(exc)
         self._reopen = self._reopen or reopen
         self._retry_at = time.monotonic() + RETRY_EVERY
         mem = self._memory()
@@ -359,10 +362,10 @@ class Outbox:
                 # the sender has seen in the file.
                 mem.execute(_MARKER, (self._base_seq,))
         self.diag.report(
-            f"outbox-fault:{_kind(exc)}",
+            f"outbox-fault:{fault_kind(exc)}",
             f"cannot use the outbox {self.path} ({self.fault}); alerts are sent from memory and "
             f"stored once it works again (tried every {RETRY_EVERY:g} s). "
-            f"{_remedy(exc, self.path)}".rstrip(),
+            f"{fault_remedy(exc, self.path)}".rstrip(),
         )
 
     def _files_unsafe(self) -> bool:
@@ -895,43 +898,6 @@ def _open_memory() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     conn.executescript(_SCHEMA)
     return conn
-
-
-def _kind(exc: BaseException) -> str:
-    if is_corrupt(exc):
-        return "corrupt"
-    if isinstance(exc, (Unwritable, PermissionError)):
-        return "permission"
-    if isinstance(exc, FileNotFoundError):
-        return "missing"
-    text = str(exc).lower()
-    for kind in ("locked", "full", "readonly", "i/o"):
-        if kind in text:
-            return kind
-    return type(exc).__name__
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return f"{type(exc).__name__}: {exc}"[:200]
-
-
-def _remedy(exc: BaseException, path: Path | None) -> str:
-    kind = _kind(exc)
-    if kind in {"permission", "readonly"}:
-        return (
-            f"Check the owner and mode of {path} and its -wal/-shm files (chown them to the app's "
-            "user; lsattr shows an immutable flag)."
-        )
-    if kind == "locked":
-        return "Another process holds the outbox's write lock (stopped or stuck?)."
-    if kind == "full":
-        return "Free space on that disk."
-    if kind == "missing":
-        return "The alerts directory was removed or renamed; it is created again."
-    return ""
 
 
 _T = TypeVar("_T")

@@ -18,8 +18,13 @@ from typing import Any
 
 __all__ = [
     "Unwritable",
+    "clean_json",
+    "clean_number",
     "clean_text",
+    "describe_fault",
     "discard",
+    "fault_kind",
+    "fault_remedy",
     "is_corrupt",
     "is_storage_fault",
     "move_aside",
@@ -147,3 +152,40 @@ def _text_of(value: Any) -> str:
         return str(value)
     except BaseException:
         return f"<unprintable {type(value).__name__}>"
+
+
+def fault_kind(exc: BaseException) -> str:
+    if is_corrupt(exc):
+        return "corrupt"
+    if isinstance(exc, (Unwritable, PermissionError)):
+        return "permission"
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    text = str(exc).lower()
+    for kind in ("locked", "full", "readonly", "i/o"):
+        if kind in text:
+            return kind
+    return type(exc).__name__
+
+
+def describe_fault(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def fault_remedy(exc: BaseException, path: Path | None) -> str:
+    kind = fault_kind(exc)
+    if kind in {"permission", "readonly"}:
+        return (
+            f"Check the owner and mode of {path} and its -wal/-shm files (chown them to the app's "
+            "user; lsattr shows an immutable flag)."
+        )
+    if kind == "locked":
+        return "Another process holds the outbox's write lock (stopped or stuck?)."
+    if kind == "full":
+        return "Free space on that disk."
+    if kind == "missing":
+        return "The alerts directory was removed or renamed; it is created again."
+    return ""

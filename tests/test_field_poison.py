@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from field import Child
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from slack_logging import SlackAlertHandler
 from slack_logging._alert import Alert, new_alert_id
@@ -76,6 +78,33 @@ class TestPoisonRows:
         assert box.counts()["pending"] == 7
         assert any("cleaned" in line for line in diag.lines)
         box.close()
+
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        text=st.text(st.characters(codec=None, exclude_categories=()), max_size=40),
+        created=st.floats(allow_nan=True, allow_infinity=True),
+    )
+    def test_any_text_and_time_is_stored_beside_a_good_row(
+        self, tmp_path: Path, text: str, created: float
+    ) -> None:
+        """Whatever text (surrogates, NUL, controls) and time an alert carries, it is stored
+        with its neighbour in one add(), and both read back."""
+        box = Outbox(tmp_path / "h", diag=Diagnostics())
+        try:
+            odd = alert(
+                logger=text, place=text, message=text, category=text or "x", created=created
+            )
+            good = alert()
+            box.add([(odd, text or "d"), (good, "d")])
+            found = box.bodies([odd.alert_id, good.alert_id])
+            assert set(found) == {odd.alert_id, good.alert_id}
+            assert box.fault is None
+        finally:
+            box.close()
+            for p in (tmp_path / "h").iterdir():
+                p.unlink()
 
     def test_unserialisable_alert_is_stored_with_a_note(self, tmp_path: Path) -> None:
         """An alert whose fields' ``__str__`` raises SystemExit still gets a row, saying so."""
