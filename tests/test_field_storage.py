@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import pytest
 from field import Child, pending_on_disk, wait_covered
 
 from slack_logging import SlackAlertHandler
-from slack_logging._outbox import DB_NAME
+from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging.testing import FakeSlack
 
 pytestmark = pytest.mark.subprocess
@@ -48,27 +49,14 @@ def assert_clean_exit(status: int, err: str) -> None:
     assert "Traceback" not in err, err
 
 
-def leave_pending(fake: FakeSlack, alerts_dir: Path, n: int) -> None:
-    """An earlier process that logged ``n`` alerts while Slack was down."""
-    fake.set_down(503)
-    h = SlackAlertHandler(webhook_url=fake.webhook_url, alerts_dir=alerts_dir)
-    try:
-        for i in range(n):
-            h.handle(_record(i))
-        h.flush(0.5)
-    finally:
-        h.close(timeout=0.5)
-    fake.set_up()
-    fake.clear()
+def leave_pending(alerts_dir: Path, n: int) -> None:
+    """What an earlier process leaves when it logged ``n`` alerts while Slack was down."""
+    from test_field_poison import alert
+
+    box = Outbox(alerts_dir, origin="earlier")
+    box.add([(alert(), "webhook:earlier") for _ in range(n)])
+    box.close()
     assert pending_on_disk(alerts_dir) == n
-
-
-def _record(i: int) -> object:
-    import logging
-
-    return logging.makeLogRecord(
-        {"name": "app", "levelno": 40, "levelname": "ERROR", "msg": f"old {i}", "alert": "db_down"}
-    )
 
 
 class TestDiskFull:
@@ -243,8 +231,14 @@ class TestCorrupt:
     ) -> None:
         """The constructor does not raise: the corrupt file is moved aside with a timestamped
         name (named once on stderr) and a fresh outbox delivers new alerts."""
-        leave_pending(fake_slack, alerts_dir, 40)
+        leave_pending(alerts_dir, 40)
         db = alerts_dir / DB_NAME
+        # Everything in the main file (a WAL would mask the damage), as after a clean exit.
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        for side in ("-wal", "-shm"):
+            db.with_name(DB_NAME + side).unlink(missing_ok=True)
         if damage == "truncated":
             with open(db, "r+b") as f:
                 f.truncate(db.stat().st_size // 2)
