@@ -72,11 +72,11 @@ def _stringify(obj: object) -> str:
         if isinstance(obj, BaseException):
             return f"{type(obj).__name__}: {obj}"
         return str(obj)
-    except Exception:  # noqa: S110 - str() runs arbitrary user code; repr() is next
+    except BaseException:  # noqa: S110 - str() runs arbitrary user code; repr() is next
         pass
     try:
         return repr(obj)
-    except Exception:  # and so does __repr__
+    except BaseException:  # and so does __repr__
         return f"<unrepresentable {type(obj).__name__}>"
 
 
@@ -103,7 +103,7 @@ def _escape_char(match: re.Match[str]) -> str:
 def _set_items(obj: set[Any] | frozenset[Any]) -> list[Any]:
     try:
         return sorted(obj)
-    except Exception:  # mixed or unorderable members keep set order
+    except BaseException:  # mixed or unorderable members keep set order
         return list(obj)
 
 
@@ -197,20 +197,20 @@ class _LineFormatter(JsonFormatter):
         record: logging.LogRecord,
         alert: str | None,
         alert_id: str | None,
-        error: Exception,
+        error: BaseException,
     ) -> str:
         """A minimal valid line saying why the full one could not be built. Never raises."""
         data: dict[str, Any] = {}
         try:
             data["timestamp"] = self._timestamp(float(record.created))
-        except Exception:  # a mangled record still gets a line
+        except BaseException:  # a mangled record still gets a line
             data["timestamp"] = self._timestamp(time.time())
         for key, attr in (("level", "levelname"), ("logger", "name")):
             value = getattr(record, attr, None)
             data[key] = value if isinstance(value, str) else _stringify(value)
         try:
             data["message"] = self._redactor.text(safe_message(record))
-        except Exception:  # the redactor itself may be what failed
+        except BaseException:  # the redactor itself may be what failed
             # Never write text that did not pass the redactor.
             data["message"] = "<message withheld: redaction failed>"
         if alert:
@@ -221,11 +221,11 @@ class _LineFormatter(JsonFormatter):
         data["pid"] = os.getpid()
         try:
             data["mirror_error"] = self._redactor.text(f"{type(error).__name__}: {error}")
-        except Exception:  # str(error) runs user code too
+        except BaseException:  # str(error) runs user code too
             data["mirror_error"] = type(error).__name__
         try:
             return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except Exception:  # last resort: a constant line
+        except BaseException:  # last resort: a constant line
             return json.dumps({"mirror_error": "unformattable record"})
 
     def _timestamp(self, created: float) -> str:
@@ -243,7 +243,7 @@ class _LineFormatter(JsonFormatter):
         if exc_info and exc_info[0] is not None and not record.exc_text:
             try:
                 record.exc_text = _as_text(self.formatException(exc_info))
-            except Exception:  # exotic exceptions must not cost the whole line
+            except BaseException:  # exotic exceptions must not cost the whole line
                 record.exc_text = f"{exc_info[0].__name__}: <traceback could not be formatted>"
         text = record.exc_text or None
         if record.stack_info:
@@ -429,7 +429,7 @@ class Mirror:
         """
         try:
             return self._formatter.line(record, alert, alert_id)
-        except Exception as error:  # format() must never raise into the listener
+        except BaseException as error:  # never raise into the listener, not even SystemExit
             return self._formatter.fallback(record, alert, alert_id, error)
 
     def write(self, lines: Sequence[str]) -> None:
