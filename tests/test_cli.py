@@ -575,4 +575,4 @@ def test_python_m_smoke(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["text"].endswith("망취소 실패: 망취소 실패")
+    assert json.loads(done.stdout)["text"] == ":rotating_light: 망취소 실패"
