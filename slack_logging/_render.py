@@ -355,7 +355,9 @@ def _alert_context(alert: Alert) -> list[str]:
         f"id `{_inline(_user(alert.alert_id), 40)}`",
     ]
     if alert.place:
-        parts.append(f"at {clamp(_user(alert.place), 120, keep='tail')}")
+        # Line 0 means "no line" (the CLI's records): "at slack-logging send", not "…:0".
+        place = str(alert.place).removesuffix(":0")
+        parts.append(f"at {clamp(_user(place), 120, keep='tail')}")
     return parts
 
 

@@ -1,10 +1,11 @@
 """The ``slack-logging`` command: check a deployment, send or preview an alert, inspect the outbox.
 
-slack-logging check [--send]                         the deploy checklist; exit 0 when all is well
+slack-logging check [--send] [--create]             the deploy checklist; exit 0 when all is well
 slack-logging send CATEGORY MESSAGE [--field k=v]    an alert from a shell script or cron job
-slack-logging preview CATEGORY [MESSAGE] [--field k=v]   the JSON that would be posted; no network
+slack-logging preview CATEGORY [MESSAGE] [--json]    the message as Slack shows it; no network
 slack-logging status [--alerts-dir DIR] [--json]     pending, delivered and dead alerts
-slack-logging replay [--alerts-dir DIR]              queue dead letters again after a fix
+slack-logging flush [--alerts-dir DIR]               deliver what is pending now (exit 1: some left)
+slack-logging replay [--alerts-dir DIR] [--send]     queue dead letters again after a fix
 
 Settings come from the SLACK_* environment variables, or with ``--config logging.yaml`` from the
 SlackAlertHandler entry under its ``handlers`` (``${VAR:-default}`` expanded as ``configure()``
@@ -14,23 +15,25 @@ does; nothing else in the file is applied). Secrets are never printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_logging._alert import Alert, build_alert, new_alert_id
 from slack_logging._alert_logger import SEVERITY_LEVELS, AlertLogger, alert_extra
 from slack_logging._catalog import Category
 from slack_logging._config import ENV_VARS, Settings, load_config, mask_url
-from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, Outbox
-from slack_logging._render import render_alert
+from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, STATE_NAMES, Outbox
+from slack_logging._render import human_duration, render_alert
 from slack_logging._transport import Transport, build_routes, remedy_for
 
 __all__ = ["build_parser", "handler_options", "main", "parse_field"]
@@ -104,13 +107,16 @@ def _source(args: argparse.Namespace) -> _Source:
     return source
 
 
-def _alerts_dir(args: argparse.Namespace) -> Path:
+def _alerts_dir(args: argparse.Namespace) -> tuple[Path, str]:
+    """The alerts directory, absolute, and where that choice came from (for messages)."""
     if getattr(args, "alerts_dir", None):
-        return Path(args.alerts_dir)
+        return Path(args.alerts_dir).absolute(), "--alerts-dir"
     options = _source(args).options
-    return Path(
-        options.get("alerts_dir") or os.environ.get(ENV_VARS["alerts_dir"]) or "slack_alerts"
-    )
+    if options.get("alerts_dir"):
+        return Path(options["alerts_dir"]).absolute(), f"alerts_dir in {args.config}"
+    if os.environ.get(ENV_VARS["alerts_dir"]):
+        return Path(os.environ[ENV_VARS["alerts_dir"]]).absolute(), ENV_VARS["alerts_dir"]
+    return Path("slack_alerts").absolute(), "the default ./slack_alerts"
 
 
 def _mask_token(token: str) -> str:
@@ -148,53 +154,163 @@ def _open_outbox(directory: Path) -> Outbox | None:
     return Outbox(directory, origin="cli")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    directory = _alerts_dir(args)
+def _existing_outbox(args: argparse.Namespace) -> tuple[Path, Outbox]:
+    """The outbox of the directory the command reads; ``_Usage`` naming it when there is none.
+
+    Nothing is created: a typo in the path must not look like a healthy, empty directory.
+    """
+    directory, why = _alerts_dir(args)
+    if not directory.is_dir():
+        raise _Usage(
+            f"no alerts directory at {directory} (from {why}). Is this the directory the service "
+            "writes to? Pass --alerts-dir, or set SLACK_ALERTS_DIR as the service has it."
+        )
     outbox = _open_outbox(directory)
     if outbox is None:
-        counts = {"pending": 0, "delivered": 0, "dead": 0}
-        oldest = None
-        dead_rows: list[dict[str, object]] = []
-    else:
-        try:
-            counts = outbox.counts()
-            oldest = outbox.oldest_pending()
-            dead_rows = outbox.rows(DEAD, limit=10)
-        finally:
-            outbox.close()
-    report = {
-        "alerts_dir": str(directory),
-        **counts,
-        "oldest_pending_age_s": round(time.time() - oldest, 1) if oldest else None,
-        "recent_dead": dead_rows,
-    }
+        raise _Usage(
+            f"no outbox in {directory} (from {why}): {DB_NAME} is missing, so no process has "
+            "stored an alert there. Is this the directory the service writes to?"
+        )
+    return directory, outbox
+
+
+class _Usage(Exception):
+    """A command cannot run as asked; the message says why. Exit 2."""
+
+
+def _ago(epoch: float) -> str:
+    age = time.time() - epoch
+    return "just now" if age < 1.0 else f"{human_duration(age)} ago"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    directory, outbox = _existing_outbox(args)
+    try:
+        counts = outbox.counts()
+        oldest = outbox.oldest_pending()
+        last_error = outbox.last_error()
+        dead_rows = outbox.rows(DEAD, limit=10)
+    finally:
+        outbox.close()
     if args.json:
+        report = {
+            "alerts_dir": str(directory),
+            **counts,
+            "oldest_pending_age_s": round(time.time() - oldest, 1) if oldest else None,
+            "last_error": (
+                {
+                    "error": last_error[1],
+                    "age_s": round(time.time() - last_error[0], 1),
+                    "state": STATE_NAMES.get(last_error[2], str(last_error[2])),
+                }
+                if last_error
+                else None
+            ),
+            "recent_dead": dead_rows,
+        }
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     print(f"alerts directory: {directory}")
-    for key in ("pending", "delivered", "dead"):
+    oldest_note = f" (the oldest waits since {_ago(oldest)})" if oldest else ""
+    print(f"{'pending':>10}: {counts['pending']}{oldest_note}")
+    for key in ("delivered", "dead"):
         print(f"{key:>10}: {counts[key]}")
-    if oldest:
-        print(f"oldest pending: {report['oldest_pending_age_s']} s ago")
+    if last_error:
+        when, error, state = last_error
+        about = "a dead letter" if state == DEAD else "an alert still pending"
+        print(f"last error: {error} ({_ago(when)}, {about})")
+        remedy = _remedy_from(error)
+        if remedy and state != DELIVERED:
+            print(f"       fix: {remedy}")
     for row in dead_rows:
         print(f"  dead {row['alert_id']} {row['category']}: {row['error']}")
+    if counts["pending"]:
+        print("run `slack-logging flush` to deliver what is pending now")
     if counts["dead"]:
-        print("run `slack-logging replay` after fixing the cause to send dead letters again")
+        print("run `slack-logging replay --send` after fixing the cause to send dead letters again")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    directory = _alerts_dir(args)
-    outbox = _open_outbox(directory)
-    if outbox is None:
-        print(f"no outbox in {directory}", file=sys.stderr)
-        return 1
+    directory, outbox = _existing_outbox(args)
     try:
         n = outbox.replay_dead()
     finally:
         outbox.close()
-    print(f"{n} dead letter(s) queued again; the next process logging to {directory} sends them")
-    return 0
+    if not args.send:
+        print(
+            f"{n} dead letter(s) queued again in {directory}; `slack-logging flush` sends them "
+            "now, or the next process logging to that directory does"
+        )
+        return EXIT_OK
+    print(f"{n} dead letter(s) queued again in {directory}")
+    return _flush(args, directory)
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    directory, outbox = _existing_outbox(args)
+    outbox.close()
+    return _flush(args, directory)
+
+
+def _flush(args: argparse.Namespace, directory: Path) -> int:
+    from slack_logging._flush import Progress, deliver_pending  # pulls in requests
+
+    source = _source(args)
+    settings = Settings.resolve(None, **{**source.options, "alerts_dir": directory})
+    if settings.mode == "none" or not settings.enabled:
+        raise _Usage(
+            "nothing can be sent: "
+            + ("no destination configured" if settings.mode == "none" else "delivery is off")
+            + f" in the {source.label}. Run `slack-logging check`."
+        )
+    tty = sys.stdout.isatty()
+    said: list[str] = []
+
+    def show(p: Progress) -> None:
+        if p.other_sender:
+            line = (
+                f"a running sender holds {directory / 'sender.lock'} and is delivering: "
+                f"waiting for it ({p.pending} pending)"
+            )
+        else:
+            line = (
+                f"sent {p.messages} message(s) covering {p.delivered} alert(s); "
+                f"{p.pending} pending" + (f", {p.dead} rejected" if p.dead else "")
+            )
+            if p.pending and p.last_error:
+                line += f" (last error: {p.last_error})"
+        if said and said[-1] == line:
+            return
+        said.append(line)
+        print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", flush=True)
+
+    rate = f"{settings.rate_limit:g} message(s)/s"
+    print(f"delivering the pending alerts of {directory} at most {rate}", flush=True)
+    final = deliver_pending(settings, deadline=time.monotonic() + args.timeout, progress=show)
+    if tty:
+        print()
+    if final.pending == 0 and final.dead == 0:
+        print("done: nothing left to send")
+        return EXIT_OK
+    if final.pending:
+        why = (
+            "another process is still delivering them"
+            if final.other_sender
+            else final.last_error or "Slack did not take them in time"
+        )
+        print(
+            f"{final.pending} alert(s) still pending after {args.timeout:g} s ({why}); "
+            "`slack-logging status` shows them",
+            file=sys.stderr,
+        )
+    if final.dead:
+        print(
+            f"{final.dead} alert(s) rejected by Slack (dead letters); `slack-logging status` "
+            "shows why, `slack-logging replay --send` retries after the fix",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED
 
 
 class _Report:
@@ -221,7 +337,73 @@ class _Report:
             print(f"       fix: {fix}")
 
 
-def _check_destination(report: _Report, s: Settings) -> None:
+#: Hosts that serve Slack's incoming webhooks (commercial and GovSlack).
+SLACK_WEBHOOK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+_WEBHOOK_FIX = "copy the URL again from your Slack app's Incoming Webhooks page"
+
+
+def _webhook_problem(url: str, allowed: frozenset[str], key: str) -> tuple[str, str] | None:
+    """(what is wrong, the fix) for a webhook URL, or None when it points at an allowed host.
+
+    Every message names the host when there is one and never the URL itself: the path is the
+    secret, and a URL that failed to parse would only print mangled.
+    """
+    text = url.strip()
+    if not text:
+        return f"{key} is empty", _WEBHOOK_FIX
+    if any(c.isspace() for c in text) or text[0] in "'\"<" or text[-1] in "'\">":
+        return (
+            f"{key} contains spaces, quotes or angle brackets (a copy-paste slip)",
+            "set it to the URL alone, like https://hooks.slack.com/services/T…/B…/…",
+        )
+    if "://" not in text:
+        lead = text.split("/", 1)[0].lower()
+        if lead in SLACK_WEBHOOK_HOSTS:
+            return f"{key} has no scheme: it starts with {lead}", "put https:// in front of it"
+        return f"{key} is not a URL: it does not start with https://", _WEBHOOK_FIX
+    try:
+        parts = urlsplit(text)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return f"{key} cannot be read as a URL (a bad port or bracket)", _WEBHOOK_FIX
+    scheme = parts.scheme.lower()
+    if not host:
+        return f"{key} has no host after {scheme}://", _WEBHOOK_FIX
+    if host not in allowed:
+        return (
+            f"{key} points at {host}, not at Slack's webhook host ({SLACK_WEBHOOK_HOSTS[0]})",
+            f"{_WEBHOOK_FIX}; to use a test server at {host} on purpose, pass --allow-host {host}",
+        )
+    if scheme != "https" and not (scheme == "http" and host in _LOOPBACK):
+        shown = scheme if scheme.isalnum() and len(scheme) < 12 else "a non-https scheme"
+        return f"{key} to {host} uses {shown}, not https://", f"use https://{host}/…"
+    if host in SLACK_WEBHOOK_HOSTS and not re.match(
+        r"^/(services|workflows|triggers)/[^/]+/[^/]+", parts.path
+    ):
+        return (
+            f"{key} to {host} lacks the /services/T…/B…/… part: it was cut short",
+            _WEBHOOK_FIX,
+        )
+    return None
+
+
+def _allowed_hosts(args: argparse.Namespace, options: Mapping[str, Any]) -> frozenset[str]:
+    """Slack's webhook hosts, plus --allow-host and the host of an explicitly set api_url."""
+    allowed = set(SLACK_WEBHOOK_HOSTS)
+    allowed.update(h.strip().lower() for h in (getattr(args, "allow_host", None) or []))
+    api_url = options.get("api_url") or os.environ.get(ENV_VARS["api_url"])
+    if isinstance(api_url, str):
+        with contextlib.suppress(ValueError):
+            allowed.add((urlsplit(api_url.strip()).hostname or "").lower())
+    allowed.discard("")
+    return frozenset(allowed)
+
+
+def _check_destination(
+    report: _Report, s: Settings, allowed: frozenset[str], url_reported: bool
+) -> None:
     if s.mode == "chat":
         assert s.token is not None
         report.ok(f"destination: bot token {_mask_token(s.token)} to channel {s.channel} (threads)")
@@ -241,8 +423,14 @@ def _check_destination(report: _Report, s: Settings) -> None:
             report.info(f"Web API at {s.api_url}")
     elif s.mode == "webhook":
         assert s.webhook_url is not None
+        if url_reported:
+            return
+        host = (urlsplit(s.webhook_url).hostname or "").lower()
         report.ok(f"destination: incoming webhook {mask_url(s.webhook_url)}")
-        report.ok("webhook URL is well-formed")
+        if host in SLACK_WEBHOOK_HOSTS:
+            report.ok(f"webhook URL is well-formed and points at Slack ({host})")
+        else:
+            report.warn(f"webhook URL points at {host}, a test host you allowed, not at Slack")
     else:
         report.fail(
             "destination: none configured",
@@ -263,19 +451,60 @@ def _check_destination(report: _Report, s: Settings) -> None:
         if cat.channel and s.mode == "chat":
             report.ok(f"route: {cat.key} to channel {cat.channel}")
         elif cat.webhook_url and s.mode == "webhook":
-            report.ok(f"route: {cat.key} to webhook {mask_url(cat.webhook_url)}")
+            problem = _webhook_problem(
+                cat.webhook_url, allowed, f"categories.{cat.key}.webhook_url"
+            )
+            if problem:
+                report.fail(*problem)
+            else:
+                report.ok(f"route: {cat.key} to webhook {mask_url(cat.webhook_url)}")
         elif cat.channel:
             report.warn(f"categories.{cat.key}.channel is ignored in webhook mode (webhook_url)")
         elif cat.webhook_url:
             report.warn(f"categories.{cat.key}.webhook_url is ignored in bot-token mode (channel)")
 
 
-def _check_directory(report: _Report, directory: Path) -> bool:
-    existed = directory.is_dir()
+def _check_directory(report: _Report, directory: Path, create: bool) -> bool:
+    """Whether the service can write ``directory``; changes nothing unless ``create``.
+
+    True when the directory exists and is writable (so its outbox can be read too).
+    """
+    directory = directory.absolute()
     fix = (
         f"로그 파일 저장 실패: run `mkdir -p {directory} && chown <service user> {directory}` "
         "as root, or point SLACK_ALERTS_DIR at a writable local directory"
     )
+    if create:
+        return _create_directory(report, directory, fix)
+    if directory.is_dir():
+        if os.access(directory, os.W_OK | os.X_OK):
+            report.ok(f"alerts directory {directory} is writable")
+            return True
+        report.fail(f"alerts directory {directory}: not writable by this user", fix)
+        return False
+    if directory.exists():
+        report.fail(f"alerts directory {directory}: exists but is not a directory", fix)
+        return False
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if os.access(parent, os.W_OK | os.X_OK):
+        report.warn(
+            f"alerts directory {directory} does not exist yet; the service creates it "
+            f"({parent} is writable)",
+            "`slack-logging check --create` makes it now, as the user you run it as",
+        )
+        return False
+    report.fail(
+        f"alerts directory {directory} does not exist, and {parent} is not writable, so the "
+        "service cannot create it",
+        fix,
+    )
+    return False
+
+
+def _create_directory(report: _Report, directory: Path, fix: str) -> bool:
+    existed = directory.is_dir()
     try:
         directory.mkdir(mode=0o750, parents=True, exist_ok=True)
     except OSError as exc:
@@ -293,9 +522,7 @@ def _check_directory(report: _Report, directory: Path) -> bool:
     except OSError as exc:
         report.fail(f"alerts directory {directory}: not writable ({exc.strerror or exc})", fix)
         return False
-    report.ok(
-        f"alerts directory {directory.resolve()} is writable" + ("" if existed else " (created it)")
-    )
+    report.ok(f"alerts directory {directory} is writable" + ("" if existed else " (created it)"))
     if not existed and hasattr(os, "geteuid") and os.geteuid() == 0:
         report.warn(
             "check ran as root, so root owns the directory it created",
@@ -358,6 +585,18 @@ def _test_payload(s: Settings, label: str) -> dict[str, Any]:
     return render_alert(alert, category)
 
 
+def _host_port(s: Settings, label: str) -> str | None:
+    """``host:port`` a destination's requests go to (the label of a webhook holds its masked
+    URL; channels go to the Web API)."""
+    url = label.split(" ", 1)[1] if label.startswith("webhook ") else s.api_url
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return f"{parts.hostname}:{port}" if parts.hostname else None
+
+
 def _check_send(report: _Report, s: Settings) -> None:
     for label, transport in _destinations(s):
         try:
@@ -373,31 +612,45 @@ def _check_send(report: _Report, s: Settings) -> None:
             if result.status is not None
             else f"no answer ({result.error or 'no response'})"
         )
-        report.fail(
-            f"test message to {label}: {answer}",
-            result.remedy or remedy_for(result.status, result.error),
-        )
+        remedy = result.remedy or remedy_for(result.status, result.error) or ""
+        where = _host_port(s, label)
+        # The shared remedies speak of slack.com:443; say which host this request really tried.
+        remedy = remedy.replace("slack.com:443", where) if where else remedy
+        if where and where not in remedy:
+            remedy = f"{remedy} (tried {where})".lstrip()
+        report.fail(f"test message to {label}: {answer}", remedy or None)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     report = _Report()
     source = _source(args)
     report.info(f"settings from {source.label}")
+    allowed = _allowed_hosts(args, source.options)
+    url_reported = False
+    token = source.options.get("token") or os.environ.get(ENV_VARS["token"])
+    raw_url = source.options.get("webhook_url") or os.environ.get(ENV_VARS["webhook_url"])
+    if isinstance(raw_url, str) and not token:
+        problem = _webhook_problem(raw_url, allowed, "webhook URL")
+        if problem:
+            report.fail(*problem)
+            url_reported = True
     settings: Settings | None = None
     try:
         settings = Settings.resolve(None, **source.options)
         settings.redactor()
     except ValueError as exc:
-        report.fail(f"configuration: {exc}", f"fix that value in the {source.label}")
+        # The webhook URL's own problem is already said plainly above.
+        if not (url_reported and str(exc).startswith("webhook_url")):
+            report.fail(f"configuration: {exc}", f"fix that value in the {source.label}")
     if settings is not None:
-        _check_destination(report, settings)
+        _check_destination(report, settings, allowed, url_reported)
         directory = settings.alerts_dir
     else:
-        directory = _alerts_dir(args)
-    if _check_directory(report, directory):
-        _check_outbox(report, directory)
+        directory = _alerts_dir(args)[0]
+    if _check_directory(report, directory, args.create):
+        _check_outbox(report, directory.absolute())
     if args.send:
-        if settings is None or settings.mode == "none":
+        if settings is None or settings.mode == "none" or url_reported:
             report.fail("test message: not sent, no valid destination (see above)")
         elif not settings.enabled:
             report.warn("test message: not sent, delivery is switched off")
@@ -428,6 +681,18 @@ def _remedy_from(error: str | None) -> str | None:
     return remedy_for(None, error) if error else None
 
 
+def _from_the_cli(place: str) -> Callable[[logging.LogRecord], bool]:
+    """A logger filter pointing records at the command, not at this file in site-packages."""
+
+    def point(record: logging.LogRecord) -> bool:
+        record.pathname = record.filename = record.module = place
+        record.funcName = "main"
+        record.lineno = 0  # no line: the context line then reads "at slack-logging send"
+        return True
+
+    return point
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     from slack_logging._handler import SlackAlertHandler  # the handler pulls in requests
 
@@ -436,6 +701,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     # Not from logging.getLogger(): the global logging setup stays untouched, and nothing
     # propagates to the root logger's handlers.
     logger = logging.Logger(args.logger, logging.DEBUG)
+    logger.addFilter(_from_the_cli("slack-logging send"))
     logger.addHandler(handler)
     s = handler.settings
     try:
@@ -502,7 +768,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if not fields:
         fields = {name: f"<{name}>" for name in category.key_fields}
     message = args.message or f"Preview of the {category.title} alert"
-    record = logging.LogRecord("preview", level, "<preview>", 0, message, None, None)
+    record = logging.LogRecord("preview", level, "slack-logging preview", 0, message, None, None)
     record.__dict__.update(alert_extra(key, fields))
     alert = build_alert(
         record,
@@ -525,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slack-logging",
         description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:8]),
+        epilog="\n".join(__doc__.splitlines()[2:9]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -553,6 +819,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check the Slack destination and the alerts directory; exit 1 if any fails.",
     )
     check.add_argument("--send", action="store_true", help="also post a test message to Slack")
+    check.add_argument(
+        "--create",
+        action="store_true",
+        help="create the alerts directory if missing (check changes nothing otherwise)",
+    )
+    check.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST",
+        help="accept a webhook URL to this host (a test server); repeat for more",
+    )
     check.set_defaults(func=cmd_check)
 
     send = sub.add_parser(
@@ -590,8 +867,35 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
-    replay = sub.add_parser("replay", parents=[config], help="queue dead letters again after a fix")
+
+    timeout = argparse.ArgumentParser(add_help=False)
+    timeout.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="give up after this many seconds (default 300); what is left stays pending",
+    )
+    flush = sub.add_parser(
+        "flush",
+        parents=[config, timeout],
+        help="deliver what is pending now, within the rate limit",
+        description=(
+            "Deliver the pending alerts of the alerts directory now, paced at the rate limit. "
+            "If a running service is already sending from that directory, wait for it instead "
+            "of sending in parallel. Exit 0: nothing left; 1: alerts still pending or rejected; "
+            "2: no such directory or outbox, or no destination."
+        ),
+    )
+    flush.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
+    flush.set_defaults(func=cmd_flush)
+
+    replay = sub.add_parser(
+        "replay",
+        parents=[config, timeout],
+        help="queue dead letters again after a fix (--send: and deliver them now)",
+    )
     replay.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
+    replay.add_argument("--send", action="store_true", help="then deliver them, as flush does")
     replay.set_defaults(func=cmd_replay)
     return parser
 
@@ -605,6 +909,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except _Usage as exc:
+        print(f"slack-logging: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, ValueError) as exc:
         print(f"slack-logging: {exc}", file=sys.stderr)
         return EXIT_USAGE
