@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -782,7 +783,20 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if s.mode == "chat":
         # WebApiTransport adds the channel; shown so routing can be checked too.
         payload = {"channel": category.channel or s.channel, **payload}
-    print(json.dumps(payload, ensure_ascii=False, indent=2))
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        from slack_logging._preview import render_terminal
+
+        color = sys.stdout.isatty() if args.color is None else args.color
+        width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+        if s.mode == "chat":
+            print(f"to #{payload['channel']}:")
+        print(render_terminal(payload, color=color, width=min(width, 100)))
+    if args.builder:
+        from slack_logging._preview import builder_url
+
+        print(f"\nopen in Block Kit Builder: {builder_url(payload)}")
     return 0
 
 
@@ -855,10 +869,23 @@ def build_parser() -> argparse.ArgumentParser:
     preview = sub.add_parser(
         "preview",
         parents=[config, fields],
-        help="print the Slack payload an alert would produce (no network)",
+        help="show an alert as Slack would (no network)",
+        description=(
+            "Draw the message an alert would produce as Slack shows it: header, text, fields, "
+            "code, context and colour bar. --json prints the payload itself."
+        ),
     )
     preview.add_argument("category", type=_category_name)
     preview.add_argument("message", nargs="?", help="default: a sample message")
+    preview.add_argument("--json", action="store_true", help="print the raw JSON payload")
+    preview.add_argument(
+        "--builder", action="store_true", help="also print a Block Kit Builder link"
+    )
+    colors = preview.add_mutually_exclusive_group()
+    colors.add_argument(
+        "--color", action="store_true", default=None, help="ANSI colours even when piped"
+    )
+    colors.add_argument("--no-color", dest="color", action="store_false", help="no colours")
     preview.set_defaults(func=cmd_preview)
 
     status = sub.add_parser(

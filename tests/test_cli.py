@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -566,7 +567,7 @@ class TestPreview:
     ) -> None:
         """preview prints the Block Kit JSON and sends nothing."""
         code, out, _ = run(
-            capsys, "preview", "payment_fail", "카드 한도 초과", "-f", "order_id=ORD-1"
+            capsys, "preview", "payment_fail", "카드 한도 초과", "-f", "order_id=ORD-1", "--json"
         )
         assert code == 0
         payload = json.loads(out)
@@ -577,7 +578,7 @@ class TestPreview:
 
     def test_sample_fields_without_any(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Without fields and message, the key fields show as placeholders."""
-        code, out, _ = run(capsys, "preview", "api_timeout")
+        code, out, _ = run(capsys, "preview", "api_timeout", "--json")
         assert code == 0
         body = json.dumps(json.loads(out), ensure_ascii=False)
         for name in ("service", "endpoint", "elapsed_ms"):
@@ -594,15 +595,53 @@ class TestPreview:
         self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack
     ) -> None:
         """In bot-token mode the payload names the channel it would go to."""
-        code, out, _ = run(capsys, "preview", "report_fail")
+        code, out, _ = run(capsys, "preview", "report_fail", "--json")
         assert code == 0
         assert json.loads(out)["channel"] == "C0ALERTS01"
+        code, out, _ = run(capsys, "preview", "report_fail")
+        assert out.startswith("to #C0ALERTS01:\n")
 
     def test_unknown_category(self, capsys: pytest.CaptureFixture[str]) -> None:
         """An unknown category previews as the visible stand-in."""
-        code, out, _ = run(capsys, "preview", "disk_full", "x")
+        code, out, _ = run(capsys, "preview", "disk_full", "x", "--json")
         assert code == 0
         assert "Unknown alert: disk_full" in json.loads(out)["text"]
+
+    def test_draws_the_message_as_slack_shows_it(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """Without --json: emoji drawn, the title once, fields in two columns, the context
+        line naming the command; no ANSI codes when not a terminal."""
+        code, out, _ = run(
+            capsys,
+            "preview",
+            "net_cancel_fail",
+            "망취소 실패: 수동 환불이 필요합니다",
+            "-f",
+            "order_id=ORD-1",
+            "-f",
+            "amount=15000",
+        )
+        assert code == 0
+        lines = out.splitlines()
+        assert lines[:2] == ["🚨 망취소 실패", "수동 환불이 필요합니다"]
+        assert lines[2].startswith("▌ order_id ") and lines[2].endswith(" amount")
+        assert lines[3].startswith("▌ ORD-1 ") and lines[3].endswith(" 15,000")
+        assert lines[-1].endswith("at slack-logging preview")
+        assert "\x1b[" not in out
+        assert webhook_env.requests == []
+
+    def test_color_and_builder_link(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--color forces ANSI styling; --builder adds a Block Kit Builder link holding the
+        blocks, URL-encoded."""
+        code, out, _ = run(capsys, "preview", "payment_fail", "x", "--color", "--builder")
+        assert code == 0
+        assert "\x1b[1m" in out  # the header in bold
+        assert "\x1b[38;2;" in out  # the colour bar
+        link = out.strip().splitlines()[-1].split(": ", 1)[1]
+        assert link.startswith("https://app.slack.com/block-kit-builder/#%7B%22blocks%22")
+        shown = json.loads(urllib.parse.unquote(link.split("#", 1)[1]))
+        assert shown["blocks"][0]["type"] == "header"
 
 
 def store(alerts_dir: Path, n: int, *, dead: str | None = None, age: float = 0.0) -> list[str]:
@@ -839,7 +878,15 @@ def test_python_m_smoke(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     done = subprocess.run(
-        [sys.executable, "-m", "slack_logging", "preview", "net_cancel_fail", "망취소 실패"],
+        [
+            sys.executable,
+            "-m",
+            "slack_logging",
+            "preview",
+            "net_cancel_fail",
+            "망취소 실패",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         encoding="utf-8",
