@@ -218,7 +218,7 @@ def render_digest(
     ]
 
     fields = _summary_fields(ordered, category)
-    groups = _group_lines(ordered, fields)
+    groups = _group_lines(ordered, fields, title)
     shown = groups[:DIGEST_LINES]
     details: list[dict[str, Any]] = [_section("\n".join(line for line, _ in shown))]
     rest = [a for _, members in groups[DIGEST_LINES:] for a in members]
@@ -236,7 +236,9 @@ def render_digest(
         head = f"{emoji} {title}: repeated {_times(count)} {_span(first, last, short=True)}"
     else:
         head = f"{emoji} {title} {_TIMES}{count:,}"
-    fallback = prefix + clamp(f"{head}: {headline}", FALLBACK_MAX - len(prefix))
+    fallback = prefix + clamp(
+        f"{head}: {headline}" if headline else head, FALLBACK_MAX - len(prefix)
+    )
     return _payload(fallback, top, details, category, _metadata(category, ordered))
 
 
@@ -387,9 +389,10 @@ def _headline(alerts: Sequence[Alert], title: str) -> str:
     for a in alerts:
         counts[str(a.message)] = counts.get(str(a.message), 0) + 1
     top = max(counts, key=lambda m: counts[m])  # first-seen wins a tie
-    text = clamp(_one_line(_without_title(_user(top), title)), 500) or "_(no message)_"
+    text = clamp(_one_line(_without_title(_user(top), title)), 500)
     if len(counts) == 1:
-        return text
+        return text  # empty when the message only repeats the title
+    text = text or clamp(_one_line(_user(top)), 500) or "_(no message)_"
     others = len(counts) - 1
     return (
         f"{text} ({counts[top]:,} of {len(alerts):,}; "
@@ -450,7 +453,9 @@ def _summary_fields(alerts: Sequence[Alert], category: Category) -> list[str]:
     return sorted(counts, key=lambda k: (-counts[k], str(k)))[:3]
 
 
-def _group_lines(alerts: Sequence[Alert], fields: Sequence[str]) -> list[tuple[str, list[Alert]]]:
+def _group_lines(
+    alerts: Sequence[Alert], fields: Sequence[str], title: str
+) -> list[tuple[str, list[Alert]]]:
     """One line per distinct (key field values, message), first-seen order, counted if repeated.
 
     Grouped on the full values, not the shortened line, so alerts that differ only past the
@@ -467,12 +472,13 @@ def _group_lines(alerts: Sequence[Alert], fields: Sequence[str]) -> list[tuple[s
     out = []
     for members in groups.values():
         times = f" {_TIMES}{len(members):,}" if len(members) > 1 else ""
-        line = f"• {_clock(_finite(members[0].created))} {_line_body(members[0], fields)}{times}"
+        body = _line_body(members[0], fields, title)
+        line = f"• {_clock(_finite(members[0].created))} {body}{times}"
         out.append((line, members))
     return out
 
 
-def _line_body(alert: Alert, fields: Sequence[str]) -> str:
+def _line_body(alert: Alert, fields: Sequence[str], title: str) -> str:
     values = _fields(alert)
     parts = []
     for i, key in enumerate(k for k in fields if k in values):
@@ -489,7 +495,9 @@ def _line_body(alert: Alert, fields: Sequence[str]) -> str:
             break
         kept.append(part)
     keys = " ".join(kept)
-    message = _short(_one_line(_user(alert.message)), 140) or "_(no message)_"
+    message = _short(_one_line(_without_title(_user(alert.message), title)), 140)
+    if not message:
+        return keys or "_(no message)_"
     return f"{keys} — {message}" if keys else f"— {message}"
 
 

@@ -758,3 +758,14 @@ class TestWording:
         for payload in (single, burst):
             assert "thread_key" not in everything(payload)
             assert "ORD-1" in everything(payload)
+
+    def test_digest_of_title_only_messages_repeats_nothing(self) -> None:
+        """Five "결제 실패" alerts read as the header and their lines, with no placeholder and
+        no title repeated in the summary, the lines or the fallback."""
+        alerts = make_burst(5, message="결제 실패")
+        payload = render_digest(alerts, category())
+        assert first_section_text(payload) == "*5 alerts* at 04:03:20 UTC (within 1 s)"
+        lines = payload["attachments"][0]["blocks"][0]["text"]["text"].split("\n")
+        assert lines[0] == "• 04:03:20 `ORD-1` amount=15,000 user_id=user-7"
+        assert payload["text"] == ":x: 결제 실패 ×5"
+        assert "no message" not in everything(payload)
