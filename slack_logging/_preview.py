@@ -95,6 +95,7 @@ def to_plain(mrkdwn: str) -> str:
 class _Style:
     def __init__(self, color: bool) -> None:
         self.color = color
+        self.code_prefix = self.wrap(_DIM, "┆ ")
 
     def wrap(self, code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if self.color and text else text
@@ -127,7 +128,7 @@ class _Style:
         for match in _FENCE_RE.finditer(text):
             out += [self.inline(line) for line in text[last : match.start()].split("\n")]
             code = match.group(1).replace("&lt;", "<").replace("&gt;", ">")
-            out += [self.wrap(_DIM, "┆ ") + line for line in code.replace("&amp;", "&").split("\n")]
+            out += [self.code_prefix + line for line in code.replace("&amp;", "&").split("\n")]
             last = match.end()
         out += [self.inline(line) for line in text[last:].split("\n")]
         while out and not out[-1].strip():
@@ -165,7 +166,7 @@ def _blocks(blocks: Sequence[object], style: _Style, width: int) -> list[str]:
             text = " ".join(style.text_object(block.get("text")))
             lines += [style.wrap(_BOLD, line) for line in _wrap(text, width)]
         elif kind == "section":
-            lines += _wrap_all(style.text_object(block.get("text")), width)
+            lines += _wrap_all(style.text_object(block.get("text")), width, style.code_prefix)
             fields = block.get("fields")
             if isinstance(fields, list) and fields:
                 lines += _two_columns([style.text_object(f) for f in fields], style, width)
@@ -176,7 +177,7 @@ def _blocks(blocks: Sequence[object], style: _Style, width: int) -> list[str]:
         elif kind == "divider":
             lines.append("─" * min(width, 40))
         elif kind == "markdown" and isinstance(block.get("text"), str):
-            lines += _wrap_all(style.mrkdwn(block["text"]), width)
+            lines += _wrap_all(style.mrkdwn(block["text"]), width, style.code_prefix)
         else:
             lines.append(style.wrap(_DIM, f"[{kind} block]"))
     return lines
@@ -196,8 +197,16 @@ def _two_columns(cells: Sequence[list[str]], style: _Style, width: int) -> list[
     return lines
 
 
-def _wrap_all(lines: Iterable[str], width: int) -> list[str]:
-    return [piece for line in lines for piece in _wrap(line, width)]
+def _wrap_all(lines: Iterable[str], width: int, code_prefix: str = "") -> list[str]:
+    """Every line wrapped; a code line's continuations keep the code rule in front."""
+    out: list[str] = []
+    for line in lines:
+        if code_prefix and line.startswith(code_prefix):
+            body = line[len(code_prefix) :]
+            out += [code_prefix + piece for piece in _wrap(body, width - 2)]
+        else:
+            out += _wrap(line, width)
+    return out
 
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")

@@ -366,7 +366,7 @@ def _alert_context(alert: Alert) -> list[str]:
 def _digest_context(alerts: Sequence[Alert]) -> list[str]:
     first, last = _finite(alerts[0].created), _finite(alerts[-1].created)
     span = _datetime(first)
-    if last != first:
+    if _datetime(last) != span:
         same_day = _datetime(first)[:10] == _datetime(last)[:10]
         span += f" {_DASH} {_clock(last) if same_day else _datetime(last)}"
     ids = f"id `{_inline(_user(alerts[0].alert_id), 40)}`"
