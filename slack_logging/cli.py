@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -941,4 +942,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (OSError, ValueError) as exc:
         print(f"slack-logging: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        given = getattr(args, "alerts_dir", None)
+        where = Path(given).absolute() if given else "the alerts directory"
+        print(
+            f"slack-logging: cannot read the outbox in {where} ({type(exc).__name__}: {exc}); "
+            "check its permissions, or whether the disk is full",
+            file=sys.stderr,
+        )
         return EXIT_USAGE

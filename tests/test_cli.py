@@ -644,13 +644,26 @@ class TestPreview:
         assert shown["blocks"][0]["type"] == "header"
 
 
-def store(alerts_dir: Path, n: int, *, dead: str | None = None, age: float = 0.0) -> list[str]:
+def store(
+    alerts_dir: Path,
+    n: int,
+    *,
+    dead: str | None = None,
+    age: float = 0.0,
+    categories: tuple[str, ...] = ("payment_fail",),
+) -> list[str]:
     """Put ``n`` pending alerts (or dead letters) in the outbox, as a crashed service would."""
     alerts_dir.mkdir(exist_ok=True)
     outbox = Outbox(alerts_dir, origin="old-host:1")
     created = time.time() - age
     alerts = [
-        Alert(new_alert_id(created), "payment_fail", "error", f"카드 한도 초과 {i}", created + i)
+        Alert(
+            new_alert_id(created),
+            categories[i % len(categories)],
+            "error",
+            f"카드 한도 초과 {i}",
+            created + i,
+        )
         for i in range(n)
     ]
     outbox.add([(a, "webhook:old") for a in alerts])
@@ -755,13 +768,19 @@ class TestFlush:
     def test_delivers_what_is_pending(
         self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
     ) -> None:
-        """Alerts left by a dead process go out now, paced, with a progress line; exit 0."""
-        store(alerts_dir, 25)
+        """Alerts left by a dead process go out now, within Slack's rate (a fake allowing one
+        message a second after a burst of three answers 429 to anything faster), with a
+        progress line per message; exit 0 and every alert counted."""
+        kinds = ("payment_fail", "report_fail", "api_timeout", "network_error", "net_cancel_fail")
+        store(alerts_dir, 25, categories=kinds)
+        webhook_env.set_rate_limit(1.0, burst=3)
         code, out, err = run(capsys, "flush", "--alerts-dir", str(alerts_dir))
         assert code == 0, out + err
         assert f"delivering the pending alerts of {alerts_dir} at most 1 message(s)/s" in out
-        assert "0 pending" in out
+        assert "sent 1 message(s) covering 5 alert(s); 20 pending" in out
+        assert "sent 5 message(s) covering 25 alert(s); 0 pending" in out
         assert "done: nothing left to send" in out
+        assert len(webhook_env.messages) == 5
         assert webhook_env.alerts_covered == 25
         assert webhook_env.rate_limited == 0
         outbox = Outbox(alerts_dir)
@@ -838,6 +857,17 @@ class TestFlush:
         assert code == 0, out
         assert "a running sender holds" in out
         assert webhook_env.alerts_covered == 3
+
+    def test_unreadable_outbox_is_a_clear_error(
+        self, capsys: pytest.CaptureFixture[str], alerts_dir: Path
+    ) -> None:
+        """A file that is not an SQLite database: exit 2 with a sentence, not a traceback."""
+        alerts_dir.mkdir()
+        (alerts_dir / "outbox.sqlite3").write_bytes(b"this is not a database" * 100)
+        code, _, err = run(capsys, "status", "--alerts-dir", str(alerts_dir))
+        assert code == 2
+        assert f"cannot read the outbox in {alerts_dir}" in err
+        assert "Traceback" not in err
 
     def test_no_destination_is_a_usage_error(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, alerts_dir: Path
