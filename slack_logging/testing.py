@@ -835,13 +835,17 @@ def main(argv: list[str] | None = None) -> int:
     use_color = sys.stdout.isatty() if args.color is None else args.color
     width = min(100, max(40, os.get_terminal_size().columns)) if sys.stdout.isatty() else 80
 
+    printing = threading.Lock()  # requests are served in parallel; messages print whole
+
     def show(message: Received) -> None:
         where = f"#{message.channel}" if message.channel else "webhook"
         if message.thread_ts:
             where += f", thread {message.thread_ts}"
-        when = time.strftime("%H:%M:%S")
-        print(f"\n── {when} {where} " + "─" * max(0, width - len(where) - 14))
-        print(render_terminal(message.payload, color=use_color, width=width), flush=True)
+        drawn = render_terminal(message.payload, color=use_color, width=width)
+        with printing:
+            when = time.strftime("%H:%M:%S")
+            print(f"\n── {when} {where} " + "─" * max(0, width - len(where) - 14))
+            print(drawn, flush=True)
 
     fake = FakeSlack(
         token=args.token,

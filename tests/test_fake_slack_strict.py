@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,7 @@ _categories = st.sampled_from([*CATALOG.keys(), "disk_full", "x" * 64])
     title=st.none() | _text,
     repeat=st.booleans(),
     spread=st.floats(min_value=0, max_value=100_000),
+    mention=st.sampled_from([None, "here", "@channel", "U0ONCALL1", "S0PAYTEAM", "<!everyone>"]),
 )
 def test_every_rendered_payload_is_accepted(
     strict: FakeSlack,
@@ -201,13 +203,12 @@ def test_every_rendered_payload_is_accepted(
     title: str | None,
     repeat: bool,
     spread: float,
+    mention: str | None,
 ) -> None:
     """Whatever the alerts hold (long, unicode, empty, hostile text; many odd fields; huge
     tracebacks), single messages and digests pass the strict fake on both surfaces."""
-    category = CATALOG.lookup(key)
+    category = replace(CATALOG.lookup(key), mention=mention)
     if title is not None:
-        from dataclasses import replace
-
         category = replace(category, title=title)
     alerts = [
         _alert(i, m, fields, tb, 1714536200.0 + i * spread / len(messages))
