@@ -21,7 +21,7 @@ from slack_logging._alert import Alert, new_alert_id
 from slack_logging._catalog import Category
 from slack_logging._config import ENV_VARS, Settings, mask_url
 from slack_logging._outbox import DB_NAME, Outbox
-from slack_logging._render import render_alert
+from slack_logging._render import human_duration, render_alert
 from slack_logging._transport import Transport, build_routes, remedy_for
 
 __all__ = ["SLACK_WEBHOOK_HOSTS", "run_check"]
@@ -323,12 +323,13 @@ def _check_outbox(report: _Report, directory: Path) -> None:
     if counts["dead"]:
         report.warn(
             f"{counts['dead']} alert(s) were rejected by Slack (dead letters)",
-            "see `slack-logging status`; after the fix, `slack-logging replay` sends them again",
+            "see `slack-logging status`; after the fix, `slack-logging replay --send` sends them",
         )
     if oldest is not None and time.time() - oldest > 300:
         report.warn(
-            f"the oldest pending alert waits since {round(time.time() - oldest)} s",
-            "is the service running and can it reach Slack? see `slack-logging status`",
+            f"the oldest pending alert has waited {human_duration(time.time() - oldest)}",
+            "is the service running and can it reach Slack? `slack-logging status` shows the "
+            "last error; `slack-logging flush` sends them now",
         )
 
 

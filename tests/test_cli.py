@@ -398,6 +398,16 @@ class TestCheck:
         assert "[warn] 1 alert(s) were rejected by Slack" in out
         assert "slack-logging replay" in out
 
+    def test_reports_an_old_backlog(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """A pending alert older than five minutes is a warning with its age in plain units."""
+        store(alerts_dir, 1, age=612)
+        code, out, _ = check(capsys)
+        assert code == 0
+        assert "[warn] the oldest pending alert has waited 10 m 1" in out  # 10 m 12 s or so
+        assert "slack-logging flush" in out
+
 
 class TestConfigFile:
     @pytest.mark.parametrize("form", ["class", "()"])
@@ -718,7 +728,7 @@ class TestStatusReplay:
         code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir))
         assert code == 0
         assert f"alerts directory: {alerts_dir}" in out
-        assert "   pending: 3 (the oldest waits since 3 m 12 s ago)" in out
+        assert "   pending: 3 (the oldest waits since 3 m 1" in out  # 3 m 12 s ago or so
         assert "last error: HTTP 404 no_service (just now, an alert still pending)" in out
         assert "Regenerate the incoming webhook" in out
         assert "slack-logging flush" in out
