@@ -407,11 +407,11 @@ def _without_title(message: str, title: str) -> str:
     ``수동 환불이 필요합니다``; a message that is only the title becomes empty.
     """
     text = message.strip()
-    if title and text.casefold().startswith(title.casefold()):
+    if title and text[: len(title)].casefold() == title.casefold():
         rest = text[len(title) :]
         if not rest or rest[0] in _TITLE_SEPARATORS or rest[0].isspace():
             return rest.lstrip(_TITLE_SEPARATORS + " \t\n")
-    return text
+    return message if text else ""
 
 
 def _span(first: float, last: float, *, short: bool = False) -> str:
