@@ -32,7 +32,6 @@ from pathlib import Path
 
 import slack_logging
 from slack_logging import AlertLogger, SlackAlertHandler, infra_alert
-from slack_logging._preview import render_terminal
 from slack_logging.testing import FAKE_TOKEN, FakeSlack
 
 CONFIG = Path(__file__).resolve().parent.parent / "logging.yaml"
@@ -208,7 +207,7 @@ def show(fake: FakeSlack, as_json: bool) -> None:
             if message.payload.get("reply_broadcast"):
                 where += " (also sent to the channel)"
         print(f"\n── {n}/{len(messages)} {where} " + "─" * max(0, 60 - len(where)))
-        print(render_terminal(message.payload, color=color))
+        print(message.preview(color=color))
         if as_json:
             print(json.dumps(message.payload, ensure_ascii=False, indent=2))
 

@@ -76,6 +76,13 @@ class Received:
     ts: str | None = None
     """The ts answered (chat.postMessage only)."""
 
+    def preview(self, *, color: bool = False, width: int = 80) -> str:
+        """The message drawn for a terminal as Slack shows it: header, text, fields in two
+        columns, code, context and colour bar (as ``slack-logging preview`` does)."""
+        from slack_logging._preview import render_terminal
+
+        return render_terminal(self.payload, color=color, width=width)
+
 
 @dataclass(frozen=True)
 class RecordedRequest:
@@ -817,8 +824,6 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import signal
 
-    from slack_logging._preview import render_terminal
-
     parser = argparse.ArgumentParser(
         prog="python -m slack_logging.testing",
         description="Run a fake Slack on loopback and print every message it receives.",
@@ -841,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"#{message.channel}" if message.channel else "webhook"
         if message.thread_ts:
             where += f", thread {message.thread_ts}"
-        drawn = render_terminal(message.payload, color=use_color, width=width)
+        drawn = message.preview(color=use_color, width=width)
         with printing:
             when = time.strftime("%H:%M:%S")
             print(f"\n── {when} {where} " + "─" * max(0, width - len(where) - 14))

@@ -199,3 +199,12 @@ def test_builder_url_round_trips() -> None:
     url = builder_url(payload)
     assert url.startswith("https://app.slack.com/block-kit-builder/#%7B%22blocks%22%3A")
     assert "metadata" not in url
+
+
+def test_received_message_previews_itself() -> None:
+    """FakeSlack's Received.preview() is the same drawing, for users' own tests and scripts."""
+    from slack_logging.testing import Received
+
+    payload = render_alert(alert("payment_fail"), CATALOG["payment_fail"])
+    received = Received("webhook", "/services/T/B/x", payload, {}, 0.0)
+    assert received.preview() == render_terminal(payload)
