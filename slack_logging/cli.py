@@ -258,9 +258,11 @@ def _flush(args: argparse.Namespace, directory: Path) -> int:
             + f" in the {source.label}. Run `slack-logging check`."
         )
     tty = sys.stdout.isatty()
-    said: list[str] = []
+    said: list[str] = []  # the last line shown
+    first: list[Progress] = []
 
     def show(p: Progress) -> None:
+        first[:] = first or [p]
         if p.other_sender:
             line = (
                 f"a running sender holds {directory / 'sender.lock'} and is delivering: "
@@ -273,9 +275,9 @@ def _flush(args: argparse.Namespace, directory: Path) -> int:
             )
             if p.pending and p.last_error:
                 line += f" (last error: {p.last_error})"
-        if said and said[-1] == line:
+        if said == [line]:
             return
-        said.append(line)
+        said[:] = [line]
         print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", flush=True)
 
     rate = f"{settings.rate_limit:g} message(s)/s"
@@ -287,11 +289,15 @@ def _flush(args: argparse.Namespace, directory: Path) -> int:
         print("done: nothing left to send")
         return EXIT_OK
     if final.pending:
-        why = (
-            "another process is still delivering them"
-            if final.other_sender
-            else final.last_error or "Slack did not take them in time"
-        )
+        if not final.other_sender:
+            why = final.last_error or "Slack did not take them in time"
+        elif first and final.pending >= first[0].pending:
+            why = (
+                "the process holding sender.lock delivered none of them: is it stopped, or cut "
+                "off from Slack? `slack-logging status` shows the last error"
+            )
+        else:
+            why = "another process is still delivering them"
         print(
             f"{final.pending} alert(s) still pending after {args.timeout:g} s ({why}); "
             "`slack-logging status` shows them",

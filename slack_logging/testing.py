@@ -314,8 +314,9 @@ class FakeSlack:
     ``event_payload`` that is not an object get ``invalid_blocks`` / ``invalid_attachments`` /
     ``invalid_metadata``, text over 40,000 characters ``msg_too_long`` (chat.postMessage: HTTP
     200 ``{"ok": false, "error": ..., "errors": [...]}``; webhooks: HTTP 400 with the code).
-    `port` 0 picks a free port. `on_message` is called with each accepted message, outside the
-    fake's lock (process mode prints them).
+    `port` 0 picks a free port. `on_message` is called with each accepted message and
+    `on_refusal` with each request answered with an error, outside the fake's lock (process mode
+    prints both).
     """
 
     def __init__(
@@ -330,10 +331,12 @@ class FakeSlack:
         port: int = 0,
         strict: bool = True,
         on_message: Callable[[Received], None] | None = None,
+        on_refusal: Callable[[RecordedRequest], None] | None = None,
     ) -> None:
         self.token = token
         self.strict = strict
         self.on_message = on_message
+        self.on_refusal = on_refusal
         self._port = port
         self.channels: set[str] = set() if channels is None else channels
         self._host = host
@@ -648,11 +651,13 @@ class FakeSlack:
                 self._messages.append(message)
             self._changed.notify_all()
         self._answer(handler, answer)
-        if message is not None and self.on_message is not None:
-            try:
+        try:  # a test's callback must not break the fake
+            if message is not None and self.on_message is not None:
                 self.on_message(message)
-            except Exception as exc:  # a test's callback must not break the fake
-                self._note_error(exc)
+            elif message is None and self.on_refusal is not None:
+                self.on_refusal(answered)
+        except Exception as exc:
+            self._note_error(exc)
 
     def _decide(
         self, fault: _Fault | None, incoming: RecordedRequest
@@ -852,6 +857,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n── {when} {where} " + "─" * max(0, width - len(where) - 14))
             print(drawn, flush=True)
 
+    def refused(request: RecordedRequest) -> None:
+        answer = f"HTTP {request.status}" if request.status is not None else "connection reset"
+        with printing:
+            print(
+                f"\n✗ refused {request.method} {request.path}: {answer} {request.error}", flush=True
+            )
+
     fake = FakeSlack(
         token=args.token,
         host=args.host,
@@ -859,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         strict=not args.lenient,
         rate_limit=args.rate_limit,
         on_message=show,
+        on_refusal=refused,
     )
     fake.start()
     stop = threading.Event()

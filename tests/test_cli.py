@@ -841,7 +841,36 @@ class TestFlush:
             os.close(fd)
         assert code == 1
         assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
-        assert "another process is still delivering them" in err
+        assert "the process holding sender.lock delivered none of them" in err
+        assert webhook_env.requests == []
+
+    def test_exits_0_when_the_running_sender_delivers_everything(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The lock holder delivers one alert per wait; flush reports it and ends at 0 left,
+        having sent nothing itself."""
+        ids = store(alerts_dir, 3)
+        fd = os.open(alerts_dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        other = Outbox(alerts_dir)
+
+        def other_sender_delivers(seconds: float) -> None:
+            other.mark_delivered([ids.pop()], "1714536200.000100")
+
+        monkeypatch.setattr(_flush, "_sleep", other_sender_delivers)
+        try:
+            code, out, _ = run(capsys, "flush", "--alerts-dir", str(alerts_dir))
+        finally:
+            other.close()
+            os.close(fd)
+        assert code == 0, out
+        assert "waiting for it (3 pending)" in out
+        assert "waiting for it (1 pending)" in out
+        assert "done: nothing left to send" in out
         assert webhook_env.requests == []
 
     def test_takes_over_when_the_running_sender_goes(

@@ -251,6 +251,11 @@ def test_process_mode_prints_urls_and_messages(tmp_path: Path) -> None:
                 line = proc.stdout.readline()
                 assert line, "the fake exited before printing the message"
                 seen += line
+            too_long = {
+                "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]
+            }
+            assert requests.post(webhook, json=too_long, timeout=10).status_code == 400
+            refusal = proc.stdout.readline() + proc.stdout.readline()
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -259,6 +264,8 @@ def test_process_mode_prints_urls_and_messages(tmp_path: Path) -> None:
     assert "❌ 결제 실패\n카드 한도 초과\n" in seen
     assert "▌ order_id" in seen
     assert "\x1b[" not in seen
+    assert "✗ refused POST /services/" in refusal
+    assert refusal.rstrip().endswith("HTTP 400 invalid_blocks")
 
 
 def test_refusal_body_is_json(strict: FakeSlack) -> None:
