@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog
+from slack_logging._preview import render_terminal
 from slack_logging._render import render_alert, render_digest
 from slack_logging.testing import FakeSlack
 
@@ -216,10 +218,25 @@ def test_every_rendered_payload_is_accepted(
     ]
     payloads = [render_alert(alerts[0], category), render_digest(alerts, category, repeat=repeat)]
     for payload in payloads:
+        # The terminal preview draws it too, within the width, whatever it holds.
+        drawn = render_terminal(payload, width=60).splitlines()
+        assert all(_columns(line) <= 60 for line in drawn), drawn
+        assert render_terminal(payload, color=True, width=60).count("\x1b[") >= 2
         body = post_chat(strict, payload)
         assert body["ok"] is True, body
         response = post_webhook(strict, payload)
         assert response.status_code == 200, response.text
+
+
+def _columns(text: str) -> int:
+    return sum(
+        0
+        if unicodedata.combining(c) or c in "\u200b\u200d\ufe0f"
+        else 2
+        if unicodedata.east_asian_width(c) in "WF"
+        else 1
+        for c in text
+    )
 
 
 @pytest.mark.subprocess
