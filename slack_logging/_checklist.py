@@ -50,31 +50,25 @@ def run_check(
     report = _Report()
     report.info(f"settings from {label}")
     allowed = _allowed_hosts(allow_hosts, options)
-    url_reported = False
-    token = options.get("token") or os.environ.get(ENV_VARS["token"])
-    raw_url = options.get("webhook_url") or os.environ.get(ENV_VARS["webhook_url"])
-    if isinstance(raw_url, str) and not token:
-        problem = _webhook_problem(raw_url, allowed, "webhook URL")
-        if problem:
-            report.fail(*problem)
-            url_reported = True
+    # Webhook URLs are checked before the settings resolve, so a malformed one is explained in
+    # words (its own validation error would print what is left of it after parsing).
+    reported = _check_webhook_urls(report, options, allowed)
     settings: Settings | None = None
     try:
         settings = Settings.resolve(None, **options)
         settings.redactor()
     except ValueError as exc:
-        # The webhook URL's own problem is already said plainly above.
-        if not (url_reported and str(exc).startswith("webhook_url")):
+        if not any(str(exc).startswith(key) for key in reported):
             report.fail(f"configuration: {exc}", f"fix that value in the {label}")
     if settings is not None:
-        _check_destination(report, settings, allowed, url_reported)
+        _check_destination(report, settings, reported)
         directory = settings.alerts_dir
     else:
         directory = fallback_dir
     if _check_directory(report, directory, create):
         _check_outbox(report, directory.absolute())
     if send:
-        if settings is None or settings.mode == "none" or url_reported:
+        if settings is None or settings.mode == "none" or reported:
             report.fail("test message: not sent, no valid destination (see above)")
         elif not settings.enabled:
             report.warn("test message: not sent, delivery is switched off")
@@ -177,9 +171,38 @@ def _allowed_hosts(extra: Sequence[str], options: Mapping[str, Any]) -> frozense
     return frozenset(allowed)
 
 
-def _check_destination(
-    report: _Report, s: Settings, allowed: frozenset[str], url_reported: bool
-) -> None:
+def _webhook_urls(options: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """(setting name, raw value) of every webhook URL the options would use."""
+    token = options.get("token") or os.environ.get(ENV_VARS["token"])
+    if token:
+        return []  # bot-token mode: webhook URLs are ignored (and said so)
+    urls: list[tuple[str, object]] = []
+    main = options.get("webhook_url") or os.environ.get(ENV_VARS["webhook_url"])
+    if main is not None:
+        urls.append(("webhook_url", main))
+    categories = options.get("categories")
+    if isinstance(categories, Mapping):
+        for key, spec in categories.items():
+            if isinstance(spec, Mapping) and spec.get("webhook_url") is not None:
+                urls.append((f"categories.{key}.webhook_url", spec["webhook_url"]))
+    return urls
+
+
+def _check_webhook_urls(
+    report: _Report, options: Mapping[str, Any], allowed: frozenset[str]
+) -> set[str]:
+    """Fail each webhook URL that is malformed or not Slack's; the names of those failed."""
+    reported = set()
+    for key, url in _webhook_urls(options):
+        name = "webhook URL" if key == "webhook_url" else key
+        problem = _webhook_problem(url, allowed, name) if isinstance(url, str) else None
+        if problem:
+            report.fail(*problem)
+            reported.add(key)
+    return reported
+
+
+def _check_destination(report: _Report, s: Settings, reported: set[str]) -> None:
     if s.mode == "chat":
         assert s.token is not None
         report.ok(f"destination: bot token {_mask_token(s.token)} to channel {s.channel} (threads)")
@@ -199,7 +222,7 @@ def _check_destination(
             report.info(f"Web API at {s.api_url}")
     elif s.mode == "webhook":
         assert s.webhook_url is not None
-        if url_reported:
+        if "webhook_url" in reported:
             return
         host = (urlsplit(s.webhook_url).hostname or "").lower()
         report.ok(f"destination: incoming webhook {mask_url(s.webhook_url)}")
@@ -227,12 +250,7 @@ def _check_destination(
         if cat.channel and s.mode == "chat":
             report.ok(f"route: {cat.key} to channel {cat.channel}")
         elif cat.webhook_url and s.mode == "webhook":
-            problem = _webhook_problem(
-                cat.webhook_url, allowed, f"categories.{cat.key}.webhook_url"
-            )
-            if problem:
-                report.fail(*problem)
-            else:
+            if f"categories.{cat.key}.webhook_url" not in reported:
                 report.ok(f"route: {cat.key} to webhook {mask_url(cat.webhook_url)}")
         elif cat.channel:
             report.warn(f"categories.{cat.key}.channel is ignored in webhook mode (webhook_url)")

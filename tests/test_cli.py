@@ -210,6 +210,34 @@ class TestCheck:
         assert out.count("[FAIL]") == 2, out  # the URL, and the test message it did not send
         assert "alerts directory" in out
 
+    def test_malformed_category_webhook_is_explained(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        tmp_path: Path,
+        alerts_dir: Path,
+    ) -> None:
+        """A category's own webhook URL gets the same plain explanation, naming the setting,
+        and no test message goes anywhere."""
+        config = write_yaml(
+            tmp_path / "l.yaml",
+            f"    webhook_url: {webhook_env.webhook_url}\n"
+            f"    alerts_dir: {alerts_dir}\n"
+            "    categories:\n"
+            "      payment_fail:\n"
+            "        webhook_url: hooks.slack.com/services/T0/B0/supersecretvalue\n",
+        )
+        code, out, err = check(capsys, "--send", "--config", str(config))
+        assert code == 1
+        assert (
+            "[FAIL] categories.payment_fail.webhook_url has no scheme: it starts with "
+            "hooks.slack.com" in out
+        )
+        assert "supersecretvalue" not in out + err
+        assert "://?" not in out
+        assert "configuration:" not in out
+        assert webhook_env.requests == []
+
     def test_test_host_needs_allow_host(
         self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
     ) -> None:
