@@ -2,7 +2,7 @@
 
 slack-logging check [--send] [--create]             the deploy checklist; exit 0 when all is well
 slack-logging send CATEGORY MESSAGE [--field k=v]    an alert from a shell script or cron job
-slack-logging preview CATEGORY [MESSAGE] [--json]    the message as Slack shows it; no network
+slack-logging preview CATEGORY [MESSAGE] [--count N] the message as Slack shows it; no network
 slack-logging status [--alerts-dir DIR] [--json]     pending, delivered and dead alerts
 slack-logging flush [--alerts-dir DIR]               deliver what is pending now (exit 1: some left)
 slack-logging replay [--alerts-dir DIR] [--send]     queue dead letters again after a fix
@@ -32,7 +32,7 @@ from slack_logging._alert import build_alert
 from slack_logging._alert_logger import SEVERITY_LEVELS, AlertLogger, alert_extra
 from slack_logging._config import ENV_VARS, Settings, load_config
 from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, STATE_NAMES, Outbox
-from slack_logging._render import human_duration, render_alert
+from slack_logging._render import human_duration, render_alert, render_digest
 from slack_logging._transport import remedy_for
 
 __all__ = ["build_parser", "handler_options", "main", "parse_field"]
@@ -50,6 +50,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUEUED = 0, 1, 2, 3
 _CATEGORY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _INT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+#: Seconds between the alerts of a previewed burst (``preview --count``).
+_PREVIEW_SPACING = 0.25
 
 
 def _yaml_error(path: str, exc: Exception) -> str:
@@ -131,6 +133,16 @@ def parse_field(text: str) -> tuple[str, Any]:
     if _FLOAT_RE.fullmatch(value):
         return key, float(value)
     return key, value
+
+
+def _burst_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a count from 1 to 1000, got {text!r}")
+    return n
 
 
 def _category_name(text: str) -> str:
@@ -429,17 +441,29 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if not fields:
         fields = {name: f"<{name}>" for name in category.key_fields}
     message = args.message or f"Preview of the {category.title} alert"
-    record = logging.LogRecord("preview", level, "slack-logging preview", 0, message, None, None)
-    record.__dict__.update(alert_extra(key, fields))
-    alert = build_alert(
-        record,
-        category,
-        s.redactor(),
-        host=s.host,
-        service=s.service,
-        environment=s.environment,
-    )
-    payload = render_alert(alert, category)
+    redactor = s.redactor()
+    start = time.time()
+    alerts = []
+    for i in range(args.count):
+        record = logging.LogRecord(
+            "preview", level, "slack-logging preview", 0, message, None, None
+        )
+        record.created = start + i * _PREVIEW_SPACING
+        record.__dict__.update(alert_extra(key, fields))
+        alerts.append(
+            build_alert(
+                record,
+                category,
+                redactor,
+                host=s.host,
+                service=s.service,
+                environment=s.environment,
+            )
+        )
+    if args.count == 1:
+        payload = render_alert(alerts[0], category)
+    else:
+        payload = render_digest(alerts, category)
     if s.mode == "chat":
         # WebApiTransport adds the channel; shown so routing can be checked too.
         payload = {"channel": category.channel or s.channel, **payload}
@@ -537,6 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("category", type=_category_name)
     preview.add_argument("message", nargs="?", help="default: a sample message")
+    preview.add_argument(
+        "--count",
+        type=_burst_size,
+        default=1,
+        metavar="N",
+        help="a burst of N such alerts, 0.25 s apart: the digest message it becomes",
+    )
     preview.add_argument("--json", action="store_true", help="print the raw JSON payload")
     preview.add_argument(
         "--builder", action="store_true", help="also print a Block Kit Builder link"

@@ -669,6 +669,37 @@ class TestPreview:
         assert "\x1b[" not in out
         assert webhook_env.requests == []
 
+    def test_count_previews_the_digest_of_a_burst(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--count 40 shows the one message a burst of 40 such alerts becomes."""
+        code, out, _ = run(
+            capsys,
+            "preview",
+            "payment_fail",
+            "카드 한도 초과",
+            "-f",
+            "order_id=ORD-1",
+            "--count",
+            "40",
+        )
+        assert code == 0
+        lines = out.splitlines()
+        assert lines[0] == "❌ 결제 실패 ×40"
+        assert lines[1].startswith("40 alerts between ")
+        assert lines[1].endswith(" UTC (9.8 s)")
+        assert "`ORD-1` — 카드 한도 초과 ×40" in out
+        code, out, _ = run(capsys, "preview", "payment_fail", "--json", "--count", "40")
+        assert json.loads(out)["metadata"]["event_payload"]["count"] == 40
+
+    @pytest.mark.parametrize("count", ["0", "1001", "many"])
+    def test_count_out_of_range_is_a_usage_error(
+        self, count: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A burst size outside 1..1000 is refused by argparse (exit 2)."""
+        with pytest.raises(SystemExit) as exited:
+            main(["preview", "payment_fail", "--count", count])
+        assert exited.value.code == 2
+        assert "expected a count from 1 to 1000" in capsys.readouterr().err
+
     def test_color_and_builder_link(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--color forces ANSI styling; --builder adds a Block Kit Builder link holding the
         blocks, URL-encoded."""
