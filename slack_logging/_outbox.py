@@ -727,6 +727,14 @@ class Outbox:
         )
         return [dict(zip(cols, r, strict=True)) for r in found]
 
+    def last_error(self) -> tuple[float, str, int] | None:
+        """(when, error, state) of the most recent failed attempt still on record, if any."""
+        rows = self._query(
+            "SELECT updated, error, state FROM alerts WHERE error IS NOT NULL "
+            "ORDER BY updated DESC LIMIT 1"
+        )
+        return (float(rows[0][0]), str(rows[0][1]), int(rows[0][2])) if rows else None
+
     def oldest_pending(self) -> float | None:
         row = self._query("SELECT min(created) FROM alerts WHERE state = 0")
         return float(row[0][0]) if row and row[0][0] is not None else None
