@@ -154,9 +154,24 @@ def _category_name(text: str) -> str:
 
 
 def _open_outbox(directory: Path) -> Outbox | None:
-    if not (directory / DB_NAME).exists():
+    path = directory / DB_NAME
+    if not path.exists():
         return None
-    return Outbox(directory, origin="cli")
+    # Read-only probe first: the Outbox itself would move a corrupt file aside (right for a
+    # service, wrong for an operator who asked to look), or fall back to an empty memory copy.
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.Error as exc:
+        raise _Usage(f"cannot read the outbox in {directory}: {exc}") from None
+    outbox = Outbox(directory, origin="cli")
+    if outbox.fault is not None:
+        outbox.close()
+        raise _Usage(f"cannot read the outbox in {directory}: {outbox.fault}")
+    return outbox
 
 
 def _existing_outbox(args: argparse.Namespace) -> tuple[Path, Outbox]:
