@@ -106,6 +106,9 @@ class Alert:
     place: str = ""
     thread_key: str | None = None
     known: bool = True
+    #: The category's title as resolved at ingest (with ``severity`` and ``known``): what the
+    #: message header says even when the catalog no longer has the key.
+    title: str = ""
 
     @property
     def dedup_key(self) -> str:
@@ -223,4 +226,5 @@ def build_alert(
         place=place or f"{record.pathname}:{record.lineno}",
         thread_key=str(thread_key)[:200] if thread_key not in (None, "") else None,
         known=category.known,
+        title=category.title,
     )

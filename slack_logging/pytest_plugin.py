@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 
-from slack_logging._alert import IGNORED_LOGGERS, Alert, build_alert, category_key
+from slack_logging._alert import IGNORED_LOGGERS, Alert, build_alert
 from slack_logging._alert_logger import catalog_for
 from slack_logging._catalog import Catalog
+from slack_logging._ingest import resolve_category
 from slack_logging._redact import Redactor
 from slack_logging._render import render_alert
 
@@ -75,7 +76,8 @@ class _Capture(logging.Handler):
                 return
             owner = self._owner
             catalog = owner.catalog_for(record)
-            category = catalog.lookup(category_key(record.__dict__["alert"]), record.levelno)
+            category = resolve_category(catalog, record)
+            assert category is not None  # tagged
             alert = build_alert(
                 record,
                 category,
@@ -84,7 +86,9 @@ class _Capture(logging.Handler):
                 service=owner.service,
                 environment=owner.environment,
             )
-            payload = render_alert(alert, category)
+            payload = render_alert(
+                alert, catalog.stored(alert.category, alert.title, alert.severity, alert.known)
+            )
             owner._add(
                 CapturedAlert(
                     category=alert.category,

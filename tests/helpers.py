@@ -14,13 +14,13 @@ from slack_logging import SlackAlertHandler
 def stalled_listener(handler: SlackAlertHandler) -> Iterator[threading.Event]:
     """Hold the handler's listener thread until the block ends, so its queue fills up."""
     gate = threading.Event()
-    original = handler.ingest.handle
+    original = handler.ingest.store
 
-    def stalled(record: logging.LogRecord) -> bool:
+    def stalled(batch: list[logging.LogRecord]) -> bool:
         gate.wait(10)
-        return original(record)
+        return original(batch)
 
-    handler.ingest.handle = stalled  # type: ignore[method-assign]
+    handler.ingest.store = stalled  # type: ignore[method-assign]
     try:
         yield gate
     finally:

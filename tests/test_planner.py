@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from slack_logging._dispatch import Planner, backoff
 from slack_logging._outbox import PendingRef
+from slack_logging._planner import Planner, backoff
 
 _ids = itertools.count(1)
 RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
@@ -219,14 +219,14 @@ class TestDedup:
         p.windows[("webhook:a", "same")] = 0.0
         held = [ref(1.0, key="same")]
         assert p.plan(held, 2.0) is None
-        p.release_all = True
-        assert p.plan(held, 2.0) is not None
+        assert p.plan(held, 2.0, release=True) is not None
 
 
 class TestBackoff:
     @pytest.mark.parametrize("attempt", [1, 2, 5, 10, 50])
     def test_backoff_grows_and_is_capped(self, attempt: int) -> None:
         """Exponential with ±50 % jitter, never above 1.5 × the 60 s cap."""
-        delays = [backoff(attempt) for _ in range(50)]
+        rng = random.Random(attempt)
+        delays = [backoff(attempt, rng) for _ in range(50)]
         nominal = min(60.0, 0.5 * 2 ** (attempt - 1))
         assert all(0.5 * nominal <= d <= 1.5 * nominal for d in delays)
