@@ -139,7 +139,7 @@ class Alert:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _strict(value: Any, depth: int = 0) -> Any:
+def _strict(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return per JSON type
     """A strictly JSON-serialisable copy: unknown objects and NaN/inf become strings."""
     if isinstance(value, str | bool | int) or value is None:
         return value

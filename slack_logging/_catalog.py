@@ -166,7 +166,7 @@ _ALLOWED_KEYS = frozenset(
 )
 
 
-def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 - one branch per key, each naming it
     where = f"categories.{key}"
     if not isinstance(spec, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(spec).__name__}")

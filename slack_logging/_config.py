@@ -145,7 +145,7 @@ class Settings:
         return "none"
 
     @classmethod
-    def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
+    def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:  # noqa: PLR0912, PLR0915 - one check per option, read top to bottom
         """Validate keyword arguments, falling back to env vars; ``ValueError`` names the key."""
         env = os.environ if env is None else env
         unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})

@@ -330,7 +330,7 @@ class RedisCoordination:
             remote = tuple(pending.remote) if pending is not None else ()
             return Admission(remote=remote)
 
-    def _admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
+    def _admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:  # noqa: PLR0911 - one return per admission outcome
         keys = _keys(alerts)
         if self.window <= 0:  # dedup off: only the shared budget applies
             return self._budget(plan.dest, None)

@@ -616,7 +616,7 @@ class FakeSlack:
             self._changed.notify_all()
         self._answer(handler, answer)
 
-    def _decide(
+    def _decide(  # noqa: PLR0911 - one answer per injected fault
         self, fault: _Fault | None, incoming: RecordedRequest
     ) -> tuple[_Answer, Received | None]:
         down, down_status = self._down
@@ -663,7 +663,9 @@ class FakeSlack:
         )
         return _Answer(200, None, b"ok", "text/html"), message
 
-    def _chat(self, incoming: RecordedRequest) -> tuple[_Answer, Received | None]:
+    def _chat(  # noqa: PLR0911, PLR0912 - one answer per Web API error Slack gives
+        self, incoming: RecordedRequest
+    ) -> tuple[_Answer, Received | None]:
         path, payload, headers = incoming.path, incoming.payload, incoming.headers
         arrived, early = incoming.received_at, incoming.early
         authorization = headers.get("authorization", "")
