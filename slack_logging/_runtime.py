@@ -49,6 +49,8 @@ SPILL_SCAN_EVERY = 30.0
 #: A process that forked stays off the sender lock this long, so its children (gunicorn
 #: workers) lead and a forking master does not send; if none does, it leads again.
 FORK_HANDOFF = 3.0
+#: A process that finds alerts left pending waits this long before it leads (see __init__).
+STARTUP_GRACE = 1.0
 #: The longest a fork waits for our threads to pause.
 FORK_PAUSE = 0.5
 
@@ -112,7 +114,10 @@ class Runtime:
         self._pid = os.getpid()
         _live.add(self)
         if self._left_behind():
-            # Alerts left by an earlier process (a crash, kill -9, an outage): deliver them now.
+            # Alerts left by an earlier process (a crash, kill -9, an outage): deliver them
+            # soon. Not at once: a master that forks right after loading the app (gunicorn
+            # --preload) leaves them to its workers instead of sending at import.
+            self._hand_off(STARTUP_GRACE)
             self.start()
 
     # -- storage, opened on first use ----------------------------------------------------------
@@ -421,8 +426,7 @@ class Runtime:
             self._forking = False
             if not was or self._closed:
                 return
-            if self.sender is not None:
-                self.sender.hand_off(self.monotonic() + FORK_HANDOFF)
+            self._hand_off(FORK_HANDOFF)
             if self._resume or not self._queue.empty():
                 self.start()
         finally:
@@ -459,6 +463,10 @@ class Runtime:
         self.ingest = self._make_ingest()
         if self._left_behind():
             self.start()
+
+    def _hand_off(self, seconds: float) -> None:
+        if self.sender is not None:
+            self.sender.hand_off(self.monotonic() + seconds)
 
     def _register_mp(self) -> None:
         """multiprocessing children end with ``os._exit`` after clearing the finalizers they

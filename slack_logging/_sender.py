@@ -158,6 +158,7 @@ class Sender:
         self._changed = threading.Condition()
         self.release = threading.Event()
         self._deadline = None
+        self._lead_after = float("-inf")
         self.on_exit = None
         self.leadership.forget_after_fork()
         self._unmarked = []
