@@ -8,9 +8,25 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["DROP_REASONS", "Ledger"]
+__all__ = ["DROP_REASONS", "Ledger", "directory_stats"]
+
+#: Where each process's ledger is saved in the outbox's small state (one key per process).
+KEY_PREFIX = "ledger:"
+#: Kept this long after a process last saved it.
+KEEP = 30 * 86400.0
+
+
+class _State(Protocol):
+    """The part of :class:`~slack_logging._outbox.Outbox` the ledger uses."""
+
+    def counts(self) -> dict[str, int]: ...
+
+    def get_states(self, prefix: str) -> dict[str, Any]: ...
+
+    def set_state(self, key: str, value: Any, ttl: float | None = None) -> None: ...
+
 
 #: Why a record or an alert was lost (``dropped``), each counted under its own name.
 DROP_REASONS = (
@@ -62,3 +78,25 @@ class Ledger:
                 **dict(self._counts),
                 "dropped": {r: self._dropped[r] for r in DROP_REASONS if self._dropped[r]},
             }
+
+    def save(self, state: _State, origin: str) -> None:
+        """Save this process's counters where ``slack-logging status`` can read them."""
+        state.set_state(f"{KEY_PREFIX}{origin}", self.snapshot(), ttl=KEEP)
+
+
+def directory_stats(state: _State) -> dict[str, Any]:
+    """What ``slack-logging status --json`` shows for an alerts directory, from one place:
+    ``pending``, ``delivered``, ``dead`` (the outbox), ``spilled`` and ``dropped`` by reason
+    summed over the ledgers of the processes that used it (the last 30 days)."""
+    out: dict[str, Any] = dict(state.counts())
+    spilled = 0
+    dropped: Counter[str] = Counter()
+    for value in state.get_states(KEY_PREFIX).values():
+        if not isinstance(value, dict):
+            continue
+        spilled += int(value.get("spilled", 0) or 0)
+        for reason, n in dict(value.get("dropped") or {}).items():
+            dropped[str(reason)] += int(n)
+    out["spilled"] = spilled
+    out["dropped"] = {r: dropped[r] for r in sorted(dropped)}
+    return out

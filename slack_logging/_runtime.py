@@ -49,6 +49,8 @@ SPILL_SCAN_EVERY = 30.0
 #: A process that forked stays off the sender lock this long, so its children (gunicorn
 #: workers) lead and a forking master does not send; if none does, it leads again.
 FORK_HANDOFF = 3.0
+#: How often a process saves its ledger into the outbox (for `slack-logging status`).
+LEDGER_SAVE_EVERY = 30.0
 #: A process that finds alerts left pending waits this long before it leads (see __init__).
 STARTUP_GRACE = 1.0
 #: The longest a fork waits for our threads to pause.
@@ -109,6 +111,7 @@ class Runtime:
         self._resume = False
         self._mp_registered = False
         self._spill_scan = 0.0
+        self._ledger_saved = self.monotonic()
         self._left_at_close = 0
         self._released = False
         self._pid = os.getpid()
@@ -389,12 +392,20 @@ class Runtime:
         """Sender thread, between messages (leader or not): retry alerts the outbox refused,
         and move spilled alerts into the outbox, ours at once and others' now and then."""
         self.ingest.retry_unsaved()
+        now = self.monotonic()
+        if now - self._ledger_saved > LEDGER_SAVE_EVERY:
+            self._ledger_saved = now
+            self._save_ledger()
         if self.spill is None:
             return
-        now = self.monotonic()
         if self.spill.dirty or now - self._spill_scan > SPILL_SCAN_EVERY:
             self._spill_scan = now
             self.take_spills()
+
+    def _save_ledger(self) -> None:
+        if self.outbox is not None and self.durable and self.ledger.snapshot() != {"dropped": {}}:
+            with contextlib.suppress(Exception):  # counters are not worth an error
+                self.ledger.save(self.outbox, self.outbox.origin)
 
     def take_spills(self) -> int:
         """Move spilled alerts (ours, and those of processes that are gone) into the outbox."""
@@ -566,6 +577,7 @@ class Runtime:
         ):
             self._deliver_inline(sender, deadline)
         self._exit_line(deadline, spilled)
+        _bounded(self._save_ledger, max(deadline, self.monotonic() + 0.1), self.monotonic)
         if ended:
             self._release_connections()
         else:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -406,3 +407,39 @@ class TestStoppedPeers:
         finally:
             c.close()
         pick_up(fake_slack, alerts_dir, 2)
+
+
+class TestLedger:
+    def test_stats_and_status_read_one_ledger(
+        self, make_handler: Any, fake_slack: FakeSlack, logger: logging.Logger, alerts_dir: Path
+    ) -> None:
+        """A burst that overflows a tiny queue: stats() counts what spilled and what was
+        delivered, the counts add up to what was logged, and `status --json` reads the same."""
+        from helpers import stalled_listener
+
+        from slack_logging._ledger import directory_stats
+        from slack_logging._outbox import Outbox
+
+        h = make_handler(queue_size=2)
+        logger.addHandler(h)
+        logger.error("warm", extra={"alert": "payment_fail"})
+        assert h.flush(10)
+        with stalled_listener(h):
+            for i in range(10):
+                logger.error("burst %d", i, extra={"alert": "report_fail", "n": i})
+                logger.info("plain line %d", i)  # not an alert: dropped from the mirror
+        assert h.flush(30)
+        stats = h.stats()
+        assert stats["spilled"] >= 1
+        assert stats["pending"] == 0
+        assert fake_slack.alerts_covered == 11 == stats["delivered"]
+        assert stats["dropped"].get("queue_full", 0) >= 1
+        h.close()
+        box = Outbox(alerts_dir)
+        try:
+            status = directory_stats(box)
+        finally:
+            box.close()
+        assert status["delivered"] == 11 and status["pending"] == 0
+        assert status["spilled"] == stats["spilled"]
+        assert status["dropped"] == stats["dropped"]
