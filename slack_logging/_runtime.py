@@ -9,6 +9,9 @@ that only configures logging (``manage.py check``) creates nothing.
 
 One module-level ``os.register_at_fork`` hook pauses every live runtime before a fork and resets
 or resumes it after, in the child and in the parent.
+
+Longer than most modules on purpose: start, fork, flush and exit touch the same few fields
+(queue, threads, storage), and keeping them in one class is what makes their order visible.
 """
 
 from __future__ import annotations
@@ -104,6 +107,9 @@ class Runtime:
         self._lock = threading.RLock()
         self._opened = False
         self._thread: threading.Thread | None = None
+        self._ingest_state = threading.Lock()
+        self._ingest_stop = False
+        self._ingest_ending = False
         self._inflight: list[logging.LogRecord] = []
         self._started = False
         self._closed = False
@@ -316,11 +322,15 @@ class Runtime:
                 return
             self.open()
             try:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._ingest_loop, name="slack-logging-ingest", daemon=True
-                    )
-                    self._thread.start()
+                with self._ingest_state:
+                    # A stop the thread has not acted on yet is cancelled (see _ingest_loop).
+                    self._ingest_stop = False
+                    if self._thread is None or not self._thread.is_alive() or self._ingest_ending:
+                        self._ingest_ending = False
+                        self._thread = threading.Thread(
+                            target=self._ingest_loop, name="slack-logging-ingest", daemon=True
+                        )
+                        self._thread.start()
                 if self.sender is not None:
                     self.sender.start()
             except RuntimeError:
@@ -344,9 +354,13 @@ class Runtime:
                 while True:
                     taken += 1
                     if item is _STOP:
-                        stop = True
-                        break
-                    if isinstance(item, logging.LogRecord):
+                        # Decided under the state lock: after a fork the parent may have
+                        # resumed us before we saw the sentinel of the pause.
+                        with self._ingest_state:
+                            stop = self._ingest_ending = self._ingest_stop
+                        if stop:
+                            break
+                    elif isinstance(item, logging.LogRecord):
                         batch.append(item)
                     if len(batch) >= BATCH:
                         break
@@ -374,6 +388,8 @@ class Runtime:
         thread = self._thread
         if thread is None or not thread.is_alive():
             return True
+        with self._ingest_state:
+            self._ingest_stop = True
         try:
             self._queue.put(_STOP, timeout=max(timeout, 0.001))
         except queue.Full:
@@ -454,6 +470,8 @@ class Runtime:
         self._pid = os.getpid()
         self._queue = queue.Queue(self.settings.queue_size)
         self._thread = None
+        self._ingest_state = threading.Lock()
+        self._ingest_stop = self._ingest_ending = False
         self._inflight = []
         self._started = False
         self._released = False

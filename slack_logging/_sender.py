@@ -4,6 +4,10 @@ Only the process holding the directory's :class:`~slack_logging._leader.Leadersh
 others stand by (doing the runtime's housekeeping) and take over when the leader goes. Waits use
 the monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
 processes), and a step of that clock is detected against the monotonic one and shifted out.
+
+About 500 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
+buildable) is a short method here because it changes the outbox, the planner and the ledger
+together.
 """
 
 from __future__ import annotations
