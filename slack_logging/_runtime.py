@@ -223,7 +223,9 @@ class Runtime:
             dedup_quiet=s.dedup_quiet,
             max_digest=s.max_digest,
         )
-        lease = s.connect_timeout + s.read_timeout + 5.0
+        # Longer than the longest a live leader goes without a heartbeat: one Slack request
+        # plus one SQLite busy wait (5 s).
+        lease = s.connect_timeout + s.read_timeout + 10.0
         return Sender(
             outbox,
             self.transports,
@@ -270,16 +272,16 @@ class Runtime:
     def submit(self, record: logging.LogRecord) -> None:
         """Enqueue (the caller's thread). Never blocks; a full queue spills alerts to disk."""
         if self._closed:  # e.g. an atexit hook that logs after ours ran
-            self._overflow(record)
+            self._spill_or_drop(record)
             return
         try:
             self._queue.put_nowait(record)
         except queue.Full:
-            self._overflow(record)
+            self._spill_or_drop(record)
         if not self._started:
             self.start(blocking=False)
 
-    def _overflow(self, record: logging.LogRecord) -> None:
+    def _spill_or_drop(self, record: logging.LogRecord) -> None:
         """The queue is full (or we are closed): an alert goes to a spill file, which this or a
         later process moves into the outbox; anything else is counted as dropped."""
         reason = "closed" if self._closed else "queue_full"

@@ -451,6 +451,9 @@ class Sender:
     ) -> None:
         for r in plan.refs:
             self._pending.pop(r.alert_id, None)
+        # Counted before the outbox says so: Slack has them, whatever the disk does next.
+        self.stats.count("messages")
+        self.stats.count("delivered", len(plan.refs))
         message = result.ts or f"sent:{uuid.uuid4().hex[:12]}"
         try:
             self.outbox.mark_delivered(plan.alert_ids, message)
@@ -460,8 +463,6 @@ class Sender:
         self._save_state(plan)
         if thread_key is not None and result.ts:
             self.coord.remember_thread(plan.dest, thread_key, result.ts, self.config.thread_ttl)
-        self.stats.count("messages")
-        self.stats.count("delivered", len(plan.refs))
 
     def _reschedule(self, refs: Sequence[PendingRef], now: float, reason: str) -> None:
         not_before = now + backoff(max(r.attempts for r in refs) + 1, self.rng)

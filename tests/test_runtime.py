@@ -266,7 +266,8 @@ class TestFork:
                     end = time.monotonic() + 60
                     while h.runtime.outbox.counts()["pending"] and time.monotonic() < end:
                         time.sleep(0.1)
-                    print(json.dumps({"worker": h.stats()["delivered"]}), flush=True)
+                    line = json.dumps({"worker": h.stats()["delivered"]}) + "\\n"
+                    os.write(1, line.encode())  # one write: workers share the pipe
                     sys.exit(0)
                 workers.append(pid)
             for pid in workers:
@@ -331,7 +332,7 @@ class TestStoppedPeers:
     ) -> None:
         """The leading process is SIGSTOPped holding the sender lock: another process takes
         over once its heartbeat is older than the lease, and delivers."""
-        fast = {"connect_timeout": 0.5, "read_timeout": 0.5}  # lease = 0.5 + 0.5 + 5 s
+        fast = {"connect_timeout": 0.5, "read_timeout": 0.5}  # lease = 0.5 + 0.5 + 10 s
         leader = spawn(
             """
             log.error("from the leader", extra={"alert": "payment_fail"})
