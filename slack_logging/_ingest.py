@@ -21,7 +21,7 @@ from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
 from slack_logging._redact import Redactor
 
-__all__ = ["Ingest", "IngestStats", "resolve_category"]
+__all__ = ["Ingest", "IngestStats", "alert_from_record", "resolve_category"]
 
 BATCH = 256
 MAX_UNSAVED = 50_000
@@ -58,6 +58,25 @@ def resolve_category(
         title=f"{record.levelname.title()} log · {record.name or 'root'}"[:150],
         emoji=DEFAULT_EMOJI[base.severity],
         known=True,
+    )
+
+
+def alert_from_record(
+    record: logging.LogRecord,
+    catalog: Catalog,
+    redactor: Redactor,
+    *,
+    host: str,
+    service: str | None,
+    environment: str | None,
+    untagged_level: int | None = None,
+) -> Alert | None:
+    """The alert a record becomes (its category resolved and stored with it), or ``None``."""
+    category = resolve_category(catalog, record, untagged_level)
+    if category is None:
+        return None
+    return build_alert(
+        record, category, redactor, host=host, service=service, environment=environment
     )
 
 
@@ -113,18 +132,19 @@ class Ingest:
                 self.stats.records += 1
                 alert_id = category = None
                 try:
-                    cat = resolve_category(self.catalog, record, self.untagged_level)
-                    if cat is not None:
-                        alert = build_alert(
-                            record,
-                            cat,
-                            self.redactor,
-                            host=self.host,
-                            service=self.service,
-                            environment=self.environment,
-                        )
-                        alerts.append((alert, self.routes.get(cat.key, self.default_dest)))
-                        alert_id, category = alert.alert_id, cat.key
+                    alert = alert_from_record(
+                        record,
+                        self.catalog,
+                        self.redactor,
+                        host=self.host,
+                        service=self.service,
+                        environment=self.environment,
+                        untagged_level=self.untagged_level,
+                    )
+                    if alert is not None:
+                        dest = self.routes.get(alert.category, self.default_dest)
+                        alerts.append((alert, dest))
+                        alert_id, category = alert.alert_id, alert.category
                 except BaseException as exc:
                     self.stats.lost += 1
                     self.ledger.drop("unbuildable")

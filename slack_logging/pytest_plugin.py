@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from slack_logging._alert import IGNORED_LOGGERS, Alert, build_alert
+from slack_logging._alert import IGNORED_LOGGERS, Alert
 from slack_logging._alert_logger import catalog_for
 from slack_logging._catalog import Catalog
-from slack_logging._ingest import resolve_category
+from slack_logging._ingest import alert_from_record
 from slack_logging._redact import Redactor
 from slack_logging._render import render_alert
 
@@ -76,16 +76,15 @@ class _Capture(logging.Handler):
                 return
             owner = self._owner
             catalog = owner.catalog_for(record)
-            category = resolve_category(catalog, record)
-            assert category is not None  # tagged
-            alert = build_alert(
+            alert = alert_from_record(
                 record,
-                category,
+                catalog,
                 owner.redactor,
                 host=self._host,
                 service=owner.service,
                 environment=owner.environment,
             )
+            assert alert is not None  # tagged
             payload = render_alert(
                 alert, catalog.stored(alert.category, alert.title, alert.severity, alert.known)
             )
