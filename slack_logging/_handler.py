@@ -64,6 +64,8 @@ class SlackAlertHandler(logging.Handler):
             between hosts through Redis (env ``SLACK_LOGGING_REDIS_URL``).
         ignore_loggers: logger names whose records this handler never takes.
         env: read these variables instead of ``os.environ`` (tests).
+        settings: an already resolved :class:`~slack_logging._config.Settings`; the other
+            parameters (but ``level``) are then ignored.
 
     Example::
 
@@ -108,10 +110,15 @@ class SlackAlertHandler(logging.Handler):
         coordination_gather: float | str | None = None,
         ignore_loggers: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        options = {k: v for k, v in locals().items() if k not in ("self", "level", "env")}
-        options.pop("__class__", None)
-        self.settings = Settings.resolve(env, **options)
+        if settings is None:
+            options = {
+                k: v for k, v in locals().items() if k not in ("self", "level", "env", "settings")
+            }
+            options.pop("__class__", None)
+            settings = Settings.resolve(env, **options)
+        self.settings = settings
         self.diag = Diagnostics()
         self.runtime = Runtime(self.settings, self.diag)
         ignored = (*IGNORED_LOGGERS, *self.settings.ignore_loggers)

@@ -126,6 +126,7 @@ class Runtime:
             # Alerts left by an earlier process (a crash, kill -9, an outage): deliver them
             # soon. Not at once: a master that forks right after loading the app (gunicorn
             # --preload) leaves them to its workers instead of sending at import.
+            self.open()
             self._hand_off(STARTUP_GRACE)
             self.start()
 
