@@ -27,26 +27,22 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from slack_logging._config import Settings
-from slack_logging._coordination import Coordination, LocalCoordination, RedisCoordination
 from slack_logging._diag import Diagnostics
 from slack_logging._ingest import Ingest
-from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import DB_NAME, Outbox
-from slack_logging._planner import Planner
-from slack_logging._sender import Sender, SenderConfig
+from slack_logging._parts import make_mirror, make_sender, prepare_dir
+from slack_logging._sender import Sender
 from slack_logging._spill import PREFIX as SPILL_PREFIX
 from slack_logging._spill import Spill
 from slack_logging._transport import build_routes
 
 __all__ = ["Runtime", "is_our_thread"]
 
-LOCK_NAME = "sender.lock"
 BATCH = 256
 SPILL_SCAN_EVERY = 30.0
 #: A process that forked stays off the sender lock this long, so its children (gunicorn
@@ -181,92 +177,28 @@ class Runtime:
                 return
             self._opened = True
             s = self.settings
-            self.durable = self._prepare_dir(s.alerts_dir)
+            self.durable = prepare_dir(s.alerts_dir, self.diag)
             if s.enabled:
                 self.outbox = Outbox(s.alerts_dir if self.durable else None)
-                self.sender = self._make_sender(self.outbox)
+                self.sender = make_sender(
+                    s,
+                    self.outbox,
+                    durable=self.durable,
+                    transports=self.transports,
+                    default_dest=self.default_dest,
+                    diag=self.diag,
+                    ledger=self.ledger,
+                    clock=self.clock,
+                    monotonic=self.monotonic,
+                    rng=self.rng,
+                    housekeeping=self._housekeeping,
+                    on_thread=_mark_ours,
+                )
                 if self.durable:
                     self.spill = Spill(s.alerts_dir, self.redactor)
             if s.mirror and self.durable:
-                self.mirror = Mirror(
-                    s.alerts_dir,
-                    redactor=self.redactor,
-                    max_bytes=s.mirror_max_bytes,
-                    backups=s.mirror_backups,
-                    rotate=s.mirror_rotate,  # type: ignore[arg-type]
-                    host=s.host,
-                )
+                self.mirror = make_mirror(s, self.redactor)
             self.ingest.outbox, self.ingest.mirror = self.outbox, self.mirror
-
-    def _prepare_dir(self, directory: Path) -> bool:
-        try:
-            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-            probe = directory / f".probe-{os.getpid()}"
-            fd = os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-            probe.unlink()
-        except OSError as exc:
-            self.diag.report(
-                f"dir:{directory}",
-                f"로그 파일 저장 실패: cannot write the alerts directory {directory} "
-                f"({exc.strerror or exc}). Alerts are still sent to Slack but not persisted; "
-                f"fix the directory permissions (mkdir -p {directory} && chown <app user> it).",
-            )
-            return False
-        return True
-
-    def _make_sender(self, outbox: Outbox) -> Sender:
-        s = self.settings
-        planner = Planner(
-            rate=s.rate_limit,
-            burst=s.burst,
-            dedup_window=s.dedup_window,
-            dedup_quiet=s.dedup_quiet,
-            max_digest=s.max_digest,
-        )
-        # Longer than the longest a live leader goes without a heartbeat: one Slack request
-        # plus one SQLite busy wait (5 s).
-        lease = s.connect_timeout + s.read_timeout + 10.0
-        return Sender(
-            outbox,
-            self.transports,
-            self.default_dest,
-            s.catalog,
-            planner,
-            SenderConfig(thread_ttl=s.thread_ttl, label=self.label),
-            self.diag,
-            self._coordination(outbox),
-            Leadership(
-                s.alerts_dir / LOCK_NAME if self.durable else None,
-                lease=lease,
-                clock=self.monotonic,
-            ),
-            ledger=self.ledger,
-            clock=self.clock,
-            monotonic=self.monotonic,
-            rng=self.rng,
-            housekeeping=self._housekeeping,
-            on_thread=_mark_ours,
-        )
-
-    def _coordination(self, outbox: Outbox) -> Coordination:
-        local = LocalCoordination(outbox)
-        s = self.settings
-        if not s.coordination_url:
-            return local
-        return RedisCoordination(
-            s.coordination_url,
-            local,
-            self.diag,
-            rate=s.rate_limit,
-            burst=s.burst,
-            window=s.dedup_window,
-            quiet=s.dedup_quiet,
-            gather=s.coordination_gather,
-            namespace=s.coordination_namespace,
-            clock=self.clock,
-            monotonic=self.monotonic,
-        )
 
     # -- the caller's side ------------------------------------------------------------------------
 
@@ -290,7 +222,7 @@ class Runtime:
             if self.spill is None and not self._opened and self.settings.enabled:
                 # Closed before anything opened storage: a spill file needs only the directory.
                 with self._lock:
-                    if self.spill is None and self._prepare_dir(self.settings.alerts_dir):
+                    if self.spill is None and prepare_dir(self.settings.alerts_dir, self.diag):
                         self.spill = Spill(self.settings.alerts_dir, self.redactor)
             if self.spill is not None:
                 try:
