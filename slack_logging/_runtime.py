@@ -528,11 +528,14 @@ class Runtime:
         elif (
             self._pid == os.getpid() and deadline - self.monotonic() > self.settings.connect_timeout
         ):
-            self._deliver_inline(sender, deadline)
+            _bounded(lambda: self._deliver_inline(sender, deadline), deadline, self.monotonic)
         self._exit_line(deadline, spilled)
-        _bounded(self._save_ledger, max(deadline, self.monotonic() + 0.1), self.monotonic)
+        # Each of these may wait on the outbox's lock (another thread of ours stuck in SQLite):
+        # a short margin past the deadline, never SQLite's busy timeout.
+        margin = max(deadline, self.monotonic() + 0.1)
+        _bounded(self._save_ledger, margin, self.monotonic)
         if ended:
-            self._release_connections()
+            _bounded(self._release_connections, margin, self.monotonic)
         else:
             # Stuck in a request to a hung Slack: the thread closes them when it returns.
             sender.on_exit = self._release_connections
