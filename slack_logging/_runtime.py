@@ -177,9 +177,9 @@ class Runtime:
                 return
             self._opened = True
             s = self.settings
-            self.durable = prepare_dir(s.alerts_dir, self.diag)
+            writable = self.durable = prepare_dir(s.alerts_dir, self.diag)
             if s.enabled:
-                self.outbox = Outbox(s.alerts_dir if self.durable else None)
+                self.outbox = self._open_outbox()
                 self.sender = make_sender(
                     s,
                     self.outbox,
@@ -194,11 +194,26 @@ class Runtime:
                     housekeeping=self._housekeeping,
                     on_thread=_mark_ours,
                 )
-                if self.durable:
+                if writable:
                     self.spill = Spill(s.alerts_dir, self.redactor)
-            if s.mirror and self.durable:
+            if s.mirror and writable:
                 self.mirror = make_mirror(s, self.redactor)
             self.ingest.outbox, self.ingest.mirror = self.outbox, self.mirror
+
+    def _open_outbox(self) -> Outbox:
+        """The directory's outbox; if it cannot be opened, a private in-memory one, so alerts
+        still go to Slack (only configuration errors may raise from the constructor)."""
+        if self.durable:
+            try:
+                return Outbox(self.settings.alerts_dir)
+            except Exception as exc:
+                self.durable = False
+                self.diag.report(
+                    "outbox-open",
+                    f"could not open the outbox in the {self.label} ({type(exc).__name__}: "
+                    f"{exc}); alerts are sent from memory and not persisted",
+                )
+        return Outbox(None)
 
     # -- the caller's side ------------------------------------------------------------------------
 

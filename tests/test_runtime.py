@@ -128,6 +128,22 @@ class TestStorageOnFirstUse:
         fake_slack.clear()
         pick_up(fake_slack, alerts_dir, 3)
 
+    def test_unreadable_outbox_does_not_stop_the_service(
+        self, fake_slack: FakeSlack, alerts_dir: Path, logger: logging.Logger
+    ) -> None:
+        """An outbox that is not a database: the constructor does not raise (dictConfig and
+        the service still start) and alerts still reach Slack."""
+        alerts_dir.mkdir(parents=True)
+        (alerts_dir / "outbox.sqlite3").write_bytes(b"not a database " * 500)
+        h = SlackAlertHandler(webhook_url=fake_slack.webhook_url, alerts_dir=alerts_dir)
+        logger.addHandler(h)
+        try:
+            logger.error("still sent", extra={"alert": "payment_fail"})
+            assert h.flush(10)
+            assert fake_slack.alerts_covered == 1
+        finally:
+            h.close()
+
 
 class TestFork:
     def test_os_fork_parent_and_child(self, fake_slack: FakeSlack, alerts_dir: Path) -> None:
