@@ -15,7 +15,7 @@ from slack_logging._config import Settings
 from slack_logging._diag import Diagnostics
 from slack_logging._ingest import Ingest
 from slack_logging._outbox import Outbox
-from slack_logging._runtime import Runtime, is_our_thread
+from slack_logging._runtime import Runtime, ours
 from slack_logging._sender import Sender
 from slack_logging._urls import mask_url
 
@@ -121,6 +121,7 @@ class SlackAlertHandler(logging.Handler):
         self.settings = settings
         self.diag = Diagnostics()
         self.runtime = Runtime(self.settings, self.diag)
+        self._submit = self.runtime.submit
         ignored = (*IGNORED_LOGGERS, *self.settings.ignore_loggers)
         self._ignored = frozenset(ignored)
         self._ignored_dotted = tuple(f"{n}." for n in ignored)
@@ -204,11 +205,12 @@ class SlackAlertHandler(logging.Handler):
         """
         try:
             name = record.name
-            if name in self._ignored or name.startswith(self._ignored_dotted) or is_our_thread():
+            # ours.__dict__ is non-empty only in our own threads (is_our_thread, inlined).
+            if name in self._ignored or name.startswith(self._ignored_dotted) or ours.__dict__:
                 return
             record = copy.copy(record)
             record.message = safe_message(record)
-            self.runtime.submit(record)
+            self._submit(record)
         except Exception:
             self.handleError(record)
 

@@ -41,7 +41,7 @@ from slack_logging._spill import PREFIX as SPILL_PREFIX
 from slack_logging._spill import Spill
 from slack_logging._transport import build_routes
 
-__all__ = ["Runtime", "is_our_thread"]
+__all__ = ["Runtime", "is_our_thread", "ours"]
 
 BATCH = 256
 SPILL_SCAN_EVERY = 30.0
@@ -57,17 +57,17 @@ FORK_PAUSE = 0.5
 
 T = TypeVar("T")
 
-_ours = threading.local()
+#: Has attributes only in threads this package started (their records would feed back into
+#: the handler). A thread-local flag, not an ident: idents are reused by application threads.
+ours = threading.local()
 
 
 def is_our_thread() -> bool:
-    """True in a thread this package started (its records would feed back into the handler).
-    A thread-local flag, not an ident: idents are reused by the application's threads."""
-    return bool(getattr(_ours, "flag", False))
+    return bool(ours.__dict__)
 
 
 def _mark_ours() -> None:
-    _ours.flag = True
+    ours.flag = True
 
 
 _STOP = object()
