@@ -160,7 +160,8 @@ class SlackAlertHandler(logging.Handler):
     def stats(self) -> dict[str, Any]:
         """This process's numbers from the one ledger: ``delivered``, ``pending``, ``dead``,
         ``spilled``, ``dropped`` (a dict by reason), plus ``alerts``, ``requests``, ``retries``,
-        ``rate_limited``, ``messages``, ``errors`` when they happened."""
+        ``rate_limited``, ``messages``, ``errors``, ``mirror_errors``, ``outbox_errors`` when
+        they happened."""
         return self.runtime.stats()
 
     def pending(self) -> int:

@@ -29,11 +29,10 @@ MAX_UNSAVED = 50_000
 
 @dataclass
 class IngestStats:
+    """Where ingest stands (losses and errors are counted in the ledger)."""
+
     records: int = 0
     alerts: int = 0
-    mirror_errors: int = 0
-    outbox_errors: int = 0
-    lost: int = 0
     last_seq: int = field(default=0)
 
 
@@ -146,7 +145,6 @@ class Ingest:
                         alerts.append((alert, dest))
                         alert_id, category = alert.alert_id, alert.category
                 except BaseException as exc:
-                    self.stats.lost += 1
                     self.ledger.drop("unbuildable")
                     self.diag.report(
                         f"build:{type(exc).__name__}",
@@ -157,7 +155,7 @@ class Ingest:
                     try:
                         lines.append(self.mirror.format(record, alert=category, alert_id=alert_id))
                     except BaseException:
-                        self.stats.mirror_errors += 1
+                        self.ledger.count("mirror_errors")
             self.stats.alerts += len(alerts)
             self.ledger.count("alerts", len(alerts))
             self._store(alerts)
@@ -165,7 +163,7 @@ class Ingest:
                 try:
                     self.mirror.write(lines)
                 except OSError as exc:
-                    self.stats.mirror_errors += 1
+                    self.ledger.count("mirror_errors")
                     self.diag.report(
                         "mirror",
                         f"could not write the mirror in the {self.label} ({exc.strerror or exc}); "
@@ -196,10 +194,9 @@ class Ingest:
             # Kept in memory and tried again with the next batch: a locked or full disk must
             # not lose the alert. Bounded so a dead disk cannot exhaust memory.
             self._unsaved = todo[-MAX_UNSAVED:]
-            self.stats.lost += len(todo) - len(self._unsaved)
             if len(todo) > len(self._unsaved):
                 self.ledger.drop("outbox_refused", len(todo) - len(self._unsaved))
-            self.stats.outbox_errors += 1
+            self.ledger.count("outbox_errors")
             self.diag.report(
                 "outbox",
                 f"could not store alerts in the {self.label} ({type(exc).__name__}: {exc}); "
