@@ -578,10 +578,11 @@ class Runtime:
             return
         parts = []
         if in_dir:
-            parts.append(f"kept in {self.settings.alerts_dir} for the next process to send")
+            kept = f"{in_dir} " if lost else ""
+            parts.append(f"{kept}kept in {self.settings.alerts_dir} for the next process to send")
         if lost:
             why = (
-                "the alerts directory was not writable"
+                "no outbox could be written there"
                 if not self.durable
                 else "the outbox refused them"
             )

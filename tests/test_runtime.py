@@ -460,3 +460,45 @@ class TestLedger:
         assert status["delivered"] == 11 and status["pending"] == 0
         assert status["spilled"] == stats["spilled"]
         assert status["dropped"] == stats["dropped"]
+
+
+class TestRuntimeHooks:
+    def test_pause_and_resume_around_fork_loses_nothing(
+        self, make_handler: Any, fake_slack: FakeSlack, logger: logging.Logger
+    ) -> None:
+        """The parent's side of a fork, driven by hand: records logged while paused and after
+        resuming are all delivered, and the threads run again."""
+        h = make_handler()
+        logger.addHandler(h)
+        rt = h.runtime
+        logger.error("before", extra={"alert": "payment_fail"})
+        assert h.flush(10)
+        rt.before_fork()
+        try:
+            logger.error("while paused", extra={"alert": "report_fail"})
+        finally:
+            rt.after_fork_in_parent()
+        logger.error("after", extra={"alert": "api_timeout"})
+        assert h.flush(30)
+        assert fake_slack.alerts_covered == 3
+        assert rt._thread is not None and rt._thread.is_alive()
+        assert rt.sender is not None and rt.sender.alive
+
+    def test_stop_is_idempotent_and_reports_nothing_when_all_is_sent(
+        self,
+        make_handler: Any,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        h = make_handler()
+        logger.addHandler(h)
+        for i in range(4):
+            logger.error("n %d", i, extra={"alert": "payment_fail", "n": i})
+        assert h.flush(10)
+        deadline = time.monotonic() + 1.0
+        h.runtime.stop(deadline)
+        h.runtime.stop(deadline)
+        assert fake_slack.alerts_covered == 4
+        assert h.stats()["pending"] == 0
+        assert "not delivered at exit" not in capsys.readouterr().err
