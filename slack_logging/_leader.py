@@ -95,7 +95,7 @@ class Leadership:
                 os.close(self._fd)
             self._fd = None
 
-    def forget_after_fork(self) -> None:
+    def reset_after_fork(self) -> None:
         """In a forked child: the descriptor is shared with the parent, whose lock it is.
         Closing our copy does not release it (the lock belongs to the open file description)."""
         self.release()

@@ -164,7 +164,7 @@ class Sender:
         self._deadline = None
         self._lead_after = float("-inf")
         self.on_exit = None
-        self.leadership.forget_after_fork()
+        self.leadership.reset_after_fork()
         self._unmarked = []
         self._forget()
         self.stats = Ledger()
