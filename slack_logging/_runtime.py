@@ -45,8 +45,8 @@ __all__ = ["Runtime", "is_our_thread", "ours"]
 
 BATCH = 256
 SPILL_SCAN_EVERY = 30.0
-#: A process that forked stays off the sender lock this long, so its children (gunicorn
-#: workers) lead and a forking master does not send; if none does, it leads again.
+#: After its first fork a process stays off the sender lock this long, so its children
+#: (gunicorn workers) lead and a forking master does not send; if none does, it leads again.
 FORK_HANDOFF = 3.0
 #: How often a process saves its ledger into the outbox (for `slack-logging status`).
 LEDGER_SAVE_EVERY = 30.0
@@ -111,6 +111,7 @@ class Runtime:
         self._closed = False
         self._forking = False
         self._resume = False
+        self._handed_off = False
         self._mp_registered = False
         self._spill_scan = 0.0
         self._ledger_saved = self.monotonic()
@@ -403,7 +404,11 @@ class Runtime:
             self._forking = False
             if not was or self._closed:
                 return
-            self._hand_off(FORK_HANDOFF)
+            if not self._handed_off:
+                # Once: a master forks its workers first thing; an app that forks pool
+                # workers again and again must not keep itself off the lock for good.
+                self._handed_off = True
+                self._hand_off(FORK_HANDOFF)
             if self._resume or not self._queue.empty():
                 self.start()
         finally:
@@ -425,6 +430,7 @@ class Runtime:
         self._inflight = []
         self._started = False
         self._released = False
+        self._handed_off = False
         self.ledger.reset_after_fork()
         self.diag.reset_after_fork()
         self._route()  # the parent's pooled connections are not ours to share
