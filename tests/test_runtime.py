@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Children, wait_covered
 
 from slack_logging import SlackAlertHandler
 from slack_logging._runtime import is_our_thread
@@ -37,42 +37,17 @@ log.addHandler(h)
 log.setLevel(logging.INFO)
 """
 
-_children: list[subprocess.Popen[str]] = []
+_children = Children(PRELUDE)
 
 
 @pytest.fixture(autouse=True)
 def _reap_children() -> Iterator[None]:
     yield
-    while _children:
-        child = _children.pop()
-        if child.poll() is None:
-            with _suppress():
-                os.kill(child.pid, signal.SIGCONT)
-            child.kill()
-        child.communicate(timeout=10)
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
+    _children.reap()
 
 
 def spawn(body: str, fake: FakeSlack, alerts_dir: Path, **options: object) -> subprocess.Popen[str]:
-    code = PRELUDE + textwrap.dedent(body)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, fake.webhook_url, str(alerts_dir), json.dumps(options)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    _children.append(child)
-    return child
+    return _children.spawn(body, fake, alerts_dir, **options)
 
 
 def finish(child: subprocess.Popen[str]) -> tuple[str, str]:
@@ -82,22 +57,11 @@ def finish(child: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
-def wait_covered(fake: FakeSlack, n: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while fake.alerts_covered < n:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"only {fake.alerts_covered} of {n} alerts arrived"
-        try:
-            fake.wait_for(len(fake.messages) + 1, timeout=min(remaining, 1.0))
-        except TimeoutError:
-            continue
-
-
 def pick_up(fake: FakeSlack, alerts_dir: Path, n: int) -> None:
     """A process that never logs picks up whatever is pending; all ``n`` must then be at Slack."""
     h = SlackAlertHandler(webhook_url=fake.webhook_url, alerts_dir=alerts_dir)
     try:
-        wait_covered(fake, n)
+        wait_covered(fake, n, timeout=60)
     finally:
         h.close()
     assert fake.alerts_covered == n
