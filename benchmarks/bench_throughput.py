@@ -111,8 +111,8 @@ def run_ours_untagged(
 ) -> tuple[dict[str, float], str]:
     options: dict[str, Any] = {} if queue_size is None else {"queue_size": queue_size}
     h = SlackAlertHandler(enabled=False, alerts_dir=directory, **options)
-    meter = CpuMeter(h.ingest.commit)
-    h.ingest.commit = meter  # type: ignore[method-assign]
+    meter = CpuMeter(h.ingest.store)
+    h.ingest.store = meter  # type: ignore[method-assign]
     logger = make_logger(f"tp.ours.untagged.{queue_size}", h)
     try:
         t0 = time.perf_counter()
@@ -151,8 +151,8 @@ def run_ours_alerts(
     assert h.outbox is not None
     stored = StoredCounter(h.outbox.add, n)
     h.outbox.add = stored  # type: ignore[method-assign,assignment]
-    meter = CpuMeter(h.ingest.commit)
-    h.ingest.commit = meter  # type: ignore[method-assign]
+    meter = CpuMeter(h.ingest.store)
+    h.ingest.store = meter  # type: ignore[method-assign]
     logger = make_logger(f"tp.ours.alerts.{queue_size}", h)
     try:
         t0 = time.perf_counter()
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "handler.flush() returned (Slack disabled, mirror on); alerts = Outbox.add (wrapped by "
         "the benchmark) committed the last one, with the fake Slack holding the sender's first "
         "request for 60 s so delivery does not compete. 'listener CPU-bound rate' = records / "
-        "CPU time of the listener thread inside Ingest.commit (time.thread_time), i.e. the "
+        "CPU time of the listener thread inside Ingest.store (time.thread_time), i.e. the "
         "ceiling if the listener had a core to itself."
     )
     report.note(

@@ -106,6 +106,9 @@ class Alert:
     place: str = ""
     thread_key: str | None = None
     known: bool = True
+    #: The category's title as resolved at ingest (with ``severity`` and ``known``): what the
+    #: message header says even when the catalog no longer has the key.
+    title: str = ""
 
     @property
     def dedup_key(self) -> str:
@@ -136,7 +139,7 @@ class Alert:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _strict(value: Any, depth: int = 0) -> Any:
+def _strict(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one return per JSON type
     """A strictly JSON-serialisable copy: unknown objects and NaN/inf become strings."""
     if isinstance(value, str | bool | int) or value is None:
         return value
@@ -223,4 +226,5 @@ def build_alert(
         place=place or f"{record.pathname}:{record.lineno}",
         thread_key=str(thread_key)[:200] if thread_key not in (None, "") else None,
         known=category.known,
+        title=category.title,
     )

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 from slack_logging._alert import RESERVED_ATTRS
-from slack_logging._catalog import Catalog
+from slack_logging._catalog import SEVERITY_LEVELS, Catalog
 
 __all__ = [
     "FIELD_PREFIX",
@@ -39,13 +39,6 @@ ExcInfo: TypeAlias = (
 )
 """What ``exc_info=`` accepts, as in :meth:`logging.Logger.log`."""
 
-#: The logging level each severity is logged at.
-SEVERITY_LEVELS: dict[str, int] = {
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
 
 FIELD_PREFIX = "field_"
 """Prepended to a field whose name a LogRecord already uses (``message`` → ``field_message``)."""

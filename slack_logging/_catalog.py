@@ -5,24 +5,46 @@ Pure data and validation; nothing here does I/O.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
+from slack_logging._urls import validate_webhook_url
+
 __all__ = [
     "BUILTIN_CATEGORIES",
     "SEVERITIES",
+    "SEVERITY_LEVELS",
     "SEVERITY_RANK",
     "Catalog",
     "Category",
     "Severity",
+    "severity_for_level",
 ]
 
 Severity = Literal["info", "warning", "error", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
 #: Higher sends first when alerts compete for Slack's budget.
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+#: The one level <-> severity map: the level an alert of a severity is logged at, and (by
+#: :func:`severity_for_level`) the severity a record's level stands for.
+SEVERITY_LEVELS: dict[str, int] = {
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def severity_for_level(level: int) -> Severity:
+    """The severity of a record logged at ``level`` (anything below WARNING is ``info``)."""
+    for severity in reversed(SEVERITIES):
+        if level >= SEVERITY_LEVELS[severity]:
+            return severity
+    return "info"
+
 
 DEFAULT_COLORS: dict[str, str] = {
     "info": "#2eb67d",
@@ -144,7 +166,7 @@ _ALLOWED_KEYS = frozenset(
 )
 
 
-def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 - one branch per key, each naming it
     where = f"categories.{key}"
     if not isinstance(spec, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(spec).__name__}")
@@ -177,9 +199,6 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
             continue
         elif name == "webhook_url":
             if value is not None:
-                # Imported here: config imports catalog, not the other way round at module load.
-                from slack_logging._config import validate_webhook_url
-
                 validate_webhook_url(value, key=f"{where}.webhook_url")
         elif value is not None and not isinstance(value, str):
             raise ValueError(f"{where}.{name}: expected a string, got {type(value).__name__}")
@@ -232,13 +251,17 @@ class Catalog(Mapping[str, Category]):
         found = self._cats.get(key)
         if found is not None:
             return found
-        severity: Severity = (
-            "critical"
-            if level >= 50
-            else "error"
-            if level >= 40
-            else "warning"
-            if level >= 30
-            else "info"
-        )
+        severity = severity_for_level(level)
         return Category(key, f"Unknown alert: {key}", severity, ":grey_question:", known=False)
+
+    def stored(self, key: str, title: str, severity: str, known: bool) -> Category:
+        """The category of an alert as resolved when it was logged: the catalog's entry while
+        it still has one (its mention, colour and routing may have changed), else the title and
+        severity stored with the alert, never a second guess."""
+        found = self._cats.get(key)
+        if found is not None:
+            return found
+        sev: Severity = severity if severity in SEVERITIES else "error"
+        if not title:
+            return self.lookup(key, SEVERITY_LEVELS[sev])
+        return Category(key, title, sev, "" if known else ":grey_question:", known=known)

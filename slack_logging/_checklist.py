@@ -113,7 +113,9 @@ _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _WEBHOOK_FIX = "copy the URL again from your Slack app's Incoming Webhooks page"
 
 
-def _webhook_problem(url: str, allowed: frozenset[str], key: str) -> tuple[str, str] | None:
+def _webhook_problem(  # noqa: PLR0911 - one return per way a URL can be wrong, each explained
+    url: str, allowed: frozenset[str], key: str
+) -> tuple[str, str] | None:
     """(what is wrong, the fix) for a webhook URL, or None when it points at an allowed host.
 
     Every message names the host when there is one and never the URL itself: the path is the
@@ -202,7 +204,9 @@ def _check_webhook_urls(
     return reported
 
 
-def _check_destination(report: _Report, s: Settings, reported: set[str]) -> None:
+def _check_destination(  # noqa: PLR0912 - one check per setting, read top to bottom
+    report: _Report, s: Settings, reported: set[str]
+) -> None:
     if s.mode == "chat":
         assert s.token is not None
         report.ok(f"destination: bot token {_mask_token(s.token)} to channel {s.channel} (threads)")

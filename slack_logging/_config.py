@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from slack_logging._catalog import Catalog
 from slack_logging._redact import Redactor
+from slack_logging._urls import LOOPBACK, mask_url, validate_webhook_url
 
 __all__ = [
     "ENV_VARS",
@@ -48,22 +49,7 @@ ENV_VARS: dict[str, str] = {
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$|^#[a-z0-9._-]{1,80}$")
-
-
-def mask_url(url: str) -> str:
-    """Show where a URL points without its secret path: ``https://hooks.slack.com/services/T…/****``."""
-    try:
-        parts = urlsplit(url)
-        segments = [s for s in parts.path.split("/") if s]
-        shown = "/".join(segments[:1])
-        if len(segments) > 1:
-            shown += f"/{segments[1][:2]}…/****"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or '?'}{port}/{shown}"
-    except ValueError:
-        return "<unparseable url>"
 
 
 def parse_bool(value: object, *, key: str) -> bool:
@@ -75,31 +61,6 @@ def parse_bool(value: object, *, key: str) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"{key}: expected true or false, got {value!r}")
-
-
-def validate_webhook_url(url: object, *, key: str = "webhook_url") -> str:
-    """A webhook URL must be https (http only to loopback, for tests) with a host and a path."""
-    if not isinstance(url, str):
-        raise ValueError(f"{key}: expected a URL string, got {type(url).__name__}")
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:
-        raise ValueError(f"{key}: malformed URL ({exc})") from None
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
-        raise ValueError(f"{key}: expected an https:// URL, got {mask_url(url)!r}")
-    if parts.scheme == "http" and host not in _LOOPBACK:
-        raise ValueError(f"{key}: plain http is only allowed to loopback, got {mask_url(url)!r}")
-    if host == "hooks.slack.com" and not re.match(
-        r"^/(services|workflows|triggers)/\S+", parts.path
-    ):
-        raise ValueError(
-            f"{key}: a Slack webhook looks like https://hooks.slack.com/services/T…/B…/…, "
-            f"got {mask_url(url)!r}"
-        )
-    if not parts.path or parts.path == "/":
-        raise ValueError(f"{key}: the URL has no path, got {mask_url(url)!r}")
-    return url.strip()
 
 
 def _positive(value: object, *, key: str, integer: bool = False, zero_ok: bool = False) -> float:
@@ -184,7 +145,7 @@ class Settings:
         return "none"
 
     @classmethod
-    def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
+    def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:  # noqa: PLR0912, PLR0915 - one check per option, read top to bottom
         """Validate keyword arguments, falling back to env vars; ``ValueError`` names the key."""
         env = os.environ if env is None else env
         unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})
@@ -227,7 +188,7 @@ class Settings:
         api_parts = urlsplit(api_url)
         if api_parts.scheme not in ("https", "http") or not api_parts.hostname:
             raise ValueError(f"api_url: expected a URL like https://slack.com/api, got {api_url!r}")
-        if api_parts.scheme == "http" and api_parts.hostname not in _LOOPBACK:
+        if api_parts.scheme == "http" and api_parts.hostname not in LOOPBACK:
             raise ValueError("api_url: plain http is only allowed to loopback")
 
         out: dict[str, Any] = {

@@ -5,24 +5,25 @@ with their repeat counts, and the thread map.
 everything. :class:`RedisCoordination` shares it through Redis between hosts (``coordination_url``)
 and falls back to local coordination while Redis is down or slow. Only the sender thread calls
 these; the logging call never does.
+
+Over 400 lines because the Redis side carries its Lua scripts and the whole round protocol
+(enter, gather, close, lease, announce, settle) in one place, next to the local stand-in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from slack_logging._alert import Alert
 from slack_logging._diag import Diagnostics
 from slack_logging._outbox import Outbox, PendingRef
+from slack_logging._planner import Plan
 
-if TYPE_CHECKING:
-    from slack_logging._dispatch import Plan, Planner
-
-__all__ = ["Admission", "Coordination", "LocalCoordination", "RedisCoordination"]
+__all__ = ["Admission", "Coordination", "LocalCoordination", "RedisCoordination", "Settled"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,20 @@ class Admission:
 GO = Admission()
 
 
+@dataclass(frozen=True)
+class Settled:
+    """Alerts left to other hosts' messages that are settled now (see ``settle``)."""
+
+    #: ``(alert ids, message)``: covered by a message another host sent; mark them delivered.
+    done: tuple[tuple[list[str], str], ...] = ()
+    #: Held alerts to send here after all: the host that took them went away.
+    back: tuple[PendingRef, ...] = ()
+
+
 class Coordination(Protocol):
     shared: bool
 
-    def sync(self, planner: Planner, pending: Sequence[PendingRef], now: float) -> None: ...
+    def sync(self, pending: Sequence[PendingRef], now: float) -> dict[tuple[str, str], float]: ...
 
     def admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission: ...
 
@@ -59,7 +70,9 @@ class Coordination(Protocol):
 
     def rate_limited(self, dest: str, retry_after: float) -> None: ...
 
-    def announced(self, keys: Sequence[str]) -> dict[str, str]: ...
+    def hold(self, refs: list[PendingRef], await_key: str, now: float) -> None: ...
+
+    def settle(self, now: float) -> Settled: ...
 
     def thread_ts(self, dest: str, thread_key: str) -> str | None: ...
 
@@ -78,8 +91,8 @@ class LocalCoordination:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
-    def sync(self, planner: Planner, pending: Sequence[PendingRef], now: float) -> None:
-        return None
+    def sync(self, pending: Sequence[PendingRef], now: float) -> dict[tuple[str, str], float]:
+        return {}
 
     def admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
         return GO
@@ -90,8 +103,11 @@ class LocalCoordination:
     def rate_limited(self, dest: str, retry_after: float) -> None:
         return None
 
-    def announced(self, keys: Sequence[str]) -> dict[str, str]:
-        return {}
+    def hold(self, refs: list[PendingRef], await_key: str, now: float) -> None:
+        raise AssertionError("local coordination never asks to await another host")
+
+    def settle(self, now: float) -> Settled:
+        return _NOTHING
 
     def thread_ts(self, dest: str, thread_key: str) -> str | None:
         value = self.outbox.get_state(f"thread:{dest}:{thread_key}")
@@ -200,7 +216,7 @@ class RedisCoordination:
         url: ``redis://host:port/db``.
         fallback: used while Redis does not answer.
         rate, burst: the shared budget per destination.
-        window, quiet: the dedup window, as in :class:`~slack_logging._dispatch.Planner`.
+        window, quiet: the dedup window, as in :class:`~slack_logging._planner.Planner`.
         gather: how long the host that opens a window waits for the other hosts' copies of the
             same alert, so a failure seen by every host at once is one message.
         timeout: per Redis call; a slow Redis counts as down.
@@ -223,6 +239,8 @@ class RedisCoordination:
         namespace: str = "slack_logging",
         retry_every: float = 5.0,
         client: Any = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         import redis
 
@@ -240,6 +258,9 @@ class RedisCoordination:
         self._down_until = 0.0
         self._down = False
         self._rounds: dict[tuple[str, str], _Round] = {}
+        self._awaiting: dict[str, tuple[list[PendingRef], float]] = {}
+        self.clock = clock
+        self.monotonic = monotonic
         self._acquire = self.client.register_script(_ACQUIRE)
         self._block = self.client.register_script(_BLOCK)
         self._enter = self.client.register_script(_ENTER)
@@ -254,7 +275,7 @@ class RedisCoordination:
 
     @property
     def available(self) -> bool:
-        return not self._down or time.monotonic() >= self._down_until
+        return not self._down or self.monotonic() >= self._down_until
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one Redis operation; raise _Unavailable (after reporting once) when it fails."""
@@ -265,7 +286,7 @@ class RedisCoordination:
             result = fn(*args, **kwargs)
         except self._redis_errors as exc:
             self.stats["errors"] += 1
-            self._down_until = time.monotonic() + self.retry_every
+            self._down_until = self.monotonic() + self.retry_every
             if not self._down:
                 self._down = True
                 self.diag.report(
@@ -285,24 +306,24 @@ class RedisCoordination:
 
     # -- the sender's hooks --------------------------------------------------------------------
 
-    def sync(self, planner: Planner, pending: Sequence[PendingRef], now: float) -> None:
-        """Learn the dedup windows other hosts opened, so repeats are held here too."""
+    def sync(self, pending: Sequence[PendingRef], now: float) -> dict[tuple[str, str], float]:
+        """The dedup windows other hosts opened (``{(dest, dedup key): start}``), so repeats
+        are held here too."""
         keys = sorted({(r.dest, r.dedup_key) for r in pending} - set(self._rounds))[:500]
         if not keys:
-            return
+            return {}
         pipe = self.client.pipeline(transaction=False)
         for dest, key in keys:
             pipe.hget(self._key("win", dest, key), "start_ms")
         try:
             starts = self._call(pipe.execute)
         except _Unavailable:
-            return
-        for (dest, key), start in zip(keys, starts, strict=True):
-            if start is not None:
-                remote = float(start) / 1000.0
-                local = planner.windows.get((dest, key))
-                if local is None or remote > local:
-                    planner.windows[(dest, key)] = remote
+            return {}
+        return {
+            slot: float(start) / 1000.0
+            for slot, start in zip(keys, starts, strict=True)
+            if start is not None
+        }
 
     def admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
         try:
@@ -312,7 +333,7 @@ class RedisCoordination:
             remote = tuple(pending.remote) if pending is not None else ()
             return Admission(remote=remote)
 
-    def _admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:
+    def _admit(self, plan: Plan, alerts: Sequence[Alert], now: float) -> Admission:  # noqa: PLR0911 - one return per admission outcome
         keys = _keys(alerts)
         if self.window <= 0:  # dedup off: only the shared budget applies
             return self._budget(plan.dest, None)
@@ -340,12 +361,12 @@ class RedisCoordination:
             rnd = _Round(number=int(number), start_ms=_text(start_ms))
             if opened:
                 # From now, not from the step's start: Redis and this host agree on the wait.
-                rnd.gather_until = time.time() + self.gather
+                rnd.gather_until = self.clock() + self.gather
             elif int(age_ms) / 1000.0 < self.gather:
                 # The host that opened the window is gathering: its message will cover these.
                 return Admission(await_key=self._done_key(plan.dest, key, rnd))
             self._rounds[slot] = rnd
-        now = time.time()
+        now = self.clock()
         if now < rnd.gather_until:
             return Admission(wait=rnd.gather_until - now)
         if not rnd.taken:
@@ -386,7 +407,7 @@ class RedisCoordination:
         return Admission(remote=remote, done_key=done_key)
 
     def delivered(self, plan: Plan, admission: Admission, ts: str) -> None:
-        for key in _keys_of(plan):
+        for key in plan.dedup_keys:
             self._rounds.pop((plan.dest, key), None)
         if admission.done_key is None:
             return
@@ -404,6 +425,38 @@ class RedisCoordination:
             self._call(self._block, keys=[self._key("block", dest)], args=[ms])
         except _Unavailable:
             return
+
+    def hold(self, refs: list[PendingRef], await_key: str, now: float) -> None:
+        """Another host's message will cover these alerts: wait for it to be announced."""
+        deadline = now + self._await_grace()
+        held, _ = self._awaiting.get(await_key, ([], deadline))
+        self._awaiting[await_key] = (held + refs, deadline)
+
+    def settle(self, now: float) -> Settled:
+        """Alerts whose covering message is announced (done), and alerts to take back because
+        the host that took them stopped renewing its lease (it died: fail open)."""
+        if not self._awaiting:
+            return _NOTHING
+        announced = self.announced(list(self._awaiting))
+        done: list[tuple[list[str], str]] = []
+        back: list[PendingRef] = []
+        for key in list(self._awaiting):
+            refs, deadline = self._awaiting[key]
+            ts = announced.get(key)
+            if ts:
+                done.append(([r.alert_id for r in refs], f"remote:{ts}"))
+                del self._awaiting[key]
+            elif key in announced:  # not sent yet, but its sender is alive and still trying
+                self._awaiting[key] = (refs, max(deadline, now + self._await_grace()))
+            elif now > deadline or now > deadline - self._await_grace() + NO_LEASE_GRACE:
+                # Past the deadline, or nobody took the round (no lease) well after the opener's
+                # gather: the window was lost (a flushed Redis); send them here.
+                back.extend(refs)
+                del self._awaiting[key]
+        return Settled(tuple(done), tuple(back))
+
+    def _await_grace(self) -> float:
+        return self.window + self.quiet + 30.0
 
     def announced(self, keys: Sequence[str]) -> dict[str, str]:
         """Rounds another host has sent (``{done key: message ts}``) or is still sending
@@ -448,11 +501,17 @@ class RedisCoordination:
     def reset_after_fork(self) -> None:
         """The parent's rounds (and the copies it took) are the parent's to send."""
         self._rounds = {}
+        self._awaiting = {}
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a client that never connected
             self.client.close()
 
+
+_NOTHING = Settled()
+
+#: How long an awaited round may show neither a message nor a live sender before we take it back.
+NO_LEASE_GRACE = 15.0
 
 LEASE_MS = 150_000  # longer than the longest retry backoff (60 s × 1.5)
 
@@ -471,7 +530,3 @@ class _Unavailable(Exception):
 
 def _keys(alerts: Sequence[Alert]) -> list[str]:
     return sorted({a.dedup_key for a in alerts})
-
-
-def _keys_of(plan: Plan) -> list[str]:
-    return sorted({r.dedup_key for r in plan.refs})

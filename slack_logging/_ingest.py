@@ -1,26 +1,27 @@
-"""The listener side: records from the queue become mirror lines and outbox rows, in batches.
+"""Records become alerts (category resolved here, once) and mirror lines and outbox rows.
 
-Runs only on the ``QueueListener`` thread. A batch is committed when the queue runs dry or grows
-large, so an alert is on disk a few milliseconds after ``emit()`` on an idle system, and a burst
-costs one SQLite transaction per few hundred records instead of one each.
+Called by the runtime's ingest thread with batches it takes from the queue (and, for spilled
+records, by whichever thread takes the spill files). A batch is committed when the queue runs
+dry or grows large, so an alert is on disk a few milliseconds after ``emit()`` on an idle system,
+and a burst costs one SQLite transaction per few hundred records instead of one each.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from slack_logging._alert import Alert, build_alert, category_key
 from slack_logging._catalog import DEFAULT_EMOJI, Catalog, Category
 from slack_logging._diag import Diagnostics
+from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
 from slack_logging._redact import Redactor
 
-__all__ = ["Ingest", "IngestStats"]
+__all__ = ["Ingest", "IngestStats", "alert_from_record", "resolve_category"]
 
 BATCH = 256
 MAX_UNSAVED = 50_000
@@ -28,29 +29,68 @@ MAX_UNSAVED = 50_000
 
 @dataclass
 class IngestStats:
+    """Where ingest stands (losses and errors are counted in the ledger)."""
+
     records: int = 0
     alerts: int = 0
-    mirror_errors: int = 0
-    outbox_errors: int = 0
-    lost: int = 0
     last_seq: int = field(default=0)
 
 
-class Ingest:
-    """Duck-typed handler for ``QueueListener`` (not registered with ``logging``, so
-    ``logging.shutdown()`` never closes it before the front handler has drained)."""
+def resolve_category(
+    catalog: Catalog, record: logging.LogRecord, untagged_level: int | None = None
+) -> Category | None:
+    """The category a record is sent under, or ``None`` if it is not an alert.
 
-    level = logging.NOTSET
+    The one place this is decided (the pytest plugin uses it too). A record without a tag that
+    is sent because of ``untagged_level`` gets the catalog's ``log`` category if there is one,
+    else a real title naming its level and logger ("Error log · payments.api").
+    """
+    if "alert" in record.__dict__:
+        return catalog.lookup(category_key(record.__dict__["alert"]), record.levelno)
+    if untagged_level is None or record.levelno < untagged_level:
+        return None
+    base = catalog.lookup("log", record.levelno)
+    if base.known:
+        return base
+    return replace(
+        base,
+        title=f"{record.levelname.title()} log · {record.name or 'root'}"[:150],
+        emoji=DEFAULT_EMOJI[base.severity],
+        known=True,
+    )
+
+
+def alert_from_record(
+    record: logging.LogRecord,
+    catalog: Catalog,
+    redactor: Redactor,
+    *,
+    host: str,
+    service: str | None,
+    environment: str | None,
+    untagged_level: int | None = None,
+) -> Alert | None:
+    """The alert a record becomes (its category resolved and stored with it), or ``None``."""
+    category = resolve_category(catalog, record, untagged_level)
+    if category is None:
+        return None
+    return build_alert(
+        record, category, redactor, host=host, service=service, environment=environment
+    )
+
+
+class Ingest:
+    """Builds alerts from records and stores them; thread-safe (one lock around a batch)."""
 
     def __init__(
         self,
-        q: queue.Queue[logging.LogRecord],
         *,
         catalog: Catalog,
         redactor: Redactor,
         mirror: Mirror | None,
         outbox: Outbox | None,
-        dest_for: Callable[[Category], str],
+        routes: Mapping[str, str],
+        default_dest: str,
         host: str,
         service: str | None,
         environment: str | None,
@@ -58,56 +98,25 @@ class Ingest:
         diag: Diagnostics,
         label: str,
         on_stored: Callable[[int], None],
-        on_thread_start: Callable[[], None],
+        ledger: Ledger | None = None,
     ) -> None:
-        self._queue = q
         self.catalog = catalog
         self.redactor = redactor
         self.mirror = mirror
         self.outbox = outbox
-        self.dest_for = dest_for
+        self.routes = routes
+        self.default_dest = default_dest
         self.host = host
         self.service = service
         self.environment = environment
         self.untagged_level = untagged_level
         self.diag = diag
         self.label = label
+        self.ledger = ledger or Ledger()
         self._on_stored = on_stored
-        self._on_thread_start = on_thread_start
-        self._batch: list[logging.LogRecord] = []
         self._unsaved: list[tuple[Alert, str]] = []
-        self._thread: int | None = None
         self.stats = IngestStats()
         self.lock = threading.Lock()
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        if self._thread != threading.get_ident():
-            self._thread = threading.get_ident()
-            self._on_thread_start()
-        self._batch.append(record)
-        if len(self._batch) >= BATCH or self._queue.empty():
-            self.commit()
-        return True
-
-    def _category(self, record: logging.LogRecord) -> Category | None:
-        if "alert" in record.__dict__:
-            return self.catalog.lookup(category_key(record.__dict__["alert"]), record.levelno)
-        if self.untagged_level is not None and record.levelno >= self.untagged_level:
-            base = self.catalog.lookup("log", record.levelno)
-            if base.known:
-                return base
-            return replace(
-                base,
-                title=f"{record.levelname.title()} log",
-                emoji=DEFAULT_EMOJI[base.severity],
-                known=True,
-            )
-        return None
-
-    def commit(self) -> None:
-        """Store the listener's batch (listener thread only)."""
-        batch, self._batch = self._batch, []
-        self.store(batch)
 
     def store(self, batch: list[logging.LogRecord]) -> bool:
         """Turn records into alerts and mirror lines, alerts stored first (they matter more).
@@ -122,34 +131,39 @@ class Ingest:
                 self.stats.records += 1
                 alert_id = category = None
                 try:
-                    cat = self._category(record)
-                    if cat is not None:
-                        alert = build_alert(
-                            record,
-                            cat,
-                            self.redactor,
-                            host=self.host,
-                            service=self.service,
-                            environment=self.environment,
-                        )
-                        alerts.append((alert, self.dest_for(cat)))
-                        alert_id, category = alert.alert_id, cat.key
-                except Exception as exc:
-                    self.stats.lost += 1
+                    alert = alert_from_record(
+                        record,
+                        self.catalog,
+                        self.redactor,
+                        host=self.host,
+                        service=self.service,
+                        environment=self.environment,
+                        untagged_level=self.untagged_level,
+                    )
+                    if alert is not None:
+                        dest = self.routes.get(alert.category, self.default_dest)
+                        alerts.append((alert, dest))
+                        alert_id, category = alert.alert_id, alert.category
+                except BaseException as exc:
+                    self.ledger.drop("unbuildable")
                     self.diag.report(
                         f"build:{type(exc).__name__}",
                         f"could not build an alert from a record of {record.name!r} "
                         f"({type(exc).__name__}); it is kept in the mirror only",
                     )
                 if self.mirror is not None:
-                    lines.append(self.mirror.format(record, alert=category, alert_id=alert_id))
+                    try:
+                        lines.append(self.mirror.format(record, alert=category, alert_id=alert_id))
+                    except BaseException:
+                        self.ledger.count("mirror_errors")
             self.stats.alerts += len(alerts)
+            self.ledger.count("alerts", len(alerts))
             self._store(alerts)
             if lines and self.mirror is not None:
                 try:
                     self.mirror.write(lines)
                 except OSError as exc:
-                    self.stats.mirror_errors += 1
+                    self.ledger.count("mirror_errors")
                     self.diag.report(
                         "mirror",
                         f"could not write the mirror in the {self.label} ({exc.strerror or exc}); "
@@ -180,8 +194,9 @@ class Ingest:
             # Kept in memory and tried again with the next batch: a locked or full disk must
             # not lose the alert. Bounded so a dead disk cannot exhaust memory.
             self._unsaved = todo[-MAX_UNSAVED:]
-            self.stats.lost += len(todo) - len(self._unsaved)
-            self.stats.outbox_errors += 1
+            if len(todo) > len(self._unsaved):
+                self.ledger.drop("outbox_refused", len(todo) - len(self._unsaved))
+            self.ledger.count("outbox_errors")
             self.diag.report(
                 "outbox",
                 f"could not store alerts in the {self.label} ({type(exc).__name__}: {exc}); "

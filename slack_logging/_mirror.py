@@ -267,7 +267,7 @@ class _LineFormatter(JsonFormatter):
             return self._redactor.value(_set_items(obj))
         return self._redactor.text(_stringify(obj))
 
-    def _sanitize(self, obj: Any, depth: int, active: set[int]) -> Any:
+    def _sanitize(self, obj: Any, depth: int, active: set[int]) -> Any:  # noqa: PLR0911 - one return per JSON type
         """``obj`` as plain JSON data: finite numbers, str keys, no cycles, bounded depth."""
         if obj is None or isinstance(obj, (str, bool)):
             return obj

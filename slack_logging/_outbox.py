@@ -2,7 +2,7 @@
 coordination state (rate budget, dedup windows, thread map) shared by the processes on one host.
 
 One SQLite database in WAL mode (``outbox.sqlite3``). Every process on the directory inserts; only
-the elected sender (see :mod:`slack_logging._dispatch`) changes states, so claims need no leases.
+the elected sender (see :mod:`slack_logging._sender`) changes states, so claims need no leases.
 WAL with ``synchronous=NORMAL`` means a commit is a write into the page cache: it survives
 ``kill -9`` and a crash of the process, not a power cut. Stdlib only.
 

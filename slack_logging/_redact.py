@@ -371,7 +371,7 @@ class Redactor:
     {'db_password': '[REDACTED]', 'amount': 15000}
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0912 - validates each option where it is given
         self,
         *,
         enabled: bool = True,
@@ -556,7 +556,7 @@ class Redactor:
         except Exception:
             return f"<unrepresentable {_type_name(obj)}>"
 
-    def _value(self, obj: object, depth: int, walk: _Walk) -> JSONValue:
+    def _value(self, obj: object, depth: int, walk: _Walk) -> JSONValue:  # noqa: PLR0911, PLR0912 - one case per type
         walk.nodes -= 1
         try:
             if type(obj) is str:

@@ -122,7 +122,7 @@ def mention_markup(mention: str | None) -> str:
     return ""
 
 
-def clamp(text: str, limit: int, *, keep: Literal["head", "tail"] = "head") -> str:
+def clamp(text: str, limit: int, *, keep: Literal["head", "tail"] = "head") -> str:  # noqa: PLR0911 - early exits per limit case
     """``text`` cut to at most ``limit`` characters, saying how much was cut.
 
     ``keep="head"`` keeps the start and ends with ``"… 1,234 chars cut"``; ``keep="tail"``
@@ -588,7 +588,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _compact(key: object, value: object) -> str:
+def _compact(key: object, value: object) -> str:  # noqa: PLR0911 - one return per value kind
     """A field value as short text: numbers grouped for amount-like keys, nested values as JSON."""
     if isinstance(value, str):
         return value

@@ -244,7 +244,7 @@ _STATUS_REMEDIES: dict[int, str] = {
 }
 
 
-def remedy_for(status: int | None, error: str | None) -> str | None:
+def remedy_for(status: int | None, error: str | None) -> str | None:  # noqa: PLR0911 - a lookup table in code
     """Return what the operator should do about a failed delivery, or None when nothing applies.
 
     `status` is the HTTP status (None when no response arrived) and `error` is Slack's reason or an

@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 
-from slack_logging._alert import IGNORED_LOGGERS, Alert, build_alert, category_key
+from slack_logging._alert import IGNORED_LOGGERS, Alert
 from slack_logging._alert_logger import catalog_for
 from slack_logging._catalog import Catalog
+from slack_logging._ingest import alert_from_record
 from slack_logging._redact import Redactor
 from slack_logging._render import render_alert
 
@@ -75,16 +76,18 @@ class _Capture(logging.Handler):
                 return
             owner = self._owner
             catalog = owner.catalog_for(record)
-            category = catalog.lookup(category_key(record.__dict__["alert"]), record.levelno)
-            alert = build_alert(
+            alert = alert_from_record(
                 record,
-                category,
+                catalog,
                 owner.redactor,
                 host=self._host,
                 service=owner.service,
                 environment=owner.environment,
             )
-            payload = render_alert(alert, category)
+            assert alert is not None  # tagged
+            payload = render_alert(
+                alert, catalog.stored(alert.category, alert.title, alert.severity, alert.known)
+            )
             owner._add(
                 CapturedAlert(
                     category=alert.category,

@@ -590,7 +590,7 @@ class FakeSlack:
         with self._lock:
             self._errors.append(f"{type(error).__name__}: {error}")
 
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: _Handler) -> None:  # noqa: PLR0912 - one branch per Slack answer
         arrived = time.monotonic()
         raw = _read_request_body(handler)
         headers = {k.lower(): v for k, v in handler.headers.items()}
@@ -659,7 +659,7 @@ class FakeSlack:
         except Exception as exc:
             self._note_error(exc)
 
-    def _decide(
+    def _decide(  # noqa: PLR0911 - one answer per injected fault
         self, fault: _Fault | None, incoming: RecordedRequest
     ) -> tuple[_Answer, Received | None]:
         down, down_status = self._down
@@ -709,7 +709,9 @@ class FakeSlack:
         )
         return _Answer(200, None, b"ok", "text/html"), message
 
-    def _chat(self, incoming: RecordedRequest) -> tuple[_Answer, Received | None]:
+    def _chat(  # noqa: PLR0911, PLR0912 - one answer per Web API error Slack gives
+        self, incoming: RecordedRequest
+    ) -> tuple[_Answer, Received | None]:
         path, payload, headers = incoming.path, incoming.payload, incoming.headers
         arrived, early = incoming.received_at, incoming.early
         authorization = headers.get("authorization", "")

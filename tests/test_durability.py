@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import Children, wait_covered
 
 from slack_logging import SlackAlertHandler
 from slack_logging.cli import main as cli_main
@@ -31,36 +29,21 @@ log.setLevel(logging.INFO)
 """
 
 
-_children: list[subprocess.Popen[str]] = []
+_children = Children(PRELUDE)
 
 
 @pytest.fixture(autouse=True)
 def _reap_children() -> Iterator[None]:
     """A failing test never leaves a child process behind."""
     yield
-    while _children:
-        child = _children.pop()
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=10)
+    _children.reap()
 
 
 def run_child(
     body: str, fake: FakeSlack, alerts_dir: Path, **options: object
 ) -> subprocess.Popen[str]:
     """A Python process with a handler on ``alerts_dir`` (``options`` are handler options)."""
-    code = PRELUDE + textwrap.dedent(body)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, fake.webhook_url, str(alerts_dir), json.dumps(options)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    _children.append(child)
-    return child
+    return _children.spawn(body, fake, alerts_dir, **options)
 
 
 def pending_on_disk(alerts_dir: Path) -> int:
@@ -78,19 +61,6 @@ def alert_ids(fake: FakeSlack) -> list[str]:
     for m in fake.messages:
         out.extend(m.payload["metadata"]["event_payload"]["alert_ids"])
     return out
-
-
-def wait_covered(fake: FakeSlack, n: int, timeout: float = 30.0) -> None:
-    """Wait until the fake's messages cover ``n`` alerts (each wait is on the fake's condition)."""
-    deadline = time.monotonic() + timeout
-    while fake.alerts_covered < n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"only {fake.alerts_covered} of {n} alerts arrived")
-        try:
-            fake.wait_for(len(fake.messages) + 1, timeout=remaining)
-        except TimeoutError:
-            continue
 
 
 def test_kill9_alert_is_delivered_by_next_process(fake_slack: FakeSlack, alerts_dir: Path) -> None:

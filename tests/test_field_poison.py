@@ -184,15 +184,17 @@ class TestOverflowWhileDiskFull:
             soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
             resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
             gate = threading.Event()
-            original = h.ingest.handle
-            def stalled(record):
+            ingest = h.runtime.ingest
+            original = ingest.store
+            def stalled(batch):
                 gate.wait(30)
-                return original(record)
-            h.ingest.handle = stalled
+                return original(batch)
+            ingest.store = stalled
             for i in range(1, 41):
                 alert(i)
             gate.set()
-            report(flushed=h.flush(30), spilled=h.spilled, dropped=h.dropped)
+            stats = h.stats()
+            report(flushed=h.flush(30), spilled=stats.get("spilled", 0), dropped=stats["dropped"])
             h.close()
             """,
             fake_slack,

@@ -317,13 +317,13 @@ class TestLifecycleEdges:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """At interpreter shutdown (3.12+) threads cannot start: close() still stores the queue."""
-        from slack_logging import _handler as handler_module
+        import threading
 
         def refuse(self: object) -> None:
             raise RuntimeError("can't create new thread at interpreter shutdown")
 
-        monkeypatch.setattr(handler_module._Listener, "start", refuse)
         h = make_handler()
+        monkeypatch.setattr(threading.Thread, "start", refuse)
         logger.addHandler(h)
         logger.error("kept", extra={"alert": "payment_fail"})
         h.close(timeout=0.2)

@@ -24,12 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from slack_logging import SlackAlertHandler, _coordination
+from slack_logging import SlackAlertHandler
 from slack_logging._coordination import LocalCoordination, RedisCoordination
 from slack_logging.testing import FakeSlack
 
@@ -503,12 +502,13 @@ class TestSharedBudget:
         assert len(fake_slack.messages) == 1
         # Host B's clock jumps an hour: a bucket refilled from host clocks would be full again.
         real_time = time.time
-        monkeypatch.setattr(
-            _coordination,
-            "time",
-            SimpleNamespace(time=lambda: real_time() + 3600, monotonic=time.monotonic),
-        )
-        sender_b.clock = lambda: real_time() + 3600
+
+        def ahead() -> float:
+            return real_time() + 3600
+
+        assert isinstance(sender_b.coord, RedisCoordination)
+        sender_b.coord.clock = ahead
+        sender_b.clock = ahead
         log_b = logging.getLogger(f"{logger.name}.host_b")
         log_b.propagate = False
         log_b.addHandler(b)

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from slack_logging._dispatch import Planner, backoff
 from slack_logging._outbox import PendingRef
+from slack_logging._planner import MAX_BLOCK, Planner, backoff
 
 _ids = itertools.count(1)
 RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
@@ -219,14 +219,100 @@ class TestDedup:
         p.windows[("webhook:a", "same")] = 0.0
         held = [ref(1.0, key="same")]
         assert p.plan(held, 2.0) is None
-        p.release_all = True
-        assert p.plan(held, 2.0) is not None
+        assert p.plan(held, 2.0, release=True) is not None
 
 
 class TestBackoff:
     @pytest.mark.parametrize("attempt", [1, 2, 5, 10, 50])
     def test_backoff_grows_and_is_capped(self, attempt: int) -> None:
         """Exponential with ±50 % jitter, never above 1.5 × the 60 s cap."""
-        delays = [backoff(attempt) for _ in range(50)]
+        rng = random.Random(attempt)
+        delays = [backoff(attempt, rng) for _ in range(50)]
         nominal = min(60.0, 0.5 * 2 ** (attempt - 1))
         assert all(0.5 * nominal <= d <= 1.5 * nominal for d in delays)
+
+
+class TestPurity:
+    def test_queries_change_nothing(self) -> None:
+        """plan, wake_at and ready_at leave the state exactly as they found it."""
+        p = Planner(burst=1, rate=0.5)
+        p.took_token("webhook:a", 0.0)
+        p.windows[("webhook:a", "same")] = 0.0
+        pending = [ref(1.0, key="same"), ref(2.0), ref(3.0, dest="webhook:b")]
+        before = p.to_dict()
+        for now in (0.5, 1.0, 30.0, 500.0):
+            p.plan(pending, now)
+            p.wake_at(pending, now)
+            p.ready_at("webhook:a", now)
+            p.plan(pending, now, release=True)
+        assert p.to_dict() == before
+
+    def test_same_burst_in_any_order_gives_the_same_messages(self) -> None:
+        """Deterministic grouping: the order alerts arrive in memory does not change the plan."""
+        burst = [
+            ref(float(i % 4), "payment_fail" if i % 3 else "api_timeout", dest=f"webhook:{i % 2}")
+            for i in range(40)
+        ]
+        sent, left = simulate(Planner(), burst, until=30)
+        expected = [(pl.dest, pl.category, pl.alert_ids) for _, pl in sent]
+        assert not left
+        for seed in range(5):
+            shuffled = list(burst)
+            random.Random(seed).shuffle(shuffled)
+            got, _ = simulate(Planner(), shuffled, until=30)
+            assert [(pl.dest, pl.category, pl.alert_ids) for _, pl in got] == expected
+        assert sum(len(ids) for _, _, ids in expected) == 40
+
+
+class TestPersistence:
+    def test_round_trip(self) -> None:
+        """to_dict/from_dict carry buckets and windows to the next leader."""
+        p = Planner(burst=2)
+        p.took_token("webhook:a", 10.0)
+        p.rate_limited("webhook:b", 30.0, 10.0)
+        p.windows[("webhook:a", "k")] = 9.0
+        q = Planner.from_dict(p.to_dict(), 10.0, burst=2)
+        assert q.to_dict() == p.to_dict()
+        assert q.ready_at("webhook:b", 10.0) == pytest.approx(40.0)
+
+    def test_state_from_another_clock_is_clamped(self) -> None:
+        """Times from the future (a clock that was ahead, a lying Retry-After) are pulled back:
+        a block never lasts past MAX_BLOCK, a window never starts after now."""
+        saved = {
+            "buckets": {
+                "webhook:a": {"tokens": 99.0, "updated": 1e12, "blocked_until": 1e12},
+                "webhook:b": {"tokens": "nan?", "updated": 0.0},
+            },
+            "windows": [["webhook:a", "k", 1e12], ["bad"]],
+        }
+        p = Planner.from_dict(saved, 1000.0, burst=3)
+        assert p.ready_at("webhook:a", 1000.0) == pytest.approx(1000.0 + MAX_BLOCK)
+        assert p.buckets["webhook:a"].tokens == 3.0
+        assert "webhook:b" not in p.buckets
+        assert p.windows == {("webhook:a", "k"): 1000.0}
+
+    def test_retry_after_is_capped(self) -> None:
+        """A Retry-After of a day (a proxy, a bug) blocks for MAX_BLOCK at most."""
+        p = Planner()
+        p.rate_limited("webhook:a", 86400.0, 0.0)
+        assert p.ready_at("webhook:a", 0.0) == pytest.approx(MAX_BLOCK)
+
+
+class TestClockStep:
+    @pytest.mark.parametrize("step", [-3600.0, 3600.0])
+    def test_shift_keeps_waits_relative(self, step: float) -> None:
+        """After shift(step) the same waits remain, measured on the stepped clock."""
+        p = Planner(burst=1)
+        p.took_token("webhook:a", 100.0)
+        p.rate_limited("webhook:a", 20.0, 100.0)
+        p.windows[("webhook:a", "k")] = 100.0
+        p.shift(step)
+        assert p.ready_at("webhook:a", 100.0 + step) == pytest.approx(120.0 + step)
+        assert p.windows[("webhook:a", "k")] == 100.0 + step
+
+
+def test_backoff_is_reproducible_with_a_seeded_random() -> None:
+    """Jitter comes from the random source passed in, nothing global."""
+    a = [backoff(3, random.Random(7)) for _ in range(3)]
+    b = [backoff(3, random.Random(7)) for _ in range(3)]
+    assert a == b

@@ -1,0 +1,554 @@
+"""The sender thread: reads the outbox, asks the planner what to send, renders, posts, records.
+
+Only the process holding the directory's :class:`~slack_logging._leader.Leadership` sends; the
+others stand by (doing the runtime's housekeeping) and take over when the leader goes. Waits use
+the monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
+processes), and a step of that clock is detected against the monotonic one and shifted out.
+
+About 500 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
+buildable) is a short method here because it changes the outbox, the planner and the ledger
+together.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_logging._alert import Alert
+from slack_logging._catalog import Catalog, Category
+from slack_logging._coordination import Coordination
+from slack_logging._diag import Diagnostics
+from slack_logging._leader import Leadership
+from slack_logging._ledger import Ledger
+from slack_logging._outbox import Outbox, PendingRef
+from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
+from slack_logging._render import render_alert, render_digest
+from slack_logging._transport import Outcome, SendResult, Transport
+
+__all__ = ["Sender", "SenderConfig"]
+
+#: A wall-clock jump bigger than this (against the monotonic clock) counts as a step.
+CLOCK_STEP = 2.0
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    """The sender's knobs, resolved from :class:`~slack_logging._config.Settings`."""
+
+    poll_interval: float = 0.1
+    lead_interval: float = 0.5
+    max_permanent_attempts: int = 3
+    thread_ttl: float = 24 * 3600.0
+    label: str = "alerts directory"
+    retention_delivered: float = 7 * 86400.0
+    retention_dead: float = 30 * 86400.0
+
+
+class Sender:
+    """The delivery thread of one runtime. Started by the runtime, paused around ``fork``."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        transports: Mapping[str, Transport],
+        default_dest: str,
+        catalog: Catalog,
+        planner: Planner,
+        config: SenderConfig,
+        diag: Diagnostics,
+        coord: Coordination,
+        leadership: Leadership,
+        *,
+        ledger: Ledger | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        housekeeping: Callable[[], None] | None = None,
+        on_thread: Callable[[], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.transports = dict(transports)
+        self.default_dest = default_dest
+        self.catalog = catalog
+        self.planner = planner
+        self.config = config
+        self.diag = diag
+        self.coord = coord
+        self.leadership = leadership
+        self.stats = ledger or Ledger()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not crypto
+        self._housekeeping = housekeeping
+        self._on_thread = on_thread
+        self._state_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pending: dict[str, PendingRef] = {}
+        self._unmarked: list[tuple[list[str], str]] = []
+        self._next_look = 0.0
+        self._last_seq = 0
+        self._last_prune = float("-inf")
+        self._clock_mark: tuple[float, float] | None = None
+        #: Monotonic time the next message is due (None: nothing pending).
+        self._due: float | None = None
+        #: Monotonic time before which this process does not try to lead (see hand_off).
+        self._lead_after = float("-inf")
+        #: Monotonic time after which a stopping sender gives up (set by :meth:`stop`).
+        self._deadline: float | None = None
+        #: While set, held duplicates go at once (flush and shutdown).
+        self.release = threading.Event()
+        #: Called when the thread ends, if set (stop() could not wait for a hung request).
+        self.on_exit: Callable[[], None] | None = None
+
+    # -- lifecycle (the runtime calls these) --------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def leader(self) -> bool:
+        return self.leadership.held
+
+    def start(self) -> None:
+        """Start the thread, or keep the one that is still running (a stop it has not acted on
+        yet is cancelled: see :meth:`_should_exit`)."""
+        with self._state_lock:
+            self._stop.clear()
+            self._deadline = None
+            if self.alive:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="slack-logging-sender", daemon=True
+            )
+            self._thread.start()
+
+    def notify(self) -> None:
+        """New alerts were stored by this process: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float, *, drain_until: float | None = None) -> bool:
+        """Ask the thread to end and wait up to ``timeout`` s. True if it ended.
+
+        ``drain_until`` (monotonic): keep sending what is due until then (shutdown).
+        """
+        with self._state_lock:
+            self._deadline = drain_until
+            self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(max(0.0, timeout))
+        ended = not self.alive
+        if ended:
+            self.leadership.release()
+        return ended
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: no thread, no lock, no cached state from the parent."""
+        self._thread = None
+        self._state_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self.release = threading.Event()
+        self._deadline = None
+        self._lead_after = float("-inf")
+        self.on_exit = None
+        self.leadership.reset_after_fork()
+        self._unmarked = []
+        self._forget()
+        self.stats = Ledger()
+
+    def _forget(self) -> None:
+        self._pending = {}
+        self._next_look = 0.0
+        self._last_seq = 0
+        self._clock_mark = None
+
+    # -- leadership --------------------------------------------------------------------------
+
+    def hand_off(self, until: float) -> None:
+        """Stay off the sender lock until the monotonic ``until`` (a process that just forked
+        leaves sending to its children, and leads again only if none does)."""
+        self._lead_after = until
+
+    def try_lead(self) -> bool:
+        if self.leadership.held:
+            return True
+        if self.monotonic() < self._lead_after or not self.leadership.try_acquire():
+            return False
+        self._load_state()
+        return True
+
+    def step_down(self) -> None:
+        self.leadership.release()
+
+    def _load_state(self) -> None:
+        """A new leader takes over the rate budget and dedup windows where the last one left,
+        clamped by the planner (another process may have run on another clock)."""
+        now = self._now()
+        buckets = {
+            k.removeprefix("bucket:"): v for k, v in self.outbox.get_states("bucket:").items()
+        }
+        windows = []
+        for key, value in self.outbox.get_states("dedup:").items():
+            _, dest, dkey = key.split(":", 2)
+            windows.append([dest, dkey, value])
+        self.planner.load({"buckets": buckets, "windows": windows}, now)
+        self._forget()
+
+    def _save_state(self, plan: Plan) -> None:
+        state = self.planner.to_dict()
+        bucket = state["buckets"].get(plan.dest)
+        if bucket is not None:
+            self.outbox.set_state(f"bucket:{plan.dest}", bucket, ttl=3600.0)
+        ttl = self.planner.dedup_window + self.planner.dedup_quiet
+        for key in plan.dedup_keys:
+            start = self.planner.windows.get((plan.dest, key))
+            if start is not None:
+                self.outbox.set_state(f"dedup:{plan.dest}:{key}", start, ttl=ttl)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            if self._on_thread is not None:
+                self._on_thread()
+            while True:
+                self._cycle()
+                if self._should_exit():
+                    return
+        finally:
+            # Even when stop() gave up waiting (a hung request): never keep the directory's
+            # sender lock past the thread's life, or no process could lead again.
+            self.leadership.release()
+            if self.on_exit is not None:
+                self.on_exit()
+
+    def _should_exit(self) -> bool:
+        """Decided under the state lock, so a start() racing with a stop never finds a thread
+        that is about to end and believes it runs."""
+        with self._state_lock:
+            if not self._stop.is_set():
+                return False
+            return not self._draining()
+
+    def _draining(self) -> bool:
+        """After stop(drain_until=...): keep sending what is due until then."""
+        deadline, due = self._deadline, self._due
+        return (
+            deadline is not None
+            and due is not None
+            and self.leadership.held
+            and self.monotonic() < deadline
+            and due <= deadline
+        )
+
+    def _cycle(self) -> None:
+        """One turn of the loop: stand by, or send one message, or sleep until one is due.
+        Nothing escapes: the outbox keeps the alerts, and a user object's ``__str__`` that
+        raises even ``SystemExit`` must not end delivery."""
+        try:
+            if not self.try_lead():
+                self._idle()
+                if not self._stop.is_set():
+                    self._sleep(self.config.lead_interval)
+                return
+            self.leadership.beat()
+            if not self.leadership.still_held():
+                self.diag.report(
+                    "leader", "another process took over sending (this one was stopped)"
+                )
+                return
+            if self.step():
+                self._due = self.monotonic()
+                return
+            now = self._now()
+            wake = self.planner.wake_at(
+                list(self._pending.values()), now, release=self.release.is_set()
+            )
+            delay = self.config.poll_interval
+            self._due = None
+            if wake is not None:
+                delay = min(delay, max(0.0, wake - now))
+                self._due = self.monotonic() + max(0.0, wake - now)
+            if not self._stop.is_set():
+                self._sleep(delay)
+            elif self._draining() and wake is not None:
+                self._sleep(min(delay, max(0.0, (self._deadline or 0.0) - self.monotonic())))
+        except BaseException as exc:
+            self.stats.count("errors")
+            self.diag.report(
+                f"loop:{type(exc).__name__}",
+                f"delivery loop error ({type(exc).__name__}: {exc}); alerts stay in the outbox",
+            )
+            if not self._stop.is_set():
+                self._sleep(1.0)
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _idle(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping()
+
+    def _now(self) -> float:
+        """Wall-clock now; a step since the last call (NTP, a VM resumed) is shifted out of the
+        planner's state and the pending alerts' retry times."""
+        wall, mono = self.clock(), self.monotonic()
+        mark = self._clock_mark
+        self._clock_mark = (wall, mono)
+        if mark is not None:
+            step = wall - (mark[0] + (mono - mark[1]))
+            if abs(step) > CLOCK_STEP:
+                self.planner.shift(step)
+                for r in self._pending.values():
+                    r.created += step
+                    if r.not_before:
+                        r.not_before += step
+                self._next_look = 0.0
+                self.diag.report(
+                    "clock", f"the wall clock stepped by {step:+.0f} s; pacing follows"
+                )
+        return wall
+
+    def refresh(self, now: float) -> bool:
+        """Pick up alerts stored since the last look (by any process on the directory)."""
+        found = self.outbox.pending_refs(self._last_seq)
+        # A retry time saved under another clock (or by a process whose clock was ahead) is
+        # never believed further out than the longest backoff.
+        latest = now + BACKOFF_CAP * 1.5
+        for ref in found:
+            if ref.dest not in self.transports:
+                ref.dest = self.default_dest
+            ref.not_before = min(ref.not_before, latest)
+            self._pending[ref.alert_id] = ref
+            self._last_seq = max(self._last_seq, ref.seq)
+        return bool(found)
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def step(self) -> bool:
+        """Send at most one message. True if one was attempted."""
+        self._idle()
+        self._retry_unmarked()
+        now = self._now()
+        changed = self.refresh(now)
+        if now - self._last_prune > 3600.0:
+            self._last_prune = now
+            self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
+            self.planner.forget_windows(now)
+        if self.coord.shared:
+            changed = self._settle(now) or changed
+        release = self.release.is_set()
+        # Planning is O(pending): during a long outage with a big backlog, skip it until
+        # something arrives or the time it said to look again has come.
+        if not changed and not release and now < self._next_look:
+            return False
+        pending = list(self._pending.values())
+        if self.coord.shared:
+            self.planner.learn_windows(self.coord.sync(pending, now), now)
+        plan = self.planner.plan(pending, now, release=release)
+        if plan is None:
+            wake = self.planner.wake_at(pending, now, release=release)
+            self._next_look = wake if wake is not None else now + 3600.0
+            return False
+        self._next_look = 0.0
+        self.send(plan, now)
+        return True
+
+    def _retry_unmarked(self) -> None:
+        """Messages Slack took whose alerts could not be marked delivered (a locked disk):
+        mark them now rather than send them again."""
+        while self._unmarked:
+            ids, message = self._unmarked[0]
+            try:
+                self.outbox.mark_delivered(ids, message)
+            except Exception:
+                return
+            self._unmarked.pop(0)
+
+    def send(self, plan: Plan, now: float) -> SendResult | None:
+        """Post one planned message and record the outcome; None if it was not sent now."""
+        transport = self.transports.get(plan.dest) or self.transports[self.default_dest]
+        try:
+            bodies = self.outbox.bodies(plan.alert_ids)
+        except Exception as exc:  # a row this version cannot read: never block the others
+            self._unbuildable(plan, exc)
+            return None
+        alerts = [bodies[i] for i in plan.alert_ids if i in bodies]
+        admission = self.coord.admit(plan, alerts, now)
+        if admission.wait > 0:
+            self.planner.defer(plan.dest, now, now + admission.wait)
+            return None
+        if admission.await_key is not None:
+            for r in plan.refs:
+                self._pending.pop(r.alert_id, None)
+            self.coord.hold(list(plan.refs), admission.await_key, now)
+            return None
+        alerts.extend(admission.remote)
+        try:
+            payload = self._payload(plan, alerts)
+        except Exception as exc:
+            self._unbuildable(plan, exc)
+            return None
+        thread_key = _thread_key(alerts, transport)
+        if thread_key is not None:
+            ts = self.coord.thread_ts(plan.dest, thread_key)
+            if ts:
+                payload["thread_ts"] = ts
+                if any(a.severity == "critical" for a in alerts):
+                    payload["reply_broadcast"] = True
+        self.planner.took_token(plan.dest, now)
+        self.stats.count("requests")
+        result = transport.send(payload)
+        after = self._now()
+        if result.outcome is Outcome.OK:
+            self._delivered(plan, result, after, thread_key)
+            self.coord.delivered(plan, admission, result.ts or "sent")
+        elif result.outcome is Outcome.RATE_LIMITED:
+            self.stats.count("rate_limited")
+            retry_after = result.retry_after or 30.0
+            self.planner.rate_limited(plan.dest, retry_after, after)
+            self.coord.rate_limited(plan.dest, retry_after)
+            self._save_state(plan)
+        elif result.outcome is Outcome.RETRY:
+            self._retry(plan, result, after)
+        else:
+            self._permanent(plan, result, after)
+        self._announce()
+        return result
+
+    def category_for(self, alerts: Sequence[Alert], key: str) -> Category:
+        """The category resolved at ingest and stored with the alerts (never looked up anew)."""
+        if not alerts:
+            return self.catalog.lookup(key)
+        a = alerts[0]
+        return self.catalog.stored(key, a.title, a.severity, a.known)
+
+    def _payload(self, plan: Plan, alerts: Sequence[Alert]) -> dict[str, Any]:
+        category = self.category_for(alerts, plan.category)
+        if plan.kind == "single" and len(alerts) == 1:
+            return render_alert(alerts[0], category)
+        return render_digest(
+            alerts, category, repeat=plan.kind == "repeat", window=self.planner.dedup_window
+        )
+
+    def _delivered(
+        self, plan: Plan, result: SendResult, now: float, thread_key: str | None
+    ) -> None:
+        for r in plan.refs:
+            self._pending.pop(r.alert_id, None)
+        # Counted before the outbox says so: Slack has them, whatever the disk does next.
+        self.stats.count("messages")
+        self.stats.count("delivered", len(plan.refs))
+        message = result.ts or f"sent:{uuid.uuid4().hex[:12]}"
+        try:
+            self.outbox.mark_delivered(plan.alert_ids, message)
+        except Exception:
+            self._unmarked.append((plan.alert_ids, message))
+        self.planner.delivered(plan, now)
+        self._save_state(plan)
+        if thread_key is not None and result.ts:
+            self.coord.remember_thread(plan.dest, thread_key, result.ts, self.config.thread_ttl)
+
+    def _reschedule(self, refs: Sequence[PendingRef], now: float, reason: str) -> None:
+        not_before = now + backoff(max(r.attempts for r in refs) + 1, self.rng)
+        self.outbox.reschedule([r.alert_id for r in refs], not_before, reason)
+        for r in refs:
+            r.attempts += 1
+            r.not_before = not_before
+
+    def _retry(self, plan: Plan, result: SendResult, now: float) -> None:
+        self.stats.count("retries")
+        self._reschedule(plan.refs, now, _describe(result))
+        self.diag.report(
+            f"retry:{plan.dest}",
+            f"Slack did not take an alert ({_describe(result)}); {len(self._pending)} alert(s) "
+            f"wait in the {self.config.label} and are retried with backoff. "
+            f"{result.remedy or ''}".rstrip(),
+        )
+
+    def _permanent(self, plan: Plan, result: SendResult, now: float) -> None:
+        limit = self.config.max_permanent_attempts
+        dead = [r.alert_id for r in plan.refs if r.attempts + 1 >= limit]
+        later = [r for r in plan.refs if r.attempts + 1 < limit]
+        reason = _describe(result)
+        if dead:
+            self.outbox.mark_dead(dead, reason)
+            self.stats.count("dead", len(dead))
+            for i in dead:
+                self._pending.pop(i, None)
+        if later:
+            self._reschedule(later, now, reason)
+        self.diag.report(
+            f"permanent:{plan.dest}:{result.status}:{result.error}",
+            f"Slack rejected an alert: {reason}. {result.remedy or ''} Rejected alerts are kept "
+            f"as dead letters in the {self.config.label}; "
+            "run `slack-logging replay` after the fix.",
+            once=True,
+        )
+
+    def _settle(self, now: float) -> bool:
+        """Alerts left to another host's message: mark those it covered, take back those whose
+        sender went away. True if anything changed."""
+        settled = self.coord.settle(now)
+        for ids, message in settled.done:
+            self.outbox.mark_delivered(ids, message)
+            self.stats.count("delivered_elsewhere", len(ids))
+        for r in settled.back:
+            self._pending[r.alert_id] = r
+        changed = bool(settled.done or settled.back)
+        if changed:
+            self._announce()
+        return changed
+
+    def _unbuildable(self, plan: Plan, exc: Exception) -> None:
+        """A message that cannot be built (a corrupt or incompatible row) is a dead letter."""
+        reason = f"could not build the message ({type(exc).__name__}: {exc})"[:300]
+        self.outbox.mark_dead(plan.alert_ids, reason)
+        for r in plan.refs:
+            self._pending.pop(r.alert_id, None)
+        self.stats.count("dead", len(plan.refs))
+        self.diag.report(f"unbuildable:{type(exc).__name__}", f"{reason}; kept as dead letters")
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _announce(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_changed(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+
+def _thread_key(alerts: Sequence[Alert], transport: Transport) -> str | None:
+    """The Slack thread (``thread_ts`` parent) a message belongs in, if all its alerts agree."""
+    if not transport.supports_threads or not alerts:
+        return None
+    keys = {a.thread_key for a in alerts}
+    if len(keys) != 1:
+        return None
+    return keys.pop()
+
+
+def _describe(result: SendResult) -> str:
+    parts = []
+    if result.status is not None:
+        parts.append(f"HTTP {result.status}")
+    if result.error:
+        parts.append(result.error)
+    return " ".join(parts) or result.outcome.value

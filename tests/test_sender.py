@@ -1,0 +1,215 @@
+"""The sender, stepped by hand: a fake transport, fake wall and monotonic clocks, a real outbox."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slack_logging._alert import build_alert
+from slack_logging._catalog import Catalog
+from slack_logging._coordination import LocalCoordination
+from slack_logging._diag import Diagnostics
+from slack_logging._ingest import resolve_category
+from slack_logging._leader import Leadership
+from slack_logging._outbox import Outbox
+from slack_logging._planner import MAX_BLOCK, Planner
+from slack_logging._redact import Redactor
+from slack_logging._sender import Sender, SenderConfig
+from slack_logging._transport import Outcome, SendResult
+
+DEST = "webhook:test"
+
+
+class FakeTransport:
+    destination = DEST
+    supports_threads = False
+
+    def __init__(self) -> None:
+        self.answers: list[SendResult] = []
+        self.sent: list[Mapping[str, Any]] = []
+
+    def send(self, payload: Mapping[str, Any]) -> SendResult:
+        self.sent.append(payload)
+        return self.answers.pop(0) if self.answers else SendResult(Outcome.OK, 200)
+
+    def close(self) -> None:
+        return None
+
+    def covered(self) -> int:
+        return sum(p["metadata"]["event_payload"]["count"] for p in self.sent)
+
+
+class Clocks:
+    """A wall clock and a monotonic clock the test moves; ``step`` moves only the wall one."""
+
+    def __init__(self) -> None:
+        self.wall = 1_700_000_000.0
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+    def step(self, seconds: float) -> None:
+        self.wall += seconds
+
+
+@pytest.fixture
+def clocks() -> Clocks:
+    return Clocks()
+
+
+@pytest.fixture
+def outbox() -> Iterator[Outbox]:
+    box = Outbox(None)
+    yield box
+    box.close()
+
+
+def make_sender(outbox: Outbox, clocks: Clocks, transport: FakeTransport, **planner: Any) -> Sender:
+    return Sender(
+        outbox,
+        {DEST: transport},
+        DEST,
+        Catalog(),
+        Planner(**planner),
+        SenderConfig(),
+        Diagnostics(),
+        LocalCoordination(outbox),
+        Leadership(None),
+        clock=lambda: clocks.wall,
+        monotonic=lambda: clocks.mono,
+        rng=random.Random(1),
+    )
+
+
+def store(
+    outbox: Outbox, clocks: Clocks, n: int, *, alert: str | None = "payment_fail", **kw: Any
+) -> None:
+    catalog = Catalog()
+    items = []
+    for i in range(n):
+        extra = {"alert": alert} if alert else {}
+        record = logging.makeLogRecord(
+            {
+                "name": kw.get("name", "pay"),
+                "levelno": 40,
+                "levelname": "ERROR",
+                "msg": f"failure {i}",
+                "created": clocks.wall,
+                **extra,
+            }
+        )
+        category = resolve_category(catalog, record, kw.get("untagged_level"))
+        assert category is not None
+        items.append((build_alert(record, category, Redactor(), host="h"), DEST))
+    outbox.add(items)
+
+
+def run(sender: Sender, clocks: Clocks, seconds: float, tick: float = 0.5) -> None:
+    """Step the sender like its thread would, moving both clocks ``tick`` at a time."""
+    end = clocks.mono + seconds
+    while clocks.mono < end:
+        while sender.step():
+            pass
+        clocks.advance(tick)
+
+
+def test_delivers_and_counts(outbox: Outbox, clocks: Clocks) -> None:
+    """Stored alerts go out; the ledger and the outbox agree on the count."""
+    t = FakeTransport()
+    sender = make_sender(outbox, clocks, t)
+    store(outbox, clocks, 5)
+    run(sender, clocks, 5)
+    assert t.covered() == 5
+    assert outbox.counts()["delivered"] == 5
+    assert sender.stats["delivered"] == 5
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0, -86400.0])
+def test_wall_clock_step_during_a_retry_after_block(
+    outbox: Outbox, clocks: Clocks, step: float
+) -> None:
+    """Slack says wait 30 s, then the wall clock jumps: delivery resumes after 30 s of real
+    (monotonic) time, not an hour later and not at once."""
+    t = FakeTransport()
+    t.answers.append(SendResult(Outcome.RATE_LIMITED, 429, retry_after=30.0))
+    sender = make_sender(outbox, clocks, t)
+    store(outbox, clocks, 1)
+    run(sender, clocks, 1)
+    assert len(t.sent) == 1 and t.covered() == 1  # the refused attempt
+    clocks.step(step)
+    run(sender, clocks, 25)
+    assert len(t.sent) == 1
+    run(sender, clocks, 10)
+    assert len(t.sent) == 2
+    assert outbox.counts() == {"pending": 0, "delivered": 1, "dead": 0}
+
+
+def test_retry_backoff_survives_a_step_back(outbox: Outbox, clocks: Clocks) -> None:
+    """A 5xx sets a backoff; the clock steps back an hour; the retry still comes within the
+    backoff cap, and the alert is delivered."""
+    t = FakeTransport()
+    t.answers.append(SendResult(Outcome.RETRY, 503))
+    sender = make_sender(outbox, clocks, t)
+    store(outbox, clocks, 1)
+    run(sender, clocks, 1)
+    clocks.step(-3600.0)
+    run(sender, clocks, 95)
+    assert outbox.counts()["delivered"] == 1
+
+
+def test_saved_state_from_a_clock_far_ahead_is_clamped(outbox: Outbox, clocks: Clocks) -> None:
+    """A previous leader whose clock was a day ahead saved a block until tomorrow: the new
+    leader believes at most MAX_BLOCK of it."""
+    outbox.set_state(
+        f"bucket:{DEST}",
+        {"tokens": 0.0, "updated": clocks.wall + 86400, "blocked_until": clocks.wall + 86400},
+    )
+    t = FakeTransport()
+    sender = make_sender(outbox, clocks, t)
+    store(outbox, clocks, 1)
+    assert sender.try_lead()
+    run(sender, clocks, MAX_BLOCK + 5)
+    assert outbox.counts()["delivered"] == 1
+
+
+def test_untagged_record_keeps_the_title_it_was_given_at_ingest(
+    outbox: Outbox, clocks: Clocks
+) -> None:
+    """Sent because of untagged_level: titled by level and logger, never "Unknown alert"."""
+    t = FakeTransport()
+    sender = make_sender(outbox, clocks, t)
+    store(outbox, clocks, 1, alert=None, untagged_level=logging.ERROR, name="payments.api")
+    run(sender, clocks, 1)
+    (payload,) = t.sent
+    text = str(payload)
+    assert "Error log · payments.api" in text
+    assert "Unknown alert" not in text
+
+
+def test_user_object_raising_base_exception_does_not_stop_the_loop(
+    outbox: Outbox, clocks: Clocks, tmp_path: Path
+) -> None:
+    """Housekeeping that raises SystemExit (a user __str__ reached through a spill) is
+    reported and the loop goes on to deliver."""
+    t = FakeTransport()
+    sender = make_sender(outbox, clocks, t)
+    calls = []
+
+    def bad() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise SystemExit("from a user's __str__")
+
+    sender._housekeeping = bad
+    store(outbox, clocks, 2)
+    sender._cycle()  # the SystemExit is caught and counted
+    assert sender.stats["errors"] == 1
+    run(sender, clocks, 2)
+    assert t.covered() == 2
