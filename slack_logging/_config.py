@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slack_logging._catalog import Catalog
-from slack_logging._redact import Redactor
+from slack_logging._redact import Redactor, mask_secret
 
 __all__ = [
     "ENV_VARS",
@@ -52,18 +52,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$|^#[a-z0-9._-]{1,80}$")
 
 
-def mask_url(url: str) -> str:
-    """Show where a URL points without its secret path: ``https://hooks.slack.com/services/T…/****``."""
-    try:
-        parts = urlsplit(url)
-        segments = [s for s in parts.path.split("/") if s]
-        shown = "/".join(segments[:1])
-        if len(segments) > 1:
-            shown += f"/{segments[1][:2]}…/****"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or '?'}{port}/{shown}"
-    except ValueError:
-        return "<unparseable url>"
+#: Show where a URL points without its secret path (the package's one masking function).
+mask_url = mask_secret
 
 
 def parse_bool(value: object, *, key: str) -> bool:

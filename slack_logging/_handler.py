@@ -25,13 +25,14 @@ from typing import Any
 
 from slack_logging._alert import IGNORED_LOGGERS, safe_message
 from slack_logging._catalog import Category
-from slack_logging._config import Settings, mask_url
+from slack_logging._config import Settings
 from slack_logging._coordination import Coordination, LocalCoordination, RedisCoordination
 from slack_logging._diag import Diagnostics
 from slack_logging._dispatch import Planner, Sender, SenderConfig
 from slack_logging._ingest import Ingest
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
+from slack_logging._redact import mask_secret
 from slack_logging._spill import Spill
 from slack_logging._transport import build_routes
 
@@ -289,7 +290,7 @@ class SlackAlertHandler(logging.Handler):
         where = (
             f"channel={s.channel!r}"
             if s.mode == "chat"
-            else f"webhook_url={mask_url(s.webhook_url)!r}"
+            else f"webhook_url={mask_secret(s.webhook_url)!r}"
             if s.webhook_url
             else "destination=None"
         )

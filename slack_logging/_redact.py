@@ -40,23 +40,23 @@ today's epoch timestamps in ms, us and ns readable. Separated forms start with a
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import math
-import numbers
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
-from enum import Enum
-from itertools import islice
-from pathlib import PurePath
-from typing import Any
-from uuid import UUID
+from urllib.parse import quote, quote_plus, urlsplit
 
-__all__ = ["BUILTIN_PATTERNS", "REDACTED", "JSONValue", "Redactor", "mask_secret"]
+from slack_logging._jsonsafe import JsonSafe, JSONValue, safe_str, utf8_safe
 
-#: What :meth:`Redactor.value` returns: None, bool, int, float (finite), str, list, dict[str, ...].
-JSONValue = Any
+__all__ = [
+    "BUILTIN_PATTERNS",
+    "REDACTED",
+    "JSONValue",
+    "Redactor",
+    "mask_secret",
+    "neutralise_bidi",
+    "seal",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -77,11 +77,8 @@ BUILTIN_PATTERNS = (
 # What a mask keeps (a card's last four, a phone's tail) can join its neighbours into a new
 # match, so text() re-runs all patterns while the text still changes, at most this often.
 _MAX_PASSES = 8
-# Extra characters redacted past a string's cut so PII straddling the cut is still recognised.
-_CUT_MARGIN = 1_000
-_MAX_KEY = 256
-# str(int) and json.dumps refuse ints over 4300 digits (Python 3.11+).
-_MAX_INT_BITS = 13_000
+# Our own secrets shorter than this are not masked as literals (they would hit ordinary words).
+_MIN_LITERAL = 8
 
 # Slack's host, or Slack's webhook path shape on any host (a proxy, the fake Slack, or the
 # host-less "url: /services/..." in a requests exception).
@@ -111,14 +108,19 @@ _PARAM_RE = re.compile(
     """,
     re.VERBOSE,
 )
-_RRN_RE = re.compile(
-    r"(?<![0-9A-Za-z_])([0-9]{2})(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])(-?)([1-8])[0-9]{6}"
-    r"(?![0-9A-Za-z_])"
+# Between two digits of one number: up to four separators (space, tab, line breaks, dot, slash,
+# dashes, plus, "%20", their full-width forms, invisible spaces and direction marks).
+_SEP = (
+    r"(?:[ \t\r\n\f\v./+\-\u00a0\u2000-\u200f\u2010-\u2015\u2028-\u202f\u205f-\u2069"
+    r"\u2212\u3000\ufeff\ufe58\ufe63\uff0b\uff0d\uff0e\uff0f\u061c]|%20)"
 )
-# Runs of digit groups joined by single spaces or dashes; the lookahead skips short runs cheaply.
-_CARD_RUN_RE = re.compile(
-    r"(?<![0-9A-Za-z_])(?=[0-9][0-9 -]{12})[0-9]+(?:[ -][0-9]+)*(?![0-9A-Za-z_])"
-)
+_NUM_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d)*")
+# Card and resident numbers need 13+ digits; phones 10+. Most texts fail this at once.
+_NUM_HINT_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d){{9}}")
+_UDIGITS_RE = re.compile(r"\d+")
+# A number glued to one of these is part of an identifier (hex ids, UUIDs, "v2"), not a number.
+_GLUE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _PHONE_RE = re.compile(
     r"(?<![0-9A-Za-z_+])((?:\+82[ -]?(?:\(0\))?0?|0)1[016789])([ .-]?)([0-9]{3,4})\2([0-9]{4})"
     r"(?![0-9A-Za-z_])"
@@ -127,9 +129,6 @@ _EMAIL_RE = re.compile(
     r"(?<![A-Za-z0-9_.%+-])([A-Za-z0-9_.%+-]+)@"
     r"([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})(?![A-Za-z0-9_%+-]|\.?[A-Za-z0-9_.%+-]*@)"
 )
-# Every digit-based pattern needs 10+ digits joined by at most single separators.
-_DIGIT_HINT_RE = re.compile(r"[0-9](?:[ .-]?[0-9]){9}")
-_DIGITS_RE = re.compile(r"[0-9]+")
 _KEY_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)", re.DOTALL)
 _SLACK_PREFIX_RE = re.compile(r"(?:xoxe\.)?xox[a-z]-|xapp-")
@@ -199,72 +198,96 @@ def _is_card_number(digits: str) -> bool:
     return _luhn_ok(digits)
 
 
-def _keep_last_digits(text: str, keep: int = 4) -> str:
-    """Replace every digit with ``*`` except the last ``keep``; separators stay."""
-    out = []
-    kept = 0
-    for ch in reversed(text):
-        if "0" <= ch <= "9" and kept >= keep:
-            out.append("*")
-        else:
-            kept += "0" <= ch <= "9"
-            out.append(ch)
-    return "".join(reversed(out))
+def _rrn_ok(digits: str) -> bool:
+    """13 digits: a real birth date (century from the 7th digit), then gender code 1-8."""
+    code = digits[6]
+    if code not in "12345678":
+        return False
+    century = 1900 if code in "1256" else 2000
+    try:
+        dt.date(century + int(digits[:2]), int(digits[2:4]), int(digits[4:6]))
+    except ValueError:
+        return False
+    return True
 
 
-def _mask_card_run(m: re.Match[str]) -> str:
-    """Mask card numbers inside a run of digit groups, e.g. ``qty 2 4111 1111 1111 1111``."""
-    run = m.group(0)
-    if len(run) - run.count(" ") - run.count("-") < 13:
-        return run
-    groups = [(g.start(), g.end()) for g in _DIGITS_RE.finditer(run)]
-    spans: list[tuple[int, int]] = []
-    i = 0
-    while i < len(groups):
-        start, end = groups[i]
-        found = -1
-        if _is_card_number(run[start:end]):
-            found = i
-        elif end - start == 4:
-            # Separated forms open with 4 digits, then groups of at most 6 (4-4-4-4, 4-6-5);
-            # "20261126-1234567" does not qualify. Prefer the longest valid window.
-            total = 4
-            for j in range(i + 1, len(groups)):
-                glen = groups[j][1] - groups[j][0]
-                total += glen
-                if glen > 6 or total > 19:
-                    break
-                if total >= 13 and _is_card_number("".join(run[a:b] for a, b in groups[i : j + 1])):
-                    found = j
-        if found < 0:
-            i += 1
+def _grouping_ok(lengths: list[int]) -> bool:
+    """How a number written in several groups may be split and still be read as one.
+
+    One group; two groups split anywhere (a line break or a space typed into a card or resident
+    number); a card layout opening with 4 digits and going on in groups of at most 6 (4-4-4-4,
+    4-6-5, 4-4-4-4-3); or digits spelled out one or two at a time. A date and time
+    ("20261126 10 30 15") fits none of these.
+    """
+    if len(lengths) <= 2:
+        return True
+    if lengths[0] == 4 and max(lengths) <= 6:
+        return True
+    return max(lengths) <= 2
+
+
+def _digit_value(ch: str) -> str:
+    return ch if "0" <= ch <= "9" else str(unicodedata.decimal(ch, 0))
+
+
+def _mask_number_run(s: str, start: int, end: int, rrn: bool, card: bool) -> list[int]:
+    """Positions in ``s[start:end]`` (a run of digit groups) whose digits must become ``*``.
+
+    Every window of whole groups holding 13-19 digits is read without its separators (and
+    full-width or other Unicode digits as ASCII); a resident number keeps its birth date, a
+    card its last four digits.
+    """
+    run = s[start:end]
+    if "%20" in run:  # the digits of an encoded space are a separator, not part of the number
+        run = run.replace("%20", "   ")
+    groups = [(start + g.start(), start + g.end()) for g in _UDIGITS_RE.finditer(run)]
+    left_glued = start > 0 and s[start - 1] in _GLUE
+    right_glued = end < len(s) and s[end] in _GLUE
+    values = [
+        text if text.isascii() else "".join(map(_digit_value, text))
+        for text in (s[a:b] for a, b in groups)
+    ]
+    # Digit offsets: group i's digits are number digits offsets[i] .. offsets[i + 1] - 1.
+    offsets = [0]
+    for a, b in groups:
+        offsets.append(offsets[-1] + b - a)
+    masked: set[int] = set()
+    card_spans: list[tuple[int, int]] = []
+    for i in range(len(groups)):
+        if i == 0 and left_glued:
             continue
-        spans.append((start, groups[found][1]))
-        i = found + 1
-    if not spans:
-        return run
-    parts = []
-    pos = 0
-    for start, end in spans:
-        parts.append(run[pos:start])
-        parts.append(_keep_last_digits(run[start:end]))
-        pos = end
-    parts.append(run[pos:])
-    return "".join(parts)
+        for j in range(i, len(groups)):
+            total = offsets[j + 1] - offsets[i]
+            if total > 19:
+                break
+            if total < 13 or (j == len(groups) - 1 and right_glued):
+                continue
+            lengths = [b - a for a, b in groups[i : j + 1]]
+            if not _grouping_ok(lengths):
+                continue
+            digits = "".join(values[i : j + 1])
+            if rrn and total == 13 and _rrn_ok(digits):
+                masked.update(range(offsets[i] + 6, offsets[i] + 13))
+            elif card and _is_card_number(digits):
+                card_spans.append((offsets[i], offsets[j + 1]))
+    # Overlapping card windows ("qty 2 4111 ...") are masked as one, keeping the last four.
+    card_spans.sort()
+    merged: list[list[int]] = []
+    for lo, hi in card_spans:
+        if merged and lo < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    for lo, hi in merged:
+        masked.update(range(lo, hi - 4))
+    if not masked:
+        return []
+    positions = [p for a, b in groups for p in range(a, b)]
+    return [positions[k] for k in sorted(masked)]
 
 
 def _mask_webhook(m: re.Match[str]) -> str:
     return f"{m.group(1) or m.group(2)}{REDACTED}"
-
-
-def _mask_rrn(m: re.Match[str]) -> str:
-    yy, mm, dd, dash, gender = m.group(1, 2, 3, 4, 5)
-    century = 1900 if gender in "1256" else 2000
-    try:
-        dt.date(century + int(yy), int(mm), int(dd))
-    except ValueError:
-        return m.group(0)
-    return f"{yy}{mm}{dd}{dash}*******"
 
 
 def _mask_phone(m: re.Match[str]) -> str:
@@ -277,41 +300,12 @@ def _mask_email(m: re.Match[str]) -> str:
     return f"{local[: min(2, len(local) // 2)]}***@{domain}"
 
 
-_DIGIT_PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    ("rrn", _RRN_RE, _mask_rrn),  # before card: a 13-digit RRN must keep its date, not its tail
-    ("card", _CARD_RUN_RE, _mask_card_run),
-    ("phone", _PHONE_RE, _mask_phone),
-)
-
-
-def _utf8_safe(text: str) -> str:
-    """Lone surrogates (``os.fsdecode`` of bad bytes) would make UTF-8 writers raise later."""
-    if text.isascii():
+def neutralise_bidi(text: str) -> str:
+    """``text`` without direction controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F,
+    U+061C), which can make Slack show a line backwards and disguise an id or amount."""
+    if text.isascii() or not _BIDI_RE.search(text):
         return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
-
-
-def _type_name(obj: object) -> str:
-    try:
-        return type(obj).__name__
-    except Exception:
-        return "object"
-
-
-def _safe_str(obj: object) -> str:
-    """``str(obj)`` as an exact ``str``, or ``<unrepresentable T>`` if ``__str__`` raises."""
-    if type(obj) is str:
-        return obj
-    try:
-        text = str(obj)
-        # A str subclass can override lower(), encode(), ... and raise from there.
-        return text if type(text) is str else str.__str__(text)
-    except Exception:
-        return f"<unrepresentable {_type_name(obj)}>"
+    return _BIDI_RE.sub("", text)
 
 
 def _names(value: Iterable[str] | str, key: str) -> list[str]:
@@ -339,17 +333,6 @@ def _marker(name: str) -> Callable[[re.Match[str]], str]:
 def _key_words(key: str) -> list[str]:
     """``X-Api-Key`` -> ``['x', 'api', 'key']``; ``authToken`` -> ``['auth', 'token']``."""
     return [w.lower() for w in _KEY_WORD_RE.findall(key)]
-
-
-class _Walk:
-    """Budget and path of one :meth:`Redactor.value` call."""
-
-    __slots__ = ("active", "chars", "nodes")
-
-    def __init__(self, nodes: int, chars: int) -> None:
-        self.nodes = nodes
-        self.chars = chars
-        self.active: set[int] = set()
 
 
 class Redactor:
@@ -388,9 +371,10 @@ class Redactor:
         self.enabled = bool(enabled)
         # Our own secrets (the configured webhook URL and its path, the bot token): masked even
         # with redaction off, and whatever their shape.
-        shown = sorted({s for s in literals if isinstance(s, str) and len(s) >= 8}, key=len)
+        forms = {f for s in literals if isinstance(s, str) for f in _literal_forms(s)}
+        shown = sorted((f for f in forms if len(f) >= _MIN_LITERAL), key=len, reverse=True)
         self._literal_re = (
-            re.compile("|".join(re.escape(s) for s in reversed(shown))) if shown else None
+            re.compile("|".join(map(re.escape, shown)), re.IGNORECASE) if shown else None
         )
         disabled = set(_names(disable, "redact.disable"))
         for name in sorted(disabled):
@@ -449,10 +433,21 @@ class Redactor:
         self.max_str = max_str
         self.max_nodes = max_nodes
         self.max_chars = max_chars
+        self._walk = JsonSafe(
+            text=self.text,
+            key=self._key,
+            number=self._number,
+            secret=REDACTED,
+            max_depth=max_depth,
+            max_items=max_items,
+            max_str=max_str,
+            max_nodes=max_nodes,
+            max_chars=max_chars,
+        )
         self._key_cache: dict[str, bool] = {}
         self._safe_keys: dict[str, tuple[str, bool]] = {}
         self._hint_re = re.compile("|".join(map(re.escape, self._hints)))
-        self._digit_patterns = [(rx, fn) for name, rx, fn in _DIGIT_PATTERNS if self._on[name]]
+        self._numbers = self._on["rrn"] or self._on["card"] or self._on["phone"]
 
     def is_secret_key(self, key: str) -> bool:
         """Whether values under ``key`` are masked whole (``db_password``, ``X-Api-Key``)."""
@@ -478,7 +473,7 @@ class Redactor:
         'call 010-****-5678 or mail ho***@example.com'
         """
         try:
-            text = _utf8_safe(value if type(value) is str else _safe_str(value))
+            text = utf8_safe(value if type(value) is str else safe_str(value))
             if self._literal_re is not None:
                 text = self._literal_re.sub(REDACTED, text)
             if not self.enabled or not text:
@@ -488,7 +483,7 @@ class Redactor:
                 if out == text:
                     break
                 text, out = out, self._redact(out)
-        except Exception:
+        except BaseException:
             # Returning the input could leak whatever made redaction fail.
             return "[REDACTED: redaction failed]"
         return out
@@ -511,11 +506,28 @@ class Redactor:
             s = _BEARER_RE.sub(r"\1[REDACTED]", s)
         if on["email"] and "@" in s:
             s = _EMAIL_RE.sub(_mask_email, s)
-        if self._digit_patterns and _DIGIT_HINT_RE.search(s):
-            for pattern, replace in self._digit_patterns:
-                s = pattern.sub(replace, s)
+        if self._numbers and _NUM_HINT_RE.search(s):
+            s = self._mask_numbers(s)
         if on["secret_param"] and self._param_hint(low):
             s = _PARAM_RE.sub(self._mask_param, s)
+        return s
+
+    def _mask_numbers(self, s: str) -> str:
+        """Resident and card numbers in any spelling (see :func:`_mask_number_run`), then
+        phone numbers; only digits change, separators stay where they were."""
+        rrn, card = self._on["rrn"], self._on["card"]
+        if rrn or card:
+            hits: list[int] = []
+            for m in _NUM_RUN_RE.finditer(s):
+                if m.end() - m.start() >= 13:
+                    hits += _mask_number_run(s, m.start(), m.end(), rrn, card)
+            if hits:
+                chars = list(s)
+                for pos in hits:
+                    chars[pos] = "*"
+                s = "".join(chars)
+        if self._on["phone"]:
+            s = _PHONE_RE.sub(_mask_phone, s)
         return s
 
     def _param_hint(self, low: str) -> bool:
@@ -539,197 +551,119 @@ class Redactor:
     def value(self, obj: object) -> JSONValue:
         """``obj`` as bounded JSON-safe data with secrets masked. Never raises.
 
-        Dict keys become ``str``; tuples, sets and frozensets become lists (sets sorted when
-        possible); bytes are decoded as UTF-8; NaN/inf become ``"NaN"``/``"Infinity"``/
-        ``"-Infinity"``; other numbers (numpy) int/float; datetimes ``isoformat()``; Decimal,
-        UUID, Path, Enum ``str()``; dataclasses dicts; exceptions ``"ValueError: msg"``;
-        anything else ``str(obj)``, or ``"<unrepresentable T>"`` if that raises. Values under
-        secret keys become ``"[REDACTED]"``; ints that are card numbers or RRNs are masked
-        strings. Markers: ``"… N more"`` (cut container), ``"… [truncated N chars]"``,
-        ``"<recursive T>"``, ``"<T nested too deep>"``.
+        The walk of :class:`~slack_logging._jsonsafe.JsonSafe` with this redactor's masking:
+        every string (keys too) through :meth:`text`, values under secret keys become
+        ``"[REDACTED]"``, ints and integral floats that are card or resident numbers become
+        masked strings.
 
         >>> Redactor().value({"user": {"card_number": 4111111111111111}, "tags": {"b", "a"}})
         {'user': {'card_number': '[REDACTED]'}, 'tags': ['a', 'b']}
+        >>> Redactor().value([4111111111111111, 4111111111111111.0, 1732612345123])
+        ['************1111', '************1111', 1732612345123]
         """
-        try:
-            return self._value(obj, 0, _Walk(self.max_nodes, self.max_chars))
-        except Exception:
-            return f"<unrepresentable {_type_name(obj)}>"
-
-    def _value(self, obj: object, depth: int, walk: _Walk) -> JSONValue:
-        walk.nodes -= 1
-        try:
-            if type(obj) is str:
-                return self._clip(obj, walk)
-            if obj is None or type(obj) is bool:
-                return obj
-            if type(obj) is int:
-                return self._int(obj)
-            if type(obj) is float:
-                return self._float(obj)
-            if isinstance(obj, Enum):
-                return self._clip(_safe_str(obj), walk)
-            if isinstance(obj, str):
-                return self._clip(str.__str__(obj), walk)
-            if isinstance(obj, int):
-                return self._int(int.__int__(obj))
-            if isinstance(obj, float):
-                return self._float(float.__float__(obj))
-            if isinstance(obj, numbers.Integral):  # numpy.int64 and friends
-                return self._int(int(obj))
-            if isinstance(obj, numbers.Real):
-                return self._float(float(obj))
-            if isinstance(obj, (bytes, bytearray)):
-                head = bytes(obj[: (self.max_str + _CUT_MARGIN) * 4])
-                return self._clip(head.decode("utf-8", "replace"), walk, len(obj) - len(head))
-            if isinstance(obj, (dt.date, dt.time)):
-                return _safe_str(obj.isoformat())
-            if isinstance(obj, UUID):
-                return str(obj)
-            if isinstance(obj, (Decimal, PurePath)):
-                return self._clip(_safe_str(obj), walk)
-            if isinstance(obj, (Mapping, list, tuple, set, frozenset)) or (
-                dataclasses.is_dataclass(obj) and not isinstance(obj, type)
-            ):
-                return self._container(obj, depth, walk)
-            if isinstance(obj, BaseException):
-                return self._clip(f"{_type_name(obj)}: {_safe_str(obj)}", walk)
-            return self._clip(_safe_str(obj), walk)
-        except Exception:
-            return f"<unrepresentable {_type_name(obj)}>"
-
-    def _container(self, obj: object, depth: int, walk: _Walk) -> JSONValue:
-        name = _type_name(obj)
-        if id(obj) in walk.active:
-            return f"<recursive {name}>"
-        if depth >= self.max_depth:
-            return f"<{name} nested too deep>"
-        walk.active.add(id(obj))
-        try:
-            if isinstance(obj, Mapping):
-                return self._mapping(obj.items(), len(obj), depth, walk)
-            if isinstance(obj, (list, tuple)):
-                return self._sequence(obj, len(obj), depth, walk)
-            if isinstance(obj, (set, frozenset)):
-                items: Iterable[object] = obj
-                if len(obj) <= 100 * self.max_items:
-                    try:
-                        items = sorted(obj)
-                    except Exception:
-                        items = obj
-                return self._sequence(items, len(obj), depth, walk)
-            fields = dataclasses.fields(obj)  # type: ignore[arg-type]
-            pairs = ((f.name, getattr(obj, f.name)) for f in fields)
-            return self._mapping(pairs, len(fields), depth, walk)
-        finally:
-            walk.active.discard(id(obj))
-
-    def _mapping(
-        self, items: Iterable[tuple[object, object]], size: int, depth: int, walk: _Walk
-    ) -> dict[str, JSONValue]:
-        out: dict[str, JSONValue] = {}
-        done = 0
-        for key, item in islice(items, self.max_items):
-            if walk.nodes <= 0:
-                break
-            safe_key, secret = self._key(key if type(key) is str else _safe_str(key))
-            if secret:
-                walk.nodes -= 1
-                out[safe_key] = REDACTED
-            else:
-                out[safe_key] = self._value(item, depth + 1, walk)
-            done += 1
-        if size > done:
-            out["…"] = f"… {size - done} more"
-        return out
+        return self._walk(obj)
 
     def _key(self, key: str) -> tuple[str, bool]:
         """(redacted key, whether its value is secret); cached, extras reuse the same keys."""
-        key = key[:_MAX_KEY]
-        if not self.enabled:
-            return _utf8_safe(key), False
         cached = self._safe_keys.get(key)
         if cached is None:
-            cached = (self.text(key), self.is_secret_key(key))
+            cached = (self.text(key), self.enabled and self.is_secret_key(key))
             if len(self._safe_keys) >= 4096:
                 self._safe_keys.clear()
             self._safe_keys[key] = cached
         return cached
 
-    def _sequence(
-        self, items: Iterable[object], size: int, depth: int, walk: _Walk
-    ) -> list[JSONValue]:
-        out: list[JSONValue] = []
-        for item in islice(items, self.max_items):
-            if walk.nodes <= 0:
-                break
-            out.append(self._value(item, depth + 1, walk))
-        if size > len(out):
-            out.append(f"… {size - len(out)} more")
-        return out
-
-    def _clip(self, text: str, walk: _Walk, extra: int = 0) -> str:
-        """Redact and cut to ``max_str`` (and to what is left of ``max_chars``)."""
-        limit = max(0, min(self.max_str, walk.chars))
-        over = len(text) - limit
-        # Redact a little past the cut so PII straddling it is still recognised as such.
-        text = self.text(text[: limit + _CUT_MARGIN])[:limit] if over > 0 else self.text(text)
-        walk.chars -= len(text)
-        if over + extra > 0:
-            text = f"{text}… [truncated {over + extra} chars]"
-        return text
-
-    def _int(self, n: int) -> JSONValue:
-        if n.bit_length() > _MAX_INT_BITS:
-            return f"<int of {n.bit_length()} bits>"
-        # Card numbers and RRNs stored as ints: 10+ digits is where digit patterns start.
-        if self.enabled and n >= 1_000_000_000:
+    def _number(self, n: int | float) -> JSONValue:
+        """Card and resident numbers stored as numbers; 10+ digits is where digit patterns start."""
+        if not self.enabled or not 1_000_000_000 <= n < 1e20:
+            return n
+        if isinstance(n, float):
+            if not n.is_integer():
+                return n
+            digits = str(int(n))
+        else:
             digits = str(n)
-            masked = self.text(digits)
-            if masked != digits:
-                return masked
-        return n
-
-    @staticmethod
-    def _float(x: float) -> JSONValue:
-        if math.isfinite(x):
-            return x
-        if math.isnan(x):
-            return "NaN"
-        return "Infinity" if x > 0 else "-Infinity"
+        masked = self.text(digits)
+        return n if masked == digits else masked
 
 
-def mask_secret(value: str, keep: int = 4) -> str:
-    """Our own webhook URL or token, recognisable in diagnostics but useless to a reader.
+def _literal_forms(secret: str) -> list[str]:
+    """Our own secret as it may be written: raw, URL-encoded (``%2F`` or ``%2f``), form-encoded,
+    and, for a URL or a token, each long path segment or token part alone (the webhook's last
+    segment is the secret; it survives any encoding unchanged)."""
+    forms = [secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "%2F")]
+    try:
+        path = urlsplit(secret).path if "://" in secret else secret
+    except ValueError:
+        path = secret
+    forms.append(path)
+    if path.startswith("/"):
+        forms += path.split("/")[2:]
+    elif _SLACK_PREFIX_RE.match(secret):
+        forms += secret.split("-")[1:]
+    return [f for f in forms if f]
 
-    URLs keep scheme and host, never user info; Slack tokens keep their type prefix. Of the
-    rest (a URL's path and query, a token's body) only the last ``keep`` characters show, and
-    only when it is at least four times as long, like GitHub's token list. ``keep=0`` shows no
-    tail; a short secret shows nothing but ``…``.
 
-    >>> mask_secret("https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXabcd")
-    'https://hooks.slack.com/…abcd'
+def seal(payload: JSONValue, redactor: Redactor) -> JSONValue:
+    """The last pass before a payload leaves: every string in it through ``redactor.text`` and
+    :func:`neutralise_bidi`, whatever the renderer put there. Keys and numbers stay."""
+    if isinstance(payload, str):
+        return neutralise_bidi(redactor.text(payload))
+    if isinstance(payload, dict):
+        return {k: seal(v, redactor) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [seal(v, redactor) for v in payload]
+    return payload
+
+
+def mask_secret(value: str) -> str:
+    """Our own webhook URL, Redis URL or token, recognisable in diagnostics but useless to a
+    reader. The one masking function: the config errors, the transports' ``repr``, the CLI and
+    the handler all show secrets through it.
+
+    URLs keep scheme, host and port and the first path segment (``services``); the second
+    segment (the team id) shows two characters when long enough to tell webhooks apart; user
+    info, the rest of the path and the query never show. Slack tokens keep their type prefix.
+
+    >>> mask_secret("https://hooks.slack.com/services/T0FAKE/B0FAKE/XXXXXXXXXXXXXXXXXXXXabcd")
+    'https://hooks.slack.com/services/T0…/****'
+    >>> mask_secret("redis://:hunter2@cache.internal:6379/0")
+    'redis://cache.internal:6379/****'
     >>> mask_secret("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx")
-    'xoxb-…UvWx'
+    'xoxb-…'
     >>> mask_secret("hunter2")
-    '…'
+    '****'
     """
-    if not value:
-        return ""
-    text = _safe_str(value)
-    keep = max(0, keep)
-
-    def hide(secret: str) -> str:
-        tail = secret[-keep:] if keep and len(secret) >= 4 * keep else ""
-        return f"…{tail}"
-
-    url = _URL_RE.fullmatch(text)
-    if url:
-        scheme, netloc, rest = url.groups()
-        _user, at, host = netloc.rpartition("@")
-        shown = f"{scheme}://{'…@' if at else ''}{host}"
-        return f"{shown}/{hide(rest.lstrip('/'))}" if rest.strip("/") else shown
+    text = safe_str(value)
+    if "://" in text:
+        return _mask_url(text)
     prefix = _SLACK_PREFIX_RE.match(text)
-    if prefix:
-        return f"{prefix.group(0)}{hide(text[prefix.end() :])}"
-    return hide(text)
+    if prefix and len(text) > 2 * len(prefix.group()):
+        return f"{prefix.group()}…"
+    return "****"
+
+
+def _mask_part(part: str, keep: int) -> str:
+    # Too short to reveal a prefix without revealing most of it.
+    return "****" if len(part) <= 2 * keep else f"{part[:keep]}…"
+
+
+def _mask_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "****"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) > 2:
+        path = f"/{segments[0]}/{_mask_part(segments[1], 2)}/****"
+    elif len(segments) == 2:
+        path = f"/{segments[0]}/****"
+    else:
+        path = "/****" if segments else ""
+    query = "?****" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{path}{query}"

@@ -28,8 +28,9 @@ from typing import Any
 from slack_logging._alert import Alert, build_alert, new_alert_id
 from slack_logging._alert_logger import SEVERITY_LEVELS, AlertLogger, alert_extra
 from slack_logging._catalog import Category
-from slack_logging._config import ENV_VARS, Settings, load_config, mask_url
+from slack_logging._config import ENV_VARS, Settings, load_config
 from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, Outbox
+from slack_logging._redact import mask_secret
 from slack_logging._render import render_alert
 from slack_logging._transport import Transport, build_routes, remedy_for
 
@@ -111,11 +112,6 @@ def _alerts_dir(args: argparse.Namespace) -> Path:
     return Path(
         options.get("alerts_dir") or os.environ.get(ENV_VARS["alerts_dir"]) or "slack_alerts"
     )
-
-
-def _mask_token(token: str) -> str:
-    prefix = re.match(r"xox[a-z]-", token)
-    return f"{prefix.group()}…" if prefix else "****"
 
 
 def parse_field(text: str) -> tuple[str, Any]:
@@ -224,7 +220,7 @@ class _Report:
 def _check_destination(report: _Report, s: Settings) -> None:
     if s.mode == "chat":
         assert s.token is not None
-        report.ok(f"destination: bot token {_mask_token(s.token)} to channel {s.channel} (threads)")
+        report.ok(f"destination: bot token {mask_secret(s.token)} to channel {s.channel} (threads)")
         if not s.token.startswith("xoxb-"):
             report.warn(
                 "the token is not a bot token (xoxb-): messages post as whoever owns it",
@@ -241,7 +237,7 @@ def _check_destination(report: _Report, s: Settings) -> None:
             report.info(f"Web API at {s.api_url}")
     elif s.mode == "webhook":
         assert s.webhook_url is not None
-        report.ok(f"destination: incoming webhook {mask_url(s.webhook_url)}")
+        report.ok(f"destination: incoming webhook {mask_secret(s.webhook_url)}")
         report.ok("webhook URL is well-formed")
     else:
         report.fail(
@@ -258,12 +254,12 @@ def _check_destination(report: _Report, s: Settings) -> None:
             "set SLACK_ENABLED=true, or remove it",
         )
     if s.coordination_url:
-        report.info(f"coordination across hosts: {mask_url(s.coordination_url)}")
+        report.info(f"coordination across hosts: {mask_secret(s.coordination_url)}")
     for cat in s.catalog.values():
         if cat.channel and s.mode == "chat":
             report.ok(f"route: {cat.key} to channel {cat.channel}")
         elif cat.webhook_url and s.mode == "webhook":
-            report.ok(f"route: {cat.key} to webhook {mask_url(cat.webhook_url)}")
+            report.ok(f"route: {cat.key} to webhook {mask_secret(cat.webhook_url)}")
         elif cat.channel:
             report.warn(f"categories.{cat.key}.channel is ignored in webhook mode (webhook_url)")
         elif cat.webhook_url:
