@@ -54,16 +54,18 @@ def type_name(obj: object) -> str:
 
 
 def safe_str(obj: object) -> str:
-    """``str(obj)`` as an exact ``str``, or ``<unrepresentable T>`` if ``__str__`` raises
-    anything at all (``SystemExit`` too: a log call must not end the process)."""
+    """``str(obj)`` (else ``repr(obj)``) as an exact ``str``, or ``<unrepresentable T>`` if both
+    raise anything at all (``SystemExit`` too: a log call must not end the process)."""
     if type(obj) is str:
         return obj
-    try:
-        text = str(obj)
-        # A str subclass can override lower(), encode(), ... and raise from there.
-        return text if type(text) is str else str.__str__(text)
-    except BaseException:
-        return f"<unrepresentable {type_name(obj)}>"
+    for convert in (str, repr):
+        try:
+            text = convert(obj)
+            # A str subclass can override lower(), encode(), ... and raise from there.
+            return text if type(text) is str else str.__str__(text)
+        except BaseException:  # noqa: S112 - any failure: try the next way, then a placeholder
+            continue
+    return f"<unrepresentable {type_name(obj)}>"
 
 
 def _identity(text: str) -> str:
@@ -99,11 +101,12 @@ class JsonSafe:
     ``max_chars`` string characters per walk.
 
     Dict keys become ``str``; tuples, sets and frozensets lists (sets sorted when possible);
-    bytes are decoded as UTF-8; NaN/inf become ``"NaN"``/``"Infinity"``/``"-Infinity"``; other
-    numbers (numpy) int/float; datetimes ``isoformat()``; Decimal, UUID, Path, Enum ``str()``;
-    dataclasses dicts; exceptions ``"ValueError: msg"``; anything else ``str(obj)``, or
-    ``"<unrepresentable T>"``. Markers: ``"… N more"`` (cut container), ``"… [truncated N
-    chars]"``, ``"<recursive T>"``, ``"<T nested too deep>"``.
+    bytes are decoded as UTF-8 (``\\xff`` for a bad byte); NaN/inf become ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"``; other numbers (numpy) int/float; datetimes
+    ``isoformat()``; Decimal, UUID, Path, Enum ``str()``; dataclasses dicts; exceptions
+    ``"ValueError: msg"``; anything else ``str(obj)``, or ``"<unrepresentable T>"``.
+    Markers: ``"… N more"`` (cut container), ``"… [truncated N chars]"``, ``"<recursive T>"``,
+    ``"<T nested too deep>"``.
 
     >>> plain({"a": (1, float("nan")), 2: b"x", None: {3}})
     {'a': [1, 'NaN'], '2': 'x', 'None': [3]}
@@ -159,11 +162,13 @@ class JsonSafe:
                 return self._float(float.__float__(obj))
             if isinstance(obj, numbers.Integral):  # numpy.int64 and friends
                 return self._int(int(obj))
-            if isinstance(obj, numbers.Real) and not isinstance(obj, Decimal):
+            if isinstance(obj, numbers.Real):
                 return self._float(float(obj))
             if isinstance(obj, (bytes, bytearray)):
                 head = bytes(obj[: (self.max_str + _CUT_MARGIN) * 4])
-                return self._clip(head.decode("utf-8", "replace"), walk, len(obj) - len(head))
+                return self._clip(
+                    head.decode("utf-8", "backslashreplace"), walk, len(obj) - len(head)
+                )
             if isinstance(obj, (dt.date, dt.time)):
                 return self._clip(safe_str(obj.isoformat()), walk)
             if isinstance(obj, UUID):

@@ -10,8 +10,8 @@ Built-in patterns, in the order they run (the names ``disable`` accepts):
 - ``webhook_url``: ``https://hooks.slack.com/services/[REDACTED]`` (also ``/workflows/``,
   ``/triggers/``, ``hooks.slack-gov.com``, and a ``/services/T…/B…/…`` path on any host)
 - ``url_credentials``: ``postgres://app:[REDACTED]@db/x`` (the user name stays)
-- ``slack_token``: ``xoxb-[REDACTED]``, ``xapp-[REDACTED]`` (any ``xox?-``, ``xoxe.xoxp-``)
 - ``jwt``: ``[REDACTED:jwt]`` (three base64url segments, the first starting ``eyJ``)
+- ``slack_token``: ``xoxb-[REDACTED]``, ``xapp-[REDACTED]`` (any ``xox?-``, ``xoxe.xoxp-``)
 - ``bearer``: ``Bearer [REDACTED]`` (a token of 8+ characters after ``Bearer``)
 - ``email``: ``ho***@example.com``
 - ``rrn``: ``900101-*******``, ``900101*******`` (valid date, 7th digit 1-8)
@@ -64,8 +64,8 @@ REDACTED = "[REDACTED]"
 BUILTIN_PATTERNS = (
     "webhook_url",
     "url_credentials",
-    "slack_token",
     "jwt",
+    "slack_token",
     "bearer",
     "email",
     "rrn",
@@ -498,10 +498,11 @@ class Redactor:
             s = _WEBHOOK_RE.sub(_mask_webhook, s)
         if on["url_credentials"] and "@" in s and "://" in s:
             s = _URL_CRED_RE.sub(r"\1:[REDACTED]@", s)
-        if on["slack_token"] and ("xox" in s or "xapp-" in s):
-            s = _SLACK_TOKEN_RE.sub(r"\1-[REDACTED]", s)
+        # JWT first: a token inside a JWT's payload would otherwise break the JWT apart.
         if on["jwt"] and "eyJ" in s:
             s = _JWT_RE.sub("[REDACTED:jwt]", s)
+        if on["slack_token"] and ("xox" in s or "xapp-" in s):
+            s = _SLACK_TOKEN_RE.sub(r"\1-[REDACTED]", s)
         if on["bearer"] and "bearer" in low:
             s = _BEARER_RE.sub(r"\1[REDACTED]", s)
         if on["email"] and "@" in s:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slack_logging._alert import RESERVED_ATTRS, safe_message
 from slack_logging._redact import Redactor
+from slack_logging._snapshot import snapshot
 
 __all__ = ["Spill"]
 
@@ -62,27 +62,8 @@ class Spill:
                 self._fd = None
 
     def _record_data(self, record: logging.LogRecord) -> dict[str, Any]:
-        extras = {k: v for k, v in record.__dict__.items() if k not in RESERVED_ATTRS}
-        data = self.redactor.value(extras)
-        if not isinstance(data, dict):
-            data = {}
-        data.update(
-            name=record.name,
-            levelno=record.levelno,
-            levelname=record.levelname,
-            msg=self.redactor.text(getattr(record, "message", None) or safe_message(record)),
-            created=record.created,
-            pathname=record.pathname,
-            lineno=record.lineno,
-            process=record.process,
-            alert=self.redactor.value(record.__dict__.get("alert")),
-        )
-        if record.exc_info and record.exc_info[0] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            data["exc_text"] = self.redactor.text(text)
-        elif record.exc_text:
-            data["exc_text"] = self.redactor.text(record.exc_text)
-        return data
+        # Written from the redacted snapshot, the one place records are redacted.
+        return snapshot(record, self.redactor).record_dict()
 
     def _open(self) -> int:
         while True:

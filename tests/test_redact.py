@@ -581,6 +581,19 @@ class BadStr:
     def __str__(self) -> str:
         raise ValueError("no str")
 
+    def __repr__(self) -> str:
+        raise SystemExit("no repr either")
+
+
+class Exiting:
+    """``__str__`` and ``__repr__`` raise what ``except Exception`` does not catch."""
+
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+    def __repr__(self) -> str:
+        raise GeneratorExit
+
 
 class BadRepr:
     def __repr__(self) -> str:
@@ -686,7 +699,7 @@ class TestValue:
             (float("nan"), "NaN"),
             (float("inf"), "Infinity"),
             (float("-inf"), "-Infinity"),
-            (b"caf\xc3\xa9 \xff", "café \ufffd"),
+            (b"caf\xc3\xa9 \xff", "café \\xff"),
             ({3, 1, 2}, [1, 2, 3]),
             (frozenset({"b", "a"}), ["a", "b"]),
             ((1, "a"), [1, "a"]),
@@ -704,6 +717,8 @@ class TestValue:
             (Fraction(1, 4), 0.25),
             (Ledger(), {"a": 1, "bb": 2}),
             (BadStr(), "<unrepresentable BadStr>"),
+            (Exiting(), "<unrepresentable Exiting>"),
+            ({"k": [Exiting()]}, {"k": ["<unrepresentable Exiting>"]}),
             (BadRepr(), "<unrepresentable BadRepr>"),
             (Exploding(), "<unrepresentable Exploding>"),
             ("mail hong.gildong@example.com", "mail ho***@example.com"),
