@@ -30,6 +30,7 @@ from slack_logging._catalog import Catalog
 from slack_logging._coordination import Coordination, LocalCoordination
 from slack_logging._diag import Diagnostics
 from slack_logging._outbox import Outbox, PendingRef
+from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert, render_digest
 from slack_logging._transport import Outcome, SendResult, Transport
 
@@ -231,8 +232,11 @@ class Sender:
         on_thread_start: Callable[[], None] | None = None,
         on_idle: Callable[[], None] | None = None,
         coord: Coordination | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.outbox = outbox
+        # The last pass over every payload before a transport sees it (see _redact.seal).
+        self.redactor = redactor
         self.transports = dict(transports)
         self.default_dest = default_dest
         self.catalog = catalog
@@ -521,10 +525,12 @@ class Sender:
         if not category.known and alerts:
             category = self.catalog.lookup(plan.category, _LEVELS.get(alerts[0].level, 40))
         if plan.kind == "single" and len(alerts) == 1:
-            return render_alert(alerts[0], category)
-        return render_digest(
-            alerts, category, repeat=plan.kind == "repeat", window=self.planner.dedup_window
-        )
+            payload = render_alert(alerts[0], category)
+        else:
+            payload = render_digest(
+                alerts, category, repeat=plan.kind == "repeat", window=self.planner.dedup_window
+            )
+        return payload if self.redactor is None else seal(payload, self.redactor)
 
     @staticmethod
     def _thread_key(alerts: Sequence[Alert], transport: Transport) -> str | None:

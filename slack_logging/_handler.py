@@ -172,6 +172,7 @@ class SlackAlertHandler(logging.Handler):
                 on_thread_start=self._register_thread,
                 on_idle=self._on_sender_idle,
                 coord=self._coordination(planner),
+                redactor=self.redactor,
             )
         self.mirror = (
             Mirror(
