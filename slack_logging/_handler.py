@@ -25,7 +25,7 @@ from typing import Any
 
 from slack_logging._alert import IGNORED_LOGGERS, safe_message
 from slack_logging._catalog import Category
-from slack_logging._config import Settings
+from slack_logging._config import Settings, parse_level
 from slack_logging._coordination import Coordination, LocalCoordination, RedisCoordination
 from slack_logging._diag import Diagnostics
 from slack_logging._dispatch import Planner, Sender, SenderConfig
@@ -124,7 +124,7 @@ class SlackAlertHandler(logging.Handler):
         rate_limit: float | str | None = None,
         **options: Any,
     ) -> None:
-        level = options.pop("level", logging.NOTSET)
+        level = parse_level(options.pop("level", None), key="level") or logging.NOTSET
         env = options.pop("env", None)
         self.settings = Settings.resolve(
             env,

@@ -310,13 +310,12 @@ def neutralise_bidi(text: str) -> str:
 
 def _names(value: Iterable[str] | str, key: str) -> list[str]:
     """Config lists: accept a single string too (``disable: phone`` in YAML)."""
-    try:
-        items = [value] if isinstance(value, str) else list(value)
-    except TypeError:
-        raise ValueError(f"{key}: expected a list of names, got {value!r}") from None
+    if not isinstance(value, (str, list, tuple, set, frozenset)):
+        raise ValueError(f"{key}: expected a list of names, got {type(value).__name__}")
+    items = [value] if isinstance(value, str) else list(value)
     for item in items:
         if not isinstance(item, str) or not item:
-            raise ValueError(f"{key}: expected non-empty strings, got {item!r}")
+            raise ValueError(f"{key}: expected non-empty strings, got {safe_str(item)!r}")
     return items
 
 
@@ -385,17 +384,19 @@ class Redactor:
         self._extra: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = []
         if not isinstance(extra_patterns, (Mapping, type(None))):
             raise ValueError(
-                f"redact.extra_patterns: expected a mapping of name to regular expression, "
-                f"got {extra_patterns!r}"
+                f"redact.patterns: expected a mapping of name to regular expression, "
+                f"got {type(extra_patterns).__name__}"
             )
         for name, pattern in (extra_patterns or {}).items():
-            key = f"redact.extra_patterns.{name}"
+            key = f"redact.patterns.{name}"
             if not isinstance(name, str) or not name:
                 raise ValueError(
-                    f"redact.extra_patterns: pattern names must be strings, got {name!r}"
+                    f"redact.patterns: pattern names must be strings, got {safe_str(name)!r}"
                 )
             if not isinstance(pattern, str):
-                raise ValueError(f"{key}: expected a regular expression string, got {pattern!r}")
+                raise ValueError(
+                    f"{key}: expected a regular expression string, got {type(pattern).__name__}"
+                )
             try:
                 compiled = re.compile(pattern)
             except re.error as exc:

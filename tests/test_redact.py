@@ -875,7 +875,7 @@ class TestConfig:
     def test_invalid_extra_pattern(self) -> None:
         """An invalid regex is an error naming the pattern's key."""
         with pytest.raises(
-            ValueError, match=r"redact\.extra_patterns\.foo: invalid regular expression: "
+            ValueError, match=r"redact\.patterns\.foo: invalid regular expression: "
         ):
             Redactor(extra_patterns={"foo": "(unclosed"})
 
