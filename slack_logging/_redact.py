@@ -89,7 +89,7 @@ _WEBHOOK_RE = re.compile(
 # The lookbehind pins the scheme to the start of a word so a long letter run is scanned once.
 _URL_CRED_RE = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]+@")
 _SLACK_TOKEN_RE = re.compile(r"((?:xoxe\.)?xox[a-z]|xapp)-[A-Za-z0-9%-]+")
-_JWT_RE = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER_RE = re.compile(r"\b(bearer[ \t]+)[A-Za-z0-9._~+/-]{8,}=*", re.IGNORECASE)
 _PARAM_RE = re.compile(
     r"""
@@ -118,8 +118,9 @@ _NUM_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d)*")
 # Card and resident numbers need 13+ digits; phones 10+. Most texts fail this at once.
 _NUM_HINT_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d){{9}}")
 _UDIGITS_RE = re.compile(r"\d+")
-# A number glued to one of these is part of an identifier (hex ids, UUIDs, "v2"), not a number.
-_GLUE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+# A number glued to a letter is part of an identifier (hex ids, UUIDs, "v2"), not a number;
+# after "_" it is still read ("card_4111111111111111").
+_GLUE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _PHONE_RE = re.compile(
     r"(?<![0-9A-Za-z_+])((?:\+82[ -]?(?:\(0\))?0?|0)1[016789])([ .-]?)([0-9]{3,4})\2([0-9]{4})"
@@ -211,16 +212,17 @@ def _rrn_ok(digits: str) -> bool:
     return True
 
 
-def _grouping_ok(lengths: list[int]) -> bool:
+def _grouping_ok(lengths: list[int], decimal: bool) -> bool:
     """How a number written in several groups may be split and still be read as one.
 
     One group; two groups split anywhere (a line break or a space typed into a card or resident
     number); a card layout opening with 4 digits and going on in groups of at most 6 (4-4-4-4,
     4-6-5, 4-4-4-4-3); or digits spelled out one or two at a time. A date and time
-    ("20261126 10 30 15") fits none of these.
+    ("20261126 10 30 15") fits none of these. Two groups joined by a lone dot are a decimal
+    number ("1764126200.123"), unless split 6|7 like a resident number.
     """
     if len(lengths) <= 2:
-        return True
+        return not decimal or lengths == [6, 7]
     if lengths[0] == 4 and max(lengths) <= 6:
         return True
     return max(lengths) <= 2
@@ -263,10 +265,16 @@ def _mask_number_run(s: str, start: int, end: int, rrn: bool, card: bool) -> lis
             if total < 13 or (j == len(groups) - 1 and right_glued):
                 continue
             lengths = [b - a for a, b in groups[i : j + 1]]
-            if not _grouping_ok(lengths):
+            decimal = i + 1 == j and s[groups[i][1] : groups[j][0]] == "."
+            if not _grouping_ok(lengths, decimal):
                 continue
             digits = "".join(values[i : j + 1])
-            if rrn and total == 13 and _rrn_ok(digits):
+            # A resident number is written whole or in two parts (or digit by digit), never
+            # in a card layout. A bare 13 digits from 15 to 19 is an epoch in milliseconds
+            # (2017-2033) far more often than the number of someone born in 1915-19 or 2015-19.
+            rrn_shaped = len(lengths) <= 2 or max(lengths) <= 2
+            epoch_ms = i == j and "15" <= digits[:2] <= "19"
+            if rrn and total == 13 and rrn_shaped and not epoch_ms and _rrn_ok(digits):
                 masked.update(range(offsets[i] + 6, offsets[i] + 13))
             elif card and _is_card_number(digits):
                 card_spans.append((offsets[i], offsets[j + 1]))
