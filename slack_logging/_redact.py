@@ -115,8 +115,11 @@ _SEP = (
     r"\u2212\u3000\ufeff\ufe58\ufe63\uff0b\uff0d\uff0e\uff0f\u061c]|%20)"
 )
 _NUM_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d)*")
-# Card and resident numbers need 13+ digits; phones 10+. Most texts fail this at once.
+# Card and resident numbers need 13+ digits; phones 10+. Most texts fail this at once; ASCII
+# text (most of it) gets a cheaper check
 _NUM_HINT_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d){{9}}")
+# (a superset: "%20" is a "%" and two more digits to it, and it is as cheap as it gets).
+_ASCII_NUM_HINT_RE = re.compile(r"[0-9](?:[^0-9A-Za-z]{0,4}[0-9]){9}")
 _UDIGITS_RE = re.compile(r"\d+")
 # A number glued to a letter is part of an identifier (hex ids, UUIDs, "v2"), not a number;
 # after "_" it is still read ("card_4111111111111111").
@@ -380,9 +383,10 @@ class Redactor:
         # with redaction off, and whatever their shape.
         forms = {f for s in literals if isinstance(s, str) for f in _literal_forms(s)}
         shown = sorted((f for f in forms if len(f) >= _MIN_LITERAL), key=len, reverse=True)
-        self._literal_re = (
-            re.compile("|".join(map(re.escape, shown)), re.IGNORECASE) if shown else None
-        )
+        self._literal_re = re.compile("|".join(map(re.escape, shown))) if shown else None
+        # Every form contains one of these (the secret segment survives any encoding): a few
+        # substring checks decide whether the regex needs to run at all.
+        self._literal_cores = tuple(f for f in shown if not any(g != f and g in f for g in shown))
         disabled = set(_names(disable, "redact.disable"))
         for name in sorted(disabled):
             if name not in BUILTIN_PATTERNS:
@@ -455,6 +459,8 @@ class Redactor:
         )
         self._key_cache: dict[str, bool] = {}
         self._safe_keys: dict[str, tuple[str, bool]] = {}
+        self._names: dict[str, str] = {}
+        self._name_rows: dict[tuple[object, ...], tuple[str, ...]] = {}
         self._hint_re = re.compile("|".join(map(re.escape, self._hints)))
         self._numbers = self._on["rrn"] or self._on["card"] or self._on["phone"]
 
@@ -483,7 +489,7 @@ class Redactor:
         """
         try:
             text = utf8_safe(value if type(value) is str else safe_str(value))
-            if self._literal_re is not None:
+            if self._literal_re is not None and any(c in text for c in self._literal_cores):
                 text = self._literal_re.sub(REDACTED, text)
             if not self.enabled or not text:
                 return text
@@ -495,6 +501,29 @@ class Redactor:
         except BaseException:
             # Returning the input could leak whatever made redaction fail.
             return "[REDACTED: redaction failed]"
+        return out
+
+    def name(self, value: str) -> str:
+        """:meth:`text`, cached: for the strings that repeat from record to record (logger,
+        thread and file names, level, message template, alert tag)."""
+        out = self._names.get(value)
+        if out is None:
+            out = self.text(value)
+            if len(self._names) >= 4096:
+                self._names.clear()
+            self._names[value] = out
+        return out
+
+    def names(self, row: tuple[object, ...]) -> tuple[str, ...]:
+        """:meth:`name` of each item of ``row`` (None as ``""``, others as text), the row
+        cached as a whole: one lookup for a record's logger, level, file, function, thread
+        and process names. ``TypeError`` if an item is not hashable."""
+        out = self._name_rows.get(row)
+        if out is None:
+            out = tuple(self.name(v if type(v) is str else _name_text(v)) for v in row)
+            if len(self._name_rows) >= 4096:
+                self._name_rows.clear()
+            self._name_rows[row] = out
         return out
 
     def _redact(self, s: str) -> str:
@@ -516,7 +545,8 @@ class Redactor:
             s = _BEARER_RE.sub(r"\1[REDACTED]", s)
         if on["email"] and "@" in s:
             s = _EMAIL_RE.sub(_mask_email, s)
-        if self._numbers and _NUM_HINT_RE.search(s):
+        hint = _ASCII_NUM_HINT_RE if s.isascii() else _NUM_HINT_RE
+        if self._numbers and hint.search(s):
             s = self._mask_numbers(s)
         if on["secret_param"] and self._param_hint(low):
             s = _PARAM_RE.sub(self._mask_param, s)
@@ -595,6 +625,10 @@ class Redactor:
             digits = str(n)
         masked = self.text(digits)
         return n if masked == digits else masked
+
+
+def _name_text(value: object) -> str:
+    return "" if value is None else safe_str(value)
 
 
 def _literal_forms(secret: str) -> list[str]:

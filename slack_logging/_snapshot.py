@@ -61,9 +61,13 @@ def _safe_repr(value: object) -> str:
         return f"<{type_name(value)}>"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Snapshot:
-    """Everything downstream may use of one record; every string already redacted."""
+    """Everything downstream may use of one record; every string already redacted.
+
+    Treat it as read-only (not frozen only because frozen instances are slower to build, and
+    one is built per record on the listener thread).
+    """
 
     message: str
     template: str
@@ -133,8 +137,28 @@ def snapshot(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
 def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
     text = redactor.text
     attrs = record.__dict__
+    lineno = _int_attr(attrs, "lineno", 0)
+    # These repeat from record to record: redacted once per distinct row (cached).
+    get = attrs.get
+    msg = get("msg")
+    row = (
+        get("name"),
+        get("levelname"),
+        get("pathname"),
+        get("filename"),
+        get("module"),
+        get("funcName"),
+        get("threadName"),
+        get("processName"),
+        msg if isinstance(msg, str) else type_name(msg),
+    )
+    try:
+        names = redactor.names(row)
+    except TypeError:  # an unhashable name: someone replaced a record attribute
+        names = redactor.names(tuple(map(_as_text, row)))
+    (logger, level, pathname, filename, module, func, thread_name, process_name, template) = names
+
     message_fields = None
-    msg = attrs.get("msg")
     if isinstance(msg, dict):
         walked = redactor.value(msg)
         message_fields = walked if isinstance(walked, dict) else {"message": walked}
@@ -147,44 +171,40 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
     tag = tag_value = category = None
     if "alert" in attrs:
         raw = attrs["alert"]
-        tag = text(raw if isinstance(raw, str) else _safe_repr(raw))
+        tag = redactor.name(raw if isinstance(raw, str) else _safe_repr(raw))
         category = category_key(tag)
         if not isinstance(raw, str):
             tag_value = redactor.value(raw)
     alert_id = attrs.get("alert_id")
     tb_text, exc_type, place = _exception_parts(record)
-    pathname = _text_attr(attrs, "pathname")
-    lineno = _int_attr(attrs, "lineno", 0)
-    template = msg if isinstance(msg, str) else type_name(msg)
     return Snapshot(
         message=text(message),
-        template=text(template),
+        template=template,
         fields=fields,
         message_fields=message_fields,
         tag=tag,
         category=category,
         tag_value=tag_value,
         alert_id=alert_id[:64] if isinstance(alert_id, str) else None,
-        logger=text(_text_attr(attrs, "name")),
-        level=text(_text_attr(attrs, "levelname")),
+        logger=logger,
+        level=level,
         levelno=_int_attr(attrs, "levelno", logging.ERROR),
         created=_created(attrs.get("created")),
-        pathname=text(pathname),
-        filename=text(_text_attr(attrs, "filename")),
-        module=text(_text_attr(attrs, "module")),
-        func=text(_text_attr(attrs, "funcName")),
+        pathname=pathname,
+        filename=filename,
+        module=module,
+        func=func,
         lineno=lineno,
-        thread_name=text(_text_attr(attrs, "threadName")),
-        process_name=text(_text_attr(attrs, "processName")),
+        thread_name=thread_name,
+        process_name=process_name,
         process=_int_attr(attrs, "process", None),
         traceback=text(tb_text) if tb_text else None,
-        exc_type=text(exc_type) if exc_type else None,
-        place=text(place or f"{pathname}:{lineno}"),
+        exc_type=redactor.name(exc_type) if exc_type else None,
+        place=redactor.name(place) if place else f"{pathname}:{lineno}",
     )
 
 
-def _text_attr(attrs: dict[str, Any], name: str) -> str:
-    value = attrs.get(name)
+def _as_text(value: object) -> str:
     return "" if value is None else safe_str(value)
 
 
