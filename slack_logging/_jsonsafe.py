@@ -146,6 +146,8 @@ class JsonSafe:
         try:
             if type(obj) is str:
                 return self._clip(obj, walk)
+            if type(obj) is dict or type(obj) is list:  # the common containers, before the ABCs
+                return self._container(obj, depth, walk)
             if obj is None or type(obj) is bool:
                 return obj
             if type(obj) is int:
@@ -186,14 +188,13 @@ class JsonSafe:
             return f"<unrepresentable {type_name(obj)}>"
 
     def _container(self, obj: object, depth: int, walk: _Budget) -> JSONValue:
-        name = type_name(obj)
         if id(obj) in walk.active:
-            return f"<recursive {name}>"
+            return f"<recursive {type_name(obj)}>"
         if depth >= self.max_depth:
-            return f"<{name} nested too deep>"
+            return f"<{type_name(obj)} nested too deep>"
         walk.active.add(id(obj))
         try:
-            if isinstance(obj, Mapping):
+            if type(obj) is dict or isinstance(obj, Mapping):
                 return self._mapping(obj.items(), len(obj), depth, walk)
             if isinstance(obj, (list, tuple)):
                 return self._sequence(obj, len(obj), depth, walk)
@@ -247,7 +248,7 @@ class JsonSafe:
 
     def _clip(self, text: str, walk: _Budget, extra: int = 0) -> str:
         """Map through the text hook and cut to ``max_str`` (and what is left of ``max_chars``)."""
-        limit = max(0, min(self.max_str, walk.chars))
+        limit = self.max_str if walk.chars >= self.max_str else max(0, walk.chars)
         over = len(text) - limit
         text = self._text(text[: limit + _CUT_MARGIN])[:limit] if over > 0 else self._text(text)
         walk.chars -= len(text)

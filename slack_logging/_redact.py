@@ -489,8 +489,10 @@ class Redactor:
         """
         try:
             text = utf8_safe(value if type(value) is str else safe_str(value))
-            if self._literal_re is not None and any(c in text for c in self._literal_cores):
-                text = self._literal_re.sub(REDACTED, text)
+            for core in self._literal_cores:
+                if core in text:
+                    text = self._literal_re.sub(REDACTED, text)  # type: ignore[union-attr]
+                    break
             if not self.enabled or not text:
                 return text
             out = self._redact(text)

@@ -165,7 +165,8 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
     message = attrs.get("message")
     if type(message) is not str:
         message = safe_message(record)
-    fields = redactor.value(extras(record))
+    found = extras(record)
+    fields = redactor.value(found) if found else {}
     if not isinstance(fields, dict):
         fields = {"fields": fields}
     tag = tag_value = category = None
@@ -176,31 +177,34 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
         if not isinstance(raw, str):
             tag_value = redactor.value(raw)
     alert_id = attrs.get("alert_id")
-    tb_text, exc_type, place = _exception_parts(record)
+    tb_text = exc_type = place = None
+    if get("exc_info") or get("exc_text") or get("stack_info"):
+        tb_text, exc_type, place = _exception_parts(record)
+    # Positional (in field order): a keyword call costs a microsecond per record here.
     return Snapshot(
-        message=text(message),
-        template=template,
-        fields=fields,
-        message_fields=message_fields,
-        tag=tag,
-        category=category,
-        tag_value=tag_value,
-        alert_id=alert_id[:64] if isinstance(alert_id, str) else None,
-        logger=logger,
-        level=level,
-        levelno=_int_attr(attrs, "levelno", logging.ERROR),
-        created=_created(attrs.get("created")),
-        pathname=pathname,
-        filename=filename,
-        module=module,
-        func=func,
-        lineno=lineno,
-        thread_name=thread_name,
-        process_name=process_name,
-        process=_int_attr(attrs, "process", None),
-        traceback=text(tb_text) if tb_text else None,
-        exc_type=redactor.name(exc_type) if exc_type else None,
-        place=redactor.name(place) if place else f"{pathname}:{lineno}",
+        text(message),  # message
+        template,
+        fields,
+        message_fields,
+        tag,
+        category,
+        tag_value,
+        alert_id[:64] if isinstance(alert_id, str) else None,  # alert_id
+        logger,
+        level,
+        _int_attr(attrs, "levelno", logging.ERROR),  # levelno
+        _created(attrs.get("created")),  # created
+        pathname,
+        filename,
+        module,
+        func,
+        lineno,
+        thread_name,
+        process_name,
+        _int_attr(attrs, "process", None),  # process
+        text(tb_text) if tb_text else None,  # traceback
+        redactor.name(exc_type) if exc_type else None,  # exc_type
+        redactor.name(place) if place else f"{pathname}:{lineno}",  # place
     )
 
 
@@ -214,6 +218,8 @@ def _int_attr(attrs: dict[str, Any], name: str, default: Any) -> Any:
 
 
 def _created(value: object) -> float:
+    if type(value) is float and math.isfinite(value):
+        return value
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return 0.0
