@@ -109,9 +109,9 @@ _PARAM_RE = re.compile(
     re.VERBOSE,
 )
 # Between two digits of one number: up to four separators (space, tab, line breaks, dot, slash,
-# dashes, plus, "%20", their full-width forms, invisible spaces and direction marks).
+# dashes, underscore, plus, "%20", full-width forms, invisible spaces and direction marks).
 _SEP = (
-    r"(?:[ \t\r\n\f\v./+\-\u00a0\u2000-\u200f\u2010-\u2015\u2028-\u202f\u205f-\u2069"
+    r"(?:[ \t\r\n\f\v./+\-_\u00a0\u2000-\u200f\u2010-\u2015\u2028-\u202f\u205f-\u2069"
     r"\u2212\u3000\ufeff\ufe58\ufe63\uff0b\uff0d\uff0e\uff0f\u061c]|%20)"
 )
 _NUM_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d)*")

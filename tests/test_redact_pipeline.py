@@ -379,3 +379,45 @@ def test_clamp_never_splits_a_cluster(cluster: str) -> None:
         tail = clamp(text, limit, keep="tail")
         kept = tail.split(" cut", 1)[1][1:] if " cut" in tail else tail
         assert text.endswith(kept) and len(text) - len(kept) in cuts, (limit, tail)
+
+
+class Hostile:
+    """Every way of turning it into text raises something ``except Exception`` lets through."""
+
+    def __init__(self, error: type[BaseException]) -> None:
+        self.error = error
+
+    def __str__(self) -> str:
+        raise self.error("no str")
+
+    def __repr__(self) -> str:
+        raise self.error("no repr")
+
+    def __format__(self, spec: str) -> str:
+        raise self.error("no format")
+
+
+@pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt, GeneratorExit, RuntimeError])
+def test_hostile_objects_never_raise_and_are_delivered(
+    make_handler: Any,
+    fake_slack: FakeSlack,
+    alerts_dir: Path,
+    logger: logging.Logger,
+    error: type[BaseException],
+) -> None:
+    """Objects whose __str__/__repr__ raise SystemExit, KeyboardInterrupt or GeneratorExit, as
+    message argument, extra (nested too) and alert tag: the call returns, both alerts arrive
+    with placeholders (the tag becomes the category "Hostile"), the mirror has both lines."""
+    h = make_handler()
+    logger.addHandler(h)
+    bad = Hostile(error)
+    logger.error("paid %s", bad, extra={"alert": "payment_fail", "obj": bad, "deep": [{"x": bad}]})
+    logger.error("tagged", extra={"alert": bad})
+    assert h.flush(10)
+    messages = fake_slack.wait_for(2)
+    payloads = json.dumps([m.payload for m in messages], ensure_ascii=False)
+    assert "<unrepresentable Hostile>" in payloads
+    lines = (alerts_dir / "alerts.jsonl").read_text("utf-8").splitlines()
+    assert len(lines) == 2
+    assert '"obj":"<unrepresentable Hostile>"' in lines[0]
+    assert '"alert":"Hostile"' in lines[1]
