@@ -123,6 +123,12 @@ def teardown(handlers: Sequence[SlackAlertHandler], fakes: Sequence[FakeSlack]) 
     return out.getvalue()
 
 
+def listener_idle(handler: SlackAlertHandler) -> None:
+    """Wait until our listener thread has taken every queued record (mirror written, alerts
+    stored): the background cost of logging, without Slack's paced delivery."""
+    handler._queue.join()
+
+
 def alerts_counted(fake: FakeSlack) -> int:
     """Alerts covered by every message the fake accepted (metadata counts add up)."""
     return sum(m.payload["metadata"]["event_payload"]["count"] for m in fake.messages)
@@ -317,7 +323,7 @@ def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return out
 
 
-ORDER = ("caller", "throughput", "burst", "latency", "exit")
+ORDER = ("caller", "request", "throughput", "burst", "latency", "exit")
 
 
 def write_markdown() -> Path:

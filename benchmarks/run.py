@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _common import BENCH_DIR, RESULTS_DIR, write_markdown
 
-NAMES = ("caller", "throughput", "burst", "latency", "exit", "redis")
+NAMES = ("caller", "request", "throughput", "burst", "latency", "exit", "redis")
 
 
 def script_path(name: str) -> str:

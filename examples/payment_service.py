@@ -3,13 +3,14 @@
     python examples/payment_service.py           # offline: a fake Slack on 127.0.0.1
     python examples/payment_service.py --bot     # offline, bot-token mode: one thread per order
     python examples/payment_service.py --json    # also print each payload as JSON
+    python examples/payment_service.py --logs    # also show the console log (with tracebacks)
 
 Logging is set up by ``slack_logging.configure()`` from the repository's ``logging.yaml`` (or
 ``$LOGGING_CONFIG``). With no ``SLACK_WEBHOOK_URL`` or ``SLACK_BOT_TOKEN`` in the environment,
 the script starts ``slack_logging.testing.FakeSlack`` on loopback, points the environment at it,
-runs six orders through checkout and prints every message the fake received: the real pipeline
-(queue, outbox, pacing, digests, rendering, HTTP) without a Slack workspace. With real
-``SLACK_*`` variables set, the same alerts go to your channel.
+runs six orders through checkout and draws every message the fake received the way Slack shows
+it: the real pipeline (queue, outbox, pacing, digests, rendering, HTTP) without a Slack
+workspace. With real ``SLACK_*`` variables set, the same alerts go to your channel.
 
 The six orders cover all ten built-in categories: a clean payment, a declined card, a duplicate
 payment, a payment gateway timeout (cancelled), an unreachable gateway whose cancellation fails,
@@ -177,16 +178,36 @@ def slack_handlers() -> list[SlackAlertHandler]:
     return [h for h in logging.getLogger().handlers if isinstance(h, SlackAlertHandler)]
 
 
+class CountAlerts(logging.Filter):
+    """Counts the alerts logged, to set against what Slack received."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.logged += hasattr(record, "alert")
+        return True
+
+
+def quiet_console() -> None:
+    """The demo shows what Slack shows; a service keeps its console handler as configured."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, SlackAlertHandler):
+            handler.setLevel(logging.CRITICAL + 1)
+
+
 def show(fake: FakeSlack, as_json: bool) -> None:
+    color = sys.stdout.isatty()
     messages = fake.messages
-    print(f"\nSlack received {len(messages)} message(s):")
     for n, message in enumerate(messages, 1):
-        where = f"#{message.channel} " if message.channel else ""
+        where = f"#{message.channel}" if message.channel else "webhook"
         if message.thread_ts:
-            where += "↳ thread reply "
+            where += " ↳ thread reply"
             if message.payload.get("reply_broadcast"):
-                where += "(also sent to the channel) "
-        print(f"{n:2}. {where}{message.payload['text']}")
+                where += " (also sent to the channel)"
+        print(f"\n── {n}/{len(messages)} {where} " + "─" * max(0, 60 - len(where)))
+        print(message.preview(color=color))
         if as_json:
             print(json.dumps(message.payload, ensure_ascii=False, indent=2))
 
@@ -195,9 +216,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--bot", action="store_true", help="offline: use chat.postMessage")
     parser.add_argument("--json", action="store_true", help="print each payload as JSON")
+    parser.add_argument("--logs", action="store_true", help="keep the console log handler")
     args = parser.parse_args()
+    counter = CountAlerts()
     with offline_slack(args.bot) as fake:
         slack_logging.configure(os.environ.get("LOGGING_CONFIG", str(CONFIG)))
+        for handler in slack_handlers():
+            handler.addFilter(counter)
+        if not args.logs and fake is not None:
+            quiet_console()
         # Slack takes about one message a second: bursts are paced and grouped into digests.
         print("delivering (paced at Slack's rate limit)...", file=sys.stderr)
         for order in ORDERS:
@@ -211,6 +238,10 @@ def main() -> int:
         delivered = all(h.flush(timeout=60) for h in slack_handlers())
         if fake is not None:
             show(fake, args.json)
+            print(
+                f"\nSlack received {len(fake.messages)} message(s) covering "
+                f"{fake.alerts_covered} of the {counter.logged} alert(s) logged."
+            )
     if not delivered:
         print("some alerts are still pending; `slack-logging status` shows them", file=sys.stderr)
         return 1

@@ -149,7 +149,7 @@ class SlackAlertHandler(logging.Handler):
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
         if s.enabled:
-            self.outbox = Outbox(self._dir if self.durable else None)
+            self.outbox = Outbox(self._dir if self.durable else None, diag=self.diag)
             planner = Planner(
                 rate=s.rate_limit,
                 burst=s.burst,
@@ -194,7 +194,9 @@ class SlackAlertHandler(logging.Handler):
         self._ignored_dotted = tuple(f"{n}." for n in self._ignored)
         self._start_lock = threading.Lock()
         self.spill = (
-            Spill(self._dir, self.redactor) if self.durable and self.sender is not None else None
+            Spill(self._dir, self.redactor, diag=self.diag)
+            if self.durable and self.sender is not None
+            else None
         )
         self._orphan_scan = 0.0
         self._started = False
@@ -351,7 +353,7 @@ class SlackAlertHandler(logging.Handler):
             self.diag.report(
                 f"dropped:{self.dropped}",
                 f"{why}; {self.dropped} record(s) dropped from the mirror so far "
-                "(alerts are spilled to disk, not dropped)",
+                "(alerts are spilled, not dropped, unless a line says they are lost)",
             )
 
     def take_spills(self) -> int:
@@ -518,6 +520,8 @@ class SlackAlertHandler(logging.Handler):
             super().close()
 
     def _shutdown(self, deadline: float) -> None:
+        if self.outbox is not None:
+            self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
         listener_done = self._listener is None or self._listener.stop_within(
             # The queue drains to disk first; a little extra time here is worth it.
             max(0.2, deadline - time.monotonic())
@@ -543,11 +547,17 @@ class SlackAlertHandler(logging.Handler):
             self._deliver_inline(sender, deadline)
         left = self._left_at_close = self.pending()
         if left:
+            unstored = min(left, self.outbox.settle()) if self.durable else left
             where = (
                 f"kept in {self.settings.alerts_dir} for the next process to send"
                 if self.durable
                 else "lost: the alerts directory was not writable"
             )
+            if self.durable and unstored:
+                where = (
+                    f"{left - unstored} kept in {self.settings.alerts_dir} for the next process "
+                    f"to send, {unstored} lost (the outbox could not store them)"
+                )
             self.diag.report("exit", f"{left} alert(s) not delivered at exit, {where}")
         if ended:
             self._release_connections()

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 from slack_logging._alert_logger import AlertLogger
+from slack_logging._render import human_duration
 
 __all__ = ["DEFAULT_LOGGER", "InfraAlert", "classify", "infra_alert"]
 
@@ -122,8 +123,8 @@ def classify(exc: BaseException) -> Kind | None:
 
 
 _MESSAGES: dict[Kind, str] = {
-    "api_timeout": "%s %s timed out after %d ms (%s)",
-    "network_error": "%s %s unreachable after %d ms (%s)",
+    "api_timeout": "%s %s timed out after %s (%s)",
+    "network_error": "%s %s unreachable after %s (%s)",
 }
 
 
@@ -227,13 +228,14 @@ class InfraAlert:
             kind = classify(exc)
             if kind is None:
                 return
-            elapsed_ms = max(0, round((_now() - start) * 1000))
+            elapsed = max(0.0, _now() - start)
+            elapsed_ms = round(elapsed * 1000)
             self._alerts.alert(
                 kind,
                 _MESSAGES[kind],
                 self.service,
                 self.endpoint,
-                elapsed_ms,
+                human_duration(elapsed),
                 type(exc).__name__,
                 exc_info=exc,
                 # 1 is this frame, 2 __exit__ or the wrapper, 3 the `with` block or the caller

@@ -133,20 +133,20 @@ class _LineFormatter(JsonFormatter):
         record: logging.LogRecord,
         alert: str | None,
         alert_id: str | None,
-        error: Exception,
+        error: BaseException,
     ) -> str:
         """A minimal valid line saying why the full one could not be built. Never raises."""
         data: dict[str, Any] = {}
         try:
             data["timestamp"] = self._timestamp(float(record.created))
-        except Exception:  # a mangled record still gets a line
+        except BaseException:  # a mangled record still gets a line
             data["timestamp"] = self._timestamp(time.time())
 
         def shown(value: object) -> str:
             # Never write text that did not pass the redactor; the redactor may be what failed.
             try:
                 return self._redactor.text(safe_str(value))
-            except Exception:
+            except BaseException:
                 return "<withheld: redaction failed>"
 
         data["level"] = shown(getattr(record, "levelname", None))
@@ -164,7 +164,7 @@ class _LineFormatter(JsonFormatter):
         )
         try:
             return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except Exception:  # last resort: a constant line
+        except BaseException:  # last resort: a constant line
             return json.dumps({"mirror_error": "unformattable record"})
 
     def _timestamp(self, created: float) -> str:
@@ -322,7 +322,7 @@ class Mirror:
         """
         try:
             return self._formatter.line(record, alert, alert_id)
-        except Exception as error:  # format() must never raise into the listener
+        except BaseException as error:  # never raise into the listener, not even SystemExit
             return self._formatter.fallback(record, alert, alert_id, error)
 
     def write(self, lines: Sequence[str]) -> None:

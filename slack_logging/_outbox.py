@@ -5,23 +5,44 @@ One SQLite database in WAL mode (``outbox.sqlite3``). Every process on the direc
 the elected sender (see :mod:`slack_logging._dispatch`) changes states, so claims need no leases.
 WAL with ``synchronous=NORMAL`` means a commit is a write into the page cache: it survives
 ``kill -9`` and a crash of the process, not a power cut. Stdlib only.
+
+Longer than most modules because the file can fail in many ways at run time and each must keep
+the same interface working (the fallback to memory, recovery and the checks that avoid SIGBUS
+belong together); the file-level helpers live in :mod:`slack_logging._storage`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import SEVERITY_RANK
+from slack_logging._diag import Diagnostics
+from slack_logging._storage import (
+    Unwritable,
+    clean_json,
+    clean_number,
+    clean_text,
+    describe_fault,
+    discard,
+    fault_kind,
+    fault_remedy,
+    is_corrupt,
+    is_storage_fault,
+    move_aside,
+    side_files,
+    unwritable_file,
+)
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "Outbox", "PendingRef"]
 
@@ -51,7 +72,8 @@ CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, seq);
 CREATE TABLE IF NOT EXISTS kv (
     key     TEXT PRIMARY KEY,
     value   TEXT NOT NULL,
-    expires REAL
+    expires REAL,
+    written REAL
 );
 """
 
@@ -71,107 +93,542 @@ class PendingRef:
     not_before: float
 
 
+_INSERT = (
+    "INSERT OR IGNORE INTO alerts (alert_id, dest, category, rank, dedup_key, created, origin,"
+    " body, updated) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_ALL_COLUMNS = (
+    "alert_id, dest, category, rank, dedup_key, created, origin, body, state, attempts,"
+    " not_before, message, error, updated"
+)
+# Every column but seq, in _ALL_COLUMNS order: what moves between memory and the file.
+_SELECT_ALL = "SELECT " + _ALL_COLUMNS + " FROM alerts WHERE state "  # noqa: S608
+_COPY = "INSERT OR IGNORE INTO alerts (" + _ALL_COLUMNS + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+# Back into the file: new rows get the given seq; a row the file already has takes the state
+# memory knows, unless another process finished it meanwhile.
+_MERGE = (
+    "INSERT INTO alerts (seq, " + _ALL_COLUMNS + ") "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (alert_id) DO UPDATE SET "
+    "state = excluded.state, attempts = excluded.attempts, not_before = excluded.not_before, "
+    "message = excluded.message, error = excluded.error, updated = excluded.updated "
+    "WHERE alerts.state = 0"
+)
+_MARKER = (
+    "INSERT INTO alerts (seq, alert_id, dest, category, rank, dedup_key, created, origin, body,"
+    " updated, state) VALUES (?,'','','',0,'',0,'','',0,-1)"
+)
+
+#: Seconds an insert or read may wait for another process's write lock (a stopped peer holds it
+#: forever); past it, alerts are kept in memory and the outbox is tried again later.
+BUSY_TIMEOUT = 1.0
+#: How often storage is tried again while alerts are kept in memory, and how long that try waits.
+RETRY_EVERY = 5.0
+PROBE_TIMEOUT = 0.05
+#: Persisted times further ahead than this were written by a different (wrong) clock.
+MAX_FUTURE = 2 * 3600.0
+#: Pending rows carried over from an outbox that was removed or renamed under us.
+MAX_CARRY = 50_000
+#: This process's newest pending rows kept in memory too, in case the file becomes unreadable.
+MAX_RECENT = 2_000
+
+
 class Outbox:
     """The alerts directory's outbox.
+
+    When the file refuses writes (disk full, locked by a stopped process, read-only, immutable,
+    removed, corrupt), alerts are kept in a private in-memory database with the same interface,
+    so the sender goes on delivering them, and storage is tried again every :data:`RETRY_EVERY`
+    seconds; the alerts move to the file once it takes them. Each cause is reported once on
+    stderr. Only a bad argument raises from the constructor.
 
     Args:
         directory: the alerts directory, or ``None`` for a private in-memory outbox (used when the
             directory cannot be written: delivery goes on, persistence does not).
         origin: who inserts (``host:pid``), so :meth:`pending_from` can tell this process's alerts.
+        clock: wall-clock time source for stored times (tests inject one).
+        diag: where storage faults are reported (default: a private one writing to stderr).
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None, *, origin: str = "") -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None,
+        *,
+        origin: str = "",
+        clock: Callable[[], float] = time.time,
+        diag: Diagnostics | None = None,
+    ) -> None:
         self.path: Path | None = Path(directory) / DB_NAME if directory is not None else None
+        self._file = str(self.path) if self.path is not None else None
         self.origin = origin or f"{os.uname().nodename}:{os.getpid()}"
-        self._lock = threading.Lock()
-        self._conn = self._connect()
+        self.clock = clock
+        self.diag = diag or Diagnostics()
+        self._lock = threading.RLock()
+        self._deadline: float | None = None
+        self._busy_ms = -1
+        self._disk: sqlite3.Connection | None = None
+        self._disk_id: tuple[int, int] | None = None
+        self._mem: sqlite3.Connection | None = None
+        self.fault: str | None = None  # why alerts are kept in memory; None when the file works
+        self._reopen = False
+        self._unsafe = False
+        self._retry_at = 0.0
+        self._base_seq = 0
+        self._high_seq = 0
+        self._deferred: list[tuple[list[str], str, tuple[Any, ...]]] = []
+        self._deferred_ids: set[str] = set()
+        # This process's pending rows, so they can be sent from memory even when the file can
+        # no longer be read safely (made immutable).
+        self._recent: dict[str, tuple[Any, ...]] = {}
+        self._in_file: set[str] = set()
+        self._settled: int | None = None
+        self._told = False
+        self._closed = False
+        if self.path is None:
+            self._mem = _open_memory()
+            return
+        try:
+            self._disk = self._open_disk()
+        except Exception as exc:  # whatever the file's trouble, alerts go on from memory
+            self._degrade(exc, reopen=True)
 
-    def _connect(self) -> sqlite3.Connection:
-        target = str(self.path) if self.path is not None else ":memory:"
-        if self.path is not None and not self.path.exists():
+    # -- connections -------------------------------------------------------------------------
+
+    def _open_disk(self) -> sqlite3.Connection:
+        """Connect to the file, recreating a removed directory and moving a corrupt file aside."""
+        assert self.path is not None
+        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            return self._connect(self.path)
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc):
+                raise
+            target = move_aside(self.path)
+            self.diag.report(
+                f"corrupt:{target}",
+                f"the outbox {self.path} is corrupt ({exc}); it was moved aside to {target} "
+                "(kept for forensics) and a fresh outbox is used",
+                once=True,
+            )
+            return self._connect(self.path)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        bad = unwritable_file(path)
+        if bad is not None:
+            raise Unwritable(errno.EACCES, "not writable by this user (or immutable)", str(bad))
+        if not path.exists():
             # Create it private before SQLite does, umask-independent.
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.fchmod(fd, 0o600)
             os.close(fd)
-        conn = sqlite3.connect(target, timeout=5.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            if self.path is not None:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
-        except sqlite3.Error:
-            conn.close()
+            _add_written(conn)
+            # Reads a page of the table and of its index: a corrupt file fails here, at start.
+            conn.execute("SELECT count(*) FROM alerts WHERE state = 0").fetchone()
+        except BaseException:
+            discard(conn, unsafe=False)
             raise
-        if self.path is not None:
-            for suffix in ("-wal", "-shm"):
-                side = self.path.with_name(self.path.name + suffix)
-                if side.exists():
-                    os.chmod(side, 0o600)
+        for side in side_files(path):
+            with suppress(OSError):
+                os.chmod(side, 0o600)
+        st = os.stat(path)
+        self._disk_id = (st.st_dev, st.st_ino)
+        self._busy_ms = int(BUSY_TIMEOUT * 1000)
         return conn
+
+    def _memory(self) -> sqlite3.Connection:
+        if self._mem is None:
+            self._mem = _open_memory()
+        return self._mem
 
     @property
     def durable(self) -> bool:
-        return self.path is not None
+        """True while alerts reach the file (not only memory)."""
+        return self.path is not None and self.fault is None
 
     def reopen_after_fork(self) -> None:
-        """Drop the parent's connection without closing it (SQLite forbids using it in a child)."""
-        _ORPHANS.append(self._conn)
-        self._lock = threading.Lock()
+        """Drop the parent's connections without closing them (SQLite forbids using them in a
+        child); the parent's alerts in memory stay the parent's to send."""
+        for conn in (self._disk, self._mem):
+            if conn is not None:
+                _ORPHANS.append(conn)
+        self._lock = threading.RLock()
         self.origin = f"{os.uname().nodename}:{os.getpid()}"
-        self._conn = self._connect()
+        self._disk = self._mem = None
+        self.fault = None
+        self._deferred, self._deferred_ids = [], set()
+        self._recent, self._in_file = {}, set()
+        self._deadline = None
+        if self.path is None:
+            self._mem = _open_memory()
+            return
+        try:
+            self._disk = self._open_disk()
+        except Exception as exc:  # whatever the file's trouble, alerts go on from memory
+            self._degrade(exc, reopen=True)
 
-    def close(self) -> None:
-        with self._lock, suppress(sqlite3.Error):
-            self._conn.close()
+    def set_deadline(self, deadline: float | None) -> None:
+        """From now on no call waits for a lock past ``deadline`` (``time.monotonic()``)."""
+        self._deadline = deadline
+
+    def settle(self) -> int:
+        """A last try to store alerts kept in memory; returns how many pending alerts are still
+        only in memory (lost if the process ends now). The caller reports them; close() then
+        does not repeat it."""
+        self._told = True
+        return self._settle()
+
+    def _settle(self) -> int:
+        with self._locked() as ok:
+            if not ok or self._closed:
+                return self._settled or 0
+            if self.fault is not None and self.path is not None:
+                self._retry_at = 0.0
+                self._maintain()
+            self._settled = self._volatile()
+            return self._settled
+
+    def close(self, deadline: float | None = None) -> None:
+        """Close, never raising and never waiting past ``deadline`` (``time.monotonic()``).
+
+        Alerts still only in memory are tried on the file once more; if they cannot be stored,
+        stderr says how many are lost and why.
+        """
+        if deadline is not None:
+            self._deadline = deadline
+        try:
+            self._close()
+        except Exception as exc:  # close() runs at exit: it must never raise into the app
+            self.diag.report("outbox-close", f"could not close the outbox cleanly ({exc!r})")
+
+    def _close(self) -> None:
+        left = self._settle() if self._settled is None else self._settled
+        with self._locked() as ok:
+            if not ok or self._closed:
+                return
+            self._closed = True
+            if left and self.path is not None and not self._told:
+                self.diag.report(
+                    "outbox-lost",
+                    f"{left} alert(s) could not be stored in {self.path} ({self.fault}) and were "
+                    "not delivered: they are lost with this process",
+                )
+            if self._disk is not None:
+                discard(self._disk, unsafe=self._unsafe or self._files_unsafe())
+            if self._mem is not None:
+                discard(self._mem, unsafe=False)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+    def _locked(self) -> Iterator[bool]:
+        timeout = -1.0
+        if self._deadline is not None:
+            timeout = max(0.0, self._deadline - time.monotonic())
+        got = self._lock.acquire(timeout=timeout)
+        try:
+            yield got
+        finally:
+            if got:
+                self._lock.release()
+
+    # -- fault handling ----------------------------------------------------------------------
+
+    def _degrade(
+        self, exc: BaseException, *, reopen: bool = False, durable_copies: bool = True
+    ) -> None:
+        """Keep alerts in memory from now on; say why once."""
+        corrupt = is_corrupt(exc)
+        reopen = reopen or corrupt or isinstance(exc, Unwritable)
+        first = self.fault is None
+        self.fault = describe_fault(exc)
+        self._reopen = self._reopen or reopen
+        self._retry_at = time.monotonic() + RETRY_EVERY
+        mem = self._memory()
+        if first:
+            self._base_seq = self._high_seq
+            mem.executemany(_COPY, list(self._recent.values()))
+            if durable_copies:
+                # Still in the file too: not lost if the process ends before storage works.
+                self._in_file.update(self._recent)
+            self._recent = {}
+            top = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
+            if self._base_seq > top:
+                # A marker row (state -1) so the alerts kept in memory get seqs above every seq
+                # the sender has seen in the file.
+                mem.execute(_MARKER, (self._base_seq,))
+        self.diag.report(
+            f"outbox-fault:{fault_kind(exc)}",
+            f"cannot use the outbox {self.path} ({self.fault}); alerts are sent from memory and "
+            f"stored once it works again (tried every {RETRY_EVERY:g} s). "
+            f"{fault_remedy(exc, self.path)}".rstrip(),
+        )
+
+    def _files_unsafe(self) -> bool:
+        return self._file is not None and unwritable_file(self._file) is not None
+
+    def _maintain(self) -> None:
+        """Before each use of the file: notice it was made unwritable, removed or renamed; while
+        degraded, try storage again now and then."""
+        if self.path is None or self._closed:
+            return
+        if self.fault is None:
+            assert self._disk is not None
+            if self._files_unsafe():
+                self._unsafe = True
+                self._degrade(Unwritable(errno.EACCES, "made unwritable", str(self.path)))
+            elif self._moved():
+                self._degrade(
+                    FileNotFoundError(errno.ENOENT, "removed or renamed", str(self.path)),
+                    reopen=True,
+                    durable_copies=False,
+                )
+                self._carry_over()
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        self._retry_at = time.monotonic() + RETRY_EVERY
+        try:
+            self._recover()
+        except Exception as exc:
+            if not is_storage_fault(exc):
                 raise
-            self._conn.execute("COMMIT")
+            if is_corrupt(exc) or isinstance(exc, Unwritable):
+                self._reopen = True
+
+    def _moved(self) -> bool:
+        assert self._file is not None
+        try:
+            st = os.stat(self._file)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._disk_id
+
+    def _carry_over(self) -> None:
+        """The file was removed or renamed: its pending alerts come along to the new one."""
+        if self._disk is None:
+            return
+        with suppress(Exception):
+            rows = self._disk.execute(
+                _SELECT_ALL + "= 0 ORDER BY seq LIMIT ?",
+                (MAX_CARRY,),
+            ).fetchall()
+            self._memory().executemany(
+                _COPY,
+                rows,
+            )
+
+    def _recover(self) -> None:
+        """Move what memory holds into the file, in one transaction, then use the file again."""
+        if self._disk is None or self._reopen:
+            old, self._disk = self._disk, None
+            if old is not None:
+                discard(old, unsafe=self._unsafe)
+            self._unsafe = False
+            self._disk = self._open_disk()
+            self._reopen = False
+        disk = self._disk
+        self._set_busy(disk, PROBE_TIMEOUT)
+        mem = self._memory()
+        rows = mem.execute(_SELECT_ALL + ">= 0 ORDER BY seq").fetchall()
+        hi = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
+        kv = mem.execute("SELECT key, value, expires, written FROM kv").fetchall()
+        with self._tx(disk):
+            top = max(disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0, hi)
+            disk.executemany(
+                _MERGE,
+                [(top + i + 1, *row) for i, row in enumerate(rows)],
+            )
+            for ids, assignment, params in self._deferred:
+                _update(disk, ids, assignment, params)
+            # Alerts other processes stored meanwhile, numbered below what the sender has seen
+            # (it read seqs from memory): renumbered so it picks them up.
+            for (seq,) in disk.execute(
+                "SELECT seq FROM alerts WHERE state = 0 AND seq > ? AND seq <= ? ORDER BY seq",
+                (self._base_seq, hi),
+            ).fetchall():
+                disk.execute(
+                    "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts) WHERE seq = ?",
+                    (seq,),
+                )
+            disk.executemany(
+                "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)", kv
+            )
+            self._high_seq = disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
+        self._set_busy(disk, BUSY_TIMEOUT)
+        kept = sum(1 for r in rows if r[8] == PENDING)
+        discard(mem, unsafe=False)
+        self._mem = None
+        self._deferred, self._deferred_ids = [], set()
+        self._in_file = set()
+        was, self.fault = self.fault, None
+        self._settled = None
+        self.diag.report(
+            "outbox-recovered",
+            f"the outbox {self.path} works again (it failed with: {was}); "
+            f"{kept} pending alert(s) kept in memory meanwhile are stored in it",
+        )
+
+    def _set_busy(self, conn: sqlite3.Connection, seconds: float) -> None:
+        if self._deadline is not None:
+            seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
+        ms = int(seconds * 1000)
+        if ms != self._busy_ms:
+            conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_ms = ms
+
+    # -- running statements ------------------------------------------------------------------
+
+    def _run(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``op`` on the file, or on memory when the file fails (now or earlier)."""
+        with self._lock:
+            self._maintain()
+            if self.fault is None and self._disk is not None:
+                try:
+                    self._set_busy(self._disk, BUSY_TIMEOUT)
+                    return op(self._disk)
+                except Exception as exc:
+                    if not is_storage_fault(exc) or self._closed:
+                        raise
+                    self._degrade(exc)
+            return op(self._memory())
+
+    def _disk_read(self, op: Callable[[sqlite3.Connection], _T]) -> _T | None:
+        """While degraded: what the file (if still readable and safe) says, else None."""
+        disk = self._disk
+        if disk is None or self._unsafe or self._reopen:
+            return None
+        try:
+            self._set_busy(disk, PROBE_TIMEOUT)
+            return op(disk)
+        except Exception:
+            return None
+
+    @contextmanager
+    def _tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        return self._run(lambda c: c.execute(sql, params).fetchall())
+
+    def _volatile(self) -> int:
+        if self.fault is None or self._mem is None:
+            return 0
+        pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
+        return sum(1 for (alert_id,) in pending if alert_id not in self._in_file)
 
     # -- inserting (any process) -------------------------------------------------------------
 
     def add(self, items: Iterable[tuple[Alert, str]]) -> int:
         """Store alerts as pending for their destination, in one transaction.
 
-        Returns the highest seq written (0 when nothing was), for :meth:`pending_from`.
+        A row SQLite refuses (text it cannot encode, a number it cannot hold) is cleaned and
+        stored on its own; it never holds the others back. Returns the highest seq written (0
+        when nothing was), for :meth:`pending_from`.
         """
-        now = time.time()
-        rows = [
-            (
-                a.alert_id,
-                dest,
-                a.category,
-                SEVERITY_RANK.get(a.severity, 2),
-                a.dedup_key,
-                a.created,
-                self.origin,
-                a.to_json(),
-                now,
-            )
-            for a, dest in items
-        ]
+        now = self.clock()
+        rows = [self._row(a, dest, now) for a, dest in items]
         if not rows:
             return 0
-        with self._tx() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO alerts (alert_id, dest, category, rank, dedup_key, created,"
-                " origin, body, updated) VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
+        last = self._run(lambda c: self._insert(c, rows))
+        if self.fault is None:
+            self._high_seq = max(self._high_seq, last)
+            for row in rows[:MAX_RECENT]:
+                self._recent[row[0]] = (*row[:8], PENDING, 0, 0.0, None, None, row[8])
+            while len(self._recent) > MAX_RECENT:
+                del self._recent[next(iter(self._recent))]
+        return last
+
+    def _row(self, alert: Alert, dest: str, now: float) -> tuple[Any, ...]:
+        try:
+            body = alert.to_json()
+        except BaseException as exc:  # a value whose __str__ raises even SystemExit
+            body = json.dumps(
+                {
+                    "alert_id": str(alert.alert_id),
+                    "category": str(alert.category),
+                    "severity": str(alert.severity),
+                    "message": f"<alert could not be serialised: {type(exc).__name__}>",
+                    "created": clean_number(alert.created, now),
+                }
             )
+        return (
+            alert.alert_id,
+            dest,
+            alert.category,
+            SEVERITY_RANK.get(alert.severity, 2),
+            alert.dedup_key,
+            clean_number(alert.created, now),
+            self.origin,
+            body,
+            now,
+        )
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+        with self._tx(conn):
+            try:
+                conn.executemany(_INSERT, rows)
+            except Exception as exc:
+                if is_storage_fault(exc):
+                    raise
+                # One row SQLite will not take: store the rest, and that one cleaned.
+                for row in rows:
+                    self._insert_one(conn, row)
             last = conn.execute("SELECT max(seq) FROM alerts").fetchone()[0]
         return int(last or 0)
+
+    def _insert_one(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        try:
+            conn.execute(_INSERT, row)
+            return
+        except Exception as exc:
+            if is_storage_fault(exc):
+                raise
+            first = exc
+        alert_id, dest, category, rank, dedup_key, created, origin, body, now = row
+        clean = (
+            clean_text(alert_id),
+            clean_text(dest),
+            clean_text(category),
+            int(rank) if isinstance(rank, int) else 2,
+            clean_text(dedup_key),
+            clean_number(created, clean_number(now, 0.0)),
+            clean_text(origin),
+            clean_json(clean_text(body) if not isinstance(body, str) else body),
+            clean_number(now, 0.0),
+        )
+        try:
+            conn.execute(_INSERT, clean)
+        except Exception as exc:
+            if is_storage_fault(exc):
+                raise
+            self.diag.report(
+                f"poison:{type(exc).__name__}",
+                f"an alert could not be stored even after cleaning ({type(first).__name__}, "
+                f"then {type(exc).__name__}); it is in the mirror only",
+            )
+            return
+        self.diag.report(
+            f"poison-cleaned:{type(first).__name__}",
+            f"an alert SQLite refused ({type(first).__name__}) was stored with its text cleaned "
+            "(unencodable characters escaped)",
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -182,42 +639,82 @@ class Outbox:
             " not_before FROM alerts WHERE state = 0 AND seq > ? ORDER BY seq",
             (after_seq,),
         )
-        return [PendingRef(*row) for row in rows]
+        refs = [PendingRef(*row) for row in rows]
+        if refs and self.fault is None:
+            self._high_seq = max(self._high_seq, refs[-1].seq)
+        horizon = self.clock() + MAX_FUTURE
+        for ref in refs:
+            if ref.not_before > horizon:
+                ref.not_before = 0.0  # set by a clock far ahead of ours: due now
+        return refs
 
     def bodies(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
         out: dict[str, Alert] = {}
         for start in range(0, len(alert_ids), 500):
-            chunk = alert_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for alert_id, body in self._query(
-                f"SELECT alert_id, body FROM alerts WHERE alert_id IN ({marks})",  # noqa: S608
-                chunk,
-            ):
-                out[alert_id] = Alert.from_json(body)
+            chunk = list(alert_ids[start : start + 500])
+            for alert_id, body in self._bodies(chunk):
+                out.setdefault(alert_id, Alert.from_json(body))
         return out
+
+    def _bodies(self, chunk: list[str]) -> list[Any]:
+        sql = f"SELECT alert_id, body FROM alerts WHERE alert_id IN ({','.join('?' * len(chunk))})"  # noqa: S608
+        found = self._query(sql, chunk)
+        if self.fault is not None and len(found) < len(chunk):
+            found += self._disk_read(lambda c: c.execute(sql, chunk).fetchall()) or []
+        return found
 
     def pending_from(self, origin: str, up_to_seq: int) -> int:
         """How many of ``origin``'s alerts up to ``up_to_seq`` are still pending."""
-        row = self._query(
-            "SELECT count(*) FROM alerts WHERE state = 0 AND origin = ? AND seq <= ?",
-            (origin, up_to_seq),
-        )
-        return int(row[0][0])
+        with self._lock:
+            row = self._query(
+                "SELECT count(*) FROM alerts WHERE state = 0 AND origin = ? AND seq <= ?",
+                (origin, up_to_seq),
+            )
+            n = int(row[0][0])
+            if self.fault is None:
+                return n
+            # In memory every row of ours counts: copies from the file were given new seqs.
+            n = int(
+                self._memory()
+                .execute("SELECT count(*) FROM alerts WHERE state = 0 AND origin = ?", (origin,))
+                .fetchone()[0]
+            )
+            on_disk = self._disk_read(
+                lambda c: c.execute(
+                    "SELECT alert_id FROM alerts WHERE state = 0 AND origin = ? AND seq <= ?",
+                    (origin, self._base_seq),
+                ).fetchall()
+            )
+            mem = self._memory()
+            for (alert_id,) in on_disk or []:
+                if alert_id in self._deferred_ids:
+                    continue
+                if not mem.execute(
+                    "SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)
+                ).fetchone():
+                    n += 1
+            return n
 
     def latest_from(self, origin: str, up_to_seq: int) -> tuple[int, str | None] | None:
         """State and last error of ``origin``'s newest alert up to ``up_to_seq``."""
         rows = self._query(
-            "SELECT state, error FROM alerts WHERE origin = ? AND seq <= ? "
+            "SELECT state, error FROM alerts WHERE origin = ? AND seq <= ? AND state >= 0 "
             "ORDER BY seq DESC LIMIT 1",
             (origin, up_to_seq),
         )
         return (int(rows[0][0]), rows[0][1]) if rows else None
 
     def counts(self) -> dict[str, int]:
-        """Alerts by state: ``{"pending": n, "delivered": n, "dead": n}``."""
+        """Alerts by state: ``{"pending": n, "delivered": n, "dead": n}`` (memory included)."""
+        sql = "SELECT state, count(*) FROM alerts WHERE state >= 0 GROUP BY state"
         out = dict.fromkeys(STATE_NAMES.values(), 0)
-        for state, n in self._query("SELECT state, count(*) FROM alerts GROUP BY state"):
-            out[STATE_NAMES.get(state, str(state))] = int(n)
+        with self._lock:
+            found = self._query(sql)
+            if self.fault is not None:
+                found += self._disk_read(lambda c: c.execute(sql).fetchall()) or []
+        for state, n in found:
+            name = STATE_NAMES.get(state, str(state))
+            out[name] = out.get(name, 0) + int(n)
         return out
 
     def rows(self, state: int, limit: int = 100) -> list[dict[str, Any]]:
@@ -229,6 +726,14 @@ class Outbox:
             (state, limit),
         )
         return [dict(zip(cols, r, strict=True)) for r in found]
+
+    def last_error(self) -> tuple[float, str, int] | None:
+        """(when, error, state) of the most recent failed attempt still on record, if any."""
+        rows = self._query(
+            "SELECT updated, error, state FROM alerts WHERE error IS NOT NULL "
+            "ORDER BY updated DESC LIMIT 1"
+        )
+        return (float(rows[0][0]), str(rows[0][1]), int(rows[0][2])) if rows else None
 
     def oldest_pending(self) -> float | None:
         row = self._query("SELECT min(created) FROM alerts WHERE state = 0")
@@ -249,70 +754,161 @@ class Outbox:
         self._set(alert_ids, "state = 2, attempts = attempts + 1, error = ?", (error,))
 
     def _set(self, alert_ids: Sequence[str], assignment: str, params: tuple[Any, ...]) -> None:
-        now = time.time()
-        with self._tx() as conn:
-            for start in range(0, len(alert_ids), 500):
-                chunk = list(alert_ids[start : start + 500])
-                marks = ",".join("?" * len(chunk))
-                conn.execute(
-                    f"UPDATE alerts SET {assignment}, updated = ? "  # noqa: S608
-                    f"WHERE alert_id IN ({marks})",
-                    (*params, now, *chunk),
+        ids = list(alert_ids)
+        full = (*params, self.clock())
+
+        def apply(conn: sqlite3.Connection) -> None:
+            with self._tx(conn):
+                _update(conn, ids, assignment, full)
+
+        with self._lock:
+            self._run(apply)
+            if self.fault is None:
+                if not assignment.startswith("attempts"):
+                    for i in ids:
+                        self._recent.pop(i, None)
+                return
+            # Rows only the file holds: changed there once it works again.
+            mem = self._memory()
+            held = {
+                r[0]
+                for start in range(0, len(ids), 500)
+                for r in mem.execute(
+                    "SELECT alert_id FROM alerts WHERE alert_id IN "  # noqa: S608
+                    f"({','.join('?' * len(ids[start : start + 500]))})",
+                    ids[start : start + 500],
                 )
+            }
+            rest = [i for i in ids if i not in held]
+            if rest:
+                self._deferred.append((rest, assignment, full))
+                if assignment.startswith("state = 1"):
+                    self._deferred_ids.update(rest)
 
     def replay_dead(self) -> int:
         """Put every dead letter back to pending with a fresh attempt count."""
-        with self._tx() as conn:
-            dead = [r[0] for r in conn.execute("SELECT alert_id FROM alerts WHERE state = 2")]
-            for alert_id in dead:
-                # A fresh seq: a running sender only reads rows newer than the last it saw.
-                conn.execute(
-                    "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts), state = 0, "
-                    "attempts = 0, not_before = 0, error = NULL, updated = ? WHERE alert_id = ?",
-                    (time.time(), alert_id),
-                )
-            return len(dead)
+        now = self.clock()
+
+        def replay(conn: sqlite3.Connection) -> int:
+            with self._tx(conn):
+                dead = [r[0] for r in conn.execute("SELECT alert_id FROM alerts WHERE state = 2")]
+                for alert_id in dead:
+                    # A fresh seq: a running sender only reads rows newer than the last it saw.
+                    conn.execute(
+                        "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts), state = 0, "
+                        "attempts = 0, not_before = 0, error = NULL, updated = ? "
+                        "WHERE alert_id = ?",
+                        (now, alert_id),
+                    )
+                return len(dead)
+
+        return self._run(replay)
 
     def prune(self, delivered_older_than: float, dead_older_than: float) -> int:
-        """Forget delivered alerts (and very old dead letters) past their retention."""
-        now = time.time()
-        with self._tx() as conn:
-            n = conn.execute(
-                # The newest row is kept: SQLite reuses the highest rowid once it is deleted, and
-                # a running sender only reads rows above the highest seq it has seen.
-                "DELETE FROM alerts "
-                "WHERE ((state = 1 AND updated < ?) OR (state = 2 AND updated < ?)) "
-                "AND seq < (SELECT max(seq) FROM alerts)",
-                (now - delivered_older_than, now - dead_older_than),
-            ).rowcount
-            conn.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires < ?", (now,))
-        return n
+        """Forget delivered alerts (and very old dead letters) past their retention.
+
+        A row stamped far in the future (a clock that was wrong when it was written) counts as
+        old, so a clock step cannot keep rows forever.
+        """
+        now = self.clock()
+
+        def prune(conn: sqlite3.Connection) -> int:
+            with self._tx(conn):
+                n = conn.execute(
+                    # The newest row is kept: SQLite reuses the highest rowid once it is deleted,
+                    # and a running sender only reads rows above the highest seq it has seen.
+                    "DELETE FROM alerts WHERE ((state = 1 AND (updated < ? OR updated > ?)) "
+                    "OR (state = 2 AND (updated < ? OR updated > ?))) "
+                    "AND seq < (SELECT max(seq) FROM alerts)",
+                    (
+                        now - delivered_older_than,
+                        now + MAX_FUTURE,
+                        now - dead_older_than,
+                        now + MAX_FUTURE,
+                    ),
+                ).rowcount
+                conn.execute(
+                    "DELETE FROM kv WHERE (expires IS NOT NULL AND expires < ?) OR written > ?",
+                    (now, now + MAX_FUTURE),
+                )
+            return int(n)
+
+        return self._run(prune)
 
     # -- small shared state --------------------------------------------------------------------
 
     def get_state(self, key: str) -> Any:
-        rows = self._query(
-            "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires >= ?)",
-            (key, time.time()),
-        )
-        return json.loads(rows[0][0]) if rows else None
+        return self.get_states(key, exact=True).get(key)
 
-    def get_states(self, prefix: str) -> dict[str, Any]:
-        rows = self._query(
-            "SELECT key, value FROM kv WHERE key >= ? AND key < ? "
-            "AND (expires IS NULL OR expires >= ?)",
-            (prefix, prefix + "\uffff", time.time()),
+    def get_states(self, prefix: str, *, exact: bool = False) -> dict[str, Any]:
+        """Unexpired values whose key starts with ``prefix`` (is ``prefix`` with ``exact``).
+
+        A value written "in the future" (by a clock far ahead of ours) is not trusted: a rate
+        budget saved then would stall sending until that time comes round.
+        """
+        now = self.clock()
+        sql = (
+            "SELECT key, value FROM kv WHERE key >= ? AND key <= ? "
+            "AND (expires IS NULL OR expires >= ?) AND (written IS NULL OR written <= ?)"
         )
-        return {k: json.loads(v) for k, v in rows}
+        params = (prefix, prefix if exact else prefix + "\uffff", now, now + MAX_FUTURE)
+        with self._lock:
+            found = self._query(sql, params)
+            if self.fault is not None:
+                found = (self._disk_read(lambda c: c.execute(sql, params).fetchall()) or []) + found
+        out: dict[str, Any] = {}
+        for k, v in found:
+            with suppress(ValueError):
+                out[k] = json.loads(v)
+        return out
 
     def set_state(self, key: str, value: Any, ttl: float | None = None) -> None:
-        expires = time.time() + ttl if ttl is not None else None
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
-                (key, json.dumps(value), expires),
-            )
+        now = self.clock()
+        expires = now + ttl if ttl is not None else None
+        text = json.dumps(value)
 
+        def put(conn: sqlite3.Connection) -> None:
+            with self._tx(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)",
+                    (key, text, expires, now),
+                )
+
+        self._run(put)
+
+
+def _add_written(conn: sqlite3.Connection) -> None:
+    """Outboxes made before ``kv.written`` existed get the column (older versions ignore it)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(kv)")}
+    if "written" in columns:
+        return
+    try:
+        conn.execute("ALTER TABLE kv ADD COLUMN written REAL")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # not another process's win: locked, read-only
+            raise
+
+
+def _update(
+    conn: sqlite3.Connection, ids: list[str], assignment: str, params: tuple[Any, ...]
+) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(
+            f"UPDATE alerts SET {assignment}, updated = ? "  # noqa: S608
+            f"WHERE alert_id IN ({marks})",
+            (*params, *chunk),
+        )
+
+
+def _open_memory() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+_T = TypeVar("_T")
 
 # Connections inherited across fork: kept referenced so their finalizers never run in the child.
 _ORPHANS: list[sqlite3.Connection] = []

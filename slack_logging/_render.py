@@ -40,7 +40,15 @@ from slack_logging._alert import Alert
 from slack_logging._catalog import DEFAULT_COLORS, Category
 from slack_logging._redact import neutralise_bidi
 
-__all__ = ["clamp", "escape", "mention_markup", "render_alert", "render_digest"]
+__all__ = [
+    "ROUTING_FIELDS",
+    "clamp",
+    "escape",
+    "human_duration",
+    "mention_markup",
+    "render_alert",
+    "render_digest",
+]
 
 #: Slack's documented limits, in characters: header 150, section text 3000, section fields
 #: 10 of 2000 each, 50 blocks, message text 40 000. The budgets below keep far inside them
@@ -61,6 +69,9 @@ METADATA_IDS_MAX = 50
 
 EVENT_TYPE = "slack_logging_alert"
 
+#: Extras that steer delivery (which Slack thread) and mean nothing to a reader: never a field.
+ROUTING_FIELDS = frozenset({"thread_key"})
+
 _ENTITIES = ("&amp;", "&lt;", "&gt;")
 _ZWJ = "\u200d"
 _ZWSP = "\u200b"
@@ -76,6 +87,7 @@ _USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP_ID_RE = re.compile(r"^S[A-Z0-9]{2,}$")
 _AMOUNT_RE = re.compile(r"amount|price|total|cost|fee|balance|금액", re.IGNORECASE)
 _SPECIAL_MENTIONS = ("here", "channel", "everyone")
+_TITLE_SEPARATORS = ":：-–—|·"
 #: Longest single line in a folded list; labels (at most 82) always survive whole.
 _LINE_MAX = 300
 #: A tail cut moves forward to the next line start if one is this close, so tracebacks start clean.
@@ -157,19 +169,19 @@ def render_alert(alert: Alert, category: Category) -> dict[str, Any]:
     emoji, title = _emoji(category), _title(category)
     mention = mention_markup(category.mention)
     prefix = f"{mention} " if mention else ""
-    message = _user(alert.message) or "_(no message)_"
+    message = _without_title(_user(alert.message), title)
 
-    top: list[dict[str, Any]] = [
-        _header(f"{emoji} {title}"),
-        _section(prefix + clamp(message, SECTION_MAX - len(prefix))),
-    ]
+    top: list[dict[str, Any]] = [_header(f"{emoji} {title}")]
+    if prefix or message:
+        top.append(_section(prefix + clamp(message, SECTION_MAX - len(prefix))))
     details: list[dict[str, Any]] = []
-    details.extend(_field_blocks(alert.fields, category.key_fields))
+    details.extend(_field_blocks(_fields(alert), category.key_fields))
     if alert.traceback:
         details.append(_section(_code_block(alert.traceback, SECTION_MAX)))
     details.append(_context(_alert_context(alert)))
 
-    fallback = prefix + clamp(f"{emoji} {title}: {_one_line(message)}", FALLBACK_MAX - len(prefix))
+    head = f"{emoji} {title}: {_one_line(message)}" if message else f"{emoji} {title}"
+    fallback = prefix + clamp(head, FALLBACK_MAX - len(prefix))
     metadata = _metadata(category, [alert])
     return _payload(fallback, top, details, category, metadata)
 
@@ -183,11 +195,12 @@ def render_digest(
 ) -> dict[str, Any]:
     """One message for a burst of alerts of one category (``len(alerts) >= 1``).
 
-    Shows the count and time span, the first ten alerts one line each (identical lines
-    collapsed to a count), a summary of the rest per key field (distinct values, totals of
+    Shows the count and the real time span, the first ten alerts one line each (identical
+    lines collapsed to a count), a summary of the rest per key field (distinct values, totals of
     amount-like numbers) and one sample traceback. ``repeat=True`` renders the dedup follow-up
-    ("repeated N times in the last ``window`` s") and does not ping again. Metadata ``count`` is
-    ``len(alerts)``.
+    ("repeated N times between … and …") and does not ping again. ``window`` (the dedup setting)
+    is accepted for callers but not shown: the message states when the alerts really happened.
+    Metadata ``count`` is ``len(alerts)``.
     """
     if not alerts:
         raise ValueError("render_digest needs at least one alert")
@@ -198,27 +211,16 @@ def render_digest(
     prefix = f"{mention} " if mention else ""
     first, last = _finite(ordered[0].created), _finite(ordered[-1].created)
 
-    if repeat:
-        summary = f"Repeated *{_times(count)}* " + (
-            f"in the last {_duration(window)} ({_clock(first)}{_DASH}{_clock(last)} UTC)"
-            if window is not None
-            else f"between {_clock(first)} and {_clock(last)} UTC"
-        )
-    elif count == 1:
-        summary = f"*1 alert* at {_clock(first)} UTC"
-    else:
-        summary = (
-            f"*{count:,} alerts* between {_clock(first)} and {_clock(last)} UTC "
-            f"({_duration(last - first)})"
-        )
-    headline = _headline(ordered)
+    how_many = f"Repeated *{_times(count)}*" if repeat else f"*{count:,} alert{_s(count)}*"
+    summary = f"{how_many} {_span(first, last)}"
+    headline = _headline(ordered, title)
     top: list[dict[str, Any]] = [
         _header(f"{emoji} {title}", suffix=f" {_TIMES}{count:,}"),
         _section(prefix + clamp(_join_lines(summary, headline), SECTION_MAX - len(prefix))),
     ]
 
     fields = _summary_fields(ordered, category)
-    groups = _group_lines(ordered, fields)
+    groups = _group_lines(ordered, fields, title)
     shown = groups[:DIGEST_LINES]
     details: list[dict[str, Any]] = [_section("\n".join(line for line, _ in shown))]
     rest = [a for _, members in groups[DIGEST_LINES:] for a in members]
@@ -233,11 +235,12 @@ def render_digest(
     details.append(_context(_digest_context(ordered)))
 
     if repeat:
-        head = f"{emoji} {title}: repeated {_times(count)}"
-        head += f" in the last {_duration(window)}" if window is not None else ""
+        head = f"{emoji} {title}: repeated {_times(count)} {_span(first, last, short=True)}"
     else:
         head = f"{emoji} {title} {_TIMES}{count:,}"
-    fallback = prefix + clamp(f"{head}: {headline}", FALLBACK_MAX - len(prefix))
+    fallback = prefix + clamp(
+        f"{head}: {headline}" if headline else head, FALLBACK_MAX - len(prefix)
+    )
     return _payload(fallback, top, details, category, _metadata(category, ordered))
 
 
@@ -356,14 +359,16 @@ def _alert_context(alert: Alert) -> list[str]:
         f"id `{_inline(_user(alert.alert_id), 40)}`",
     ]
     if alert.place:
-        parts.append(f"at {clamp(_user(alert.place), 120, keep='tail')}")
+        # Line 0 means "no line" (the CLI's records): "at slack-logging send", not "…:0".
+        place = str(alert.place).removesuffix(":0")
+        parts.append(f"at {clamp(_user(place), 120, keep='tail')}")
     return parts
 
 
 def _digest_context(alerts: Sequence[Alert]) -> list[str]:
     first, last = _finite(alerts[0].created), _finite(alerts[-1].created)
     span = _datetime(first)
-    if last != first:
+    if _datetime(last) != span:
         same_day = _datetime(first)[:10] == _datetime(last)[:10]
         span += f" {_DASH} {_clock(last) if same_day else _datetime(last)}"
     ids = f"id `{_inline(_user(alerts[0].alert_id), 40)}`"
@@ -380,20 +385,48 @@ def _digest_context(alerts: Sequence[Alert]) -> list[str]:
     ]
 
 
-def _headline(alerts: Sequence[Alert]) -> str:
+def _headline(alerts: Sequence[Alert], title: str) -> str:
     """The burst's message: the only one, or the commonest with how many share it."""
     counts: dict[str, int] = {}
     for a in alerts:
         counts[str(a.message)] = counts.get(str(a.message), 0) + 1
     top = max(counts, key=lambda m: counts[m])  # first-seen wins a tie
-    text = clamp(_one_line(_user(top)), 500) or "_(no message)_"
+    text = clamp(_one_line(_without_title(_user(top), title)), 500)
     if len(counts) == 1:
-        return text
+        return text  # empty when the message only repeats the title
+    text = text or clamp(_one_line(_user(top)), 500) or "_(no message)_"
     others = len(counts) - 1
     return (
         f"{text} ({counts[top]:,} of {len(alerts):,}; "
         f"{others:,} other message{'s' if others != 1 else ''})"
     )
+
+
+def _without_title(message: str, title: str) -> str:
+    """The message minus a leading copy of the title the header already shows.
+
+    ``망취소 실패: 수동 환불이 필요합니다`` under the header ``망취소 실패`` reads
+    ``수동 환불이 필요합니다``; a message that is only the title becomes empty.
+    """
+    text = message.strip()
+    if title and text[: len(title)].casefold() == title.casefold():
+        rest = text[len(title) :]
+        if not rest or rest[0] in _TITLE_SEPARATORS or rest[0].isspace():
+            return rest.lstrip(_TITLE_SEPARATORS + " \t\n")
+    return message if text else ""
+
+
+def _span(first: float, last: float, *, short: bool = False) -> str:
+    """When a burst happened: one moment for a sub-second burst, else both ends and the span."""
+    if last - first < 1.0:
+        return f"at {_clock(first)} UTC" if short else f"at {_clock(first)} UTC (within 1 s)"
+    if short:
+        return f"in {human_duration(last - first)}"
+    return f"between {_clock(first)} and {_clock(last)} UTC ({human_duration(last - first)})"
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def _kv(name: str, value: object) -> str:
@@ -422,7 +455,9 @@ def _summary_fields(alerts: Sequence[Alert], category: Category) -> list[str]:
     return sorted(counts, key=lambda k: (-counts[k], str(k)))[:3]
 
 
-def _group_lines(alerts: Sequence[Alert], fields: Sequence[str]) -> list[tuple[str, list[Alert]]]:
+def _group_lines(
+    alerts: Sequence[Alert], fields: Sequence[str], title: str
+) -> list[tuple[str, list[Alert]]]:
     """One line per distinct (key field values, message), first-seen order, counted if repeated.
 
     Grouped on the full values, not the shortened line, so alerts that differ only past the
@@ -439,12 +474,13 @@ def _group_lines(alerts: Sequence[Alert], fields: Sequence[str]) -> list[tuple[s
     out = []
     for members in groups.values():
         times = f" {_TIMES}{len(members):,}" if len(members) > 1 else ""
-        line = f"• {_clock(_finite(members[0].created))} {_line_body(members[0], fields)}{times}"
+        body = _line_body(members[0], fields, title)
+        line = f"• {_clock(_finite(members[0].created))} {body}{times}"
         out.append((line, members))
     return out
 
 
-def _line_body(alert: Alert, fields: Sequence[str]) -> str:
+def _line_body(alert: Alert, fields: Sequence[str], title: str) -> str:
     values = _fields(alert)
     parts = []
     for i, key in enumerate(k for k in fields if k in values):
@@ -461,7 +497,9 @@ def _line_body(alert: Alert, fields: Sequence[str]) -> str:
             break
         kept.append(part)
     keys = " ".join(kept)
-    message = _short(_one_line(_user(alert.message)), 140) or "_(no message)_"
+    message = _short(_one_line(_without_title(_user(alert.message), title)), 140)
+    if not message:
+        return keys or "_(no message)_"
     return f"{keys} — {message}" if keys else f"— {message}"
 
 
@@ -508,7 +546,10 @@ def _total(alerts: Sequence[Alert], key: str) -> float | int | None:
 
 
 def _fields(alert: Alert) -> dict[str, Any]:
-    return alert.fields if isinstance(alert.fields, dict) else {}
+    fields = alert.fields if isinstance(alert.fields, dict) else {}
+    if ROUTING_FIELDS.intersection(fields):
+        return {k: v for k, v in fields.items() if k not in ROUTING_FIELDS}
+    return fields
 
 
 def _join_lines(*lines: str) -> str:
@@ -707,19 +748,27 @@ def _clock(ts: float) -> str:
     return moment.strftime("%H:%M:%S") if moment else "??:??:??"
 
 
-def _duration(seconds: float | None) -> str:
-    """``7 s``, ``90 s``, ``2 min``, ``2.5 min``, ``3 h``, ``2 d``."""
+def human_duration(seconds: float | None) -> str:
+    """A duration the way a person says it: ``< 1 ms``, ``850 ms``, ``1.2 s``, ``42 s``,
+    ``3 m 12 s``, ``2 h 5 m``, ``3 d 4 h``; ``?`` when unknown or negative."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "? s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        value, unit = seconds / 60, "min"
-    elif seconds < 172_800:
-        value, unit = seconds / 3600, "h"
+        return "?"
+    if seconds < 0.0005:
+        return "< 1 ms"
+    if seconds < 0.9995:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 9.95:
+        return f"{seconds:.1f}".removesuffix(".0") + " s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        high, low, units = whole // 60, whole % 60, ("m", "s")
+    elif whole < 86_400:
+        high, low, units = whole // 3600, whole % 3600 // 60, ("h", "m")
     else:
-        value, unit = seconds / 86_400, "d"
-    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+        high, low, units = whole // 86_400, whole % 86_400 // 3600, ("d", "h")
+    return f"{high} {units[0]}" + (f" {low} {units[1]}" if low else "")
 
 
 def _times(count: int) -> str:

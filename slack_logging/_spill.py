@@ -5,11 +5,16 @@ Each process appends to its own ``overflow-<pid>-<n>.jsonl`` and holds a shared 
 while it writes. Any process may take a file whose lock it can get exclusively: its writer has
 moved on or died (even by ``kill -9``, even in another PID namespace). Taking reads the records,
 deletes the file, and hands the records to the ingest step, which stores them in the outbox.
+
+When the file cannot be written (disk full, directory removed), the record is held in a bounded
+list in memory and handed over the same way; only when that list is full is the write refused,
+so the caller's count of lost alerts is true.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -19,23 +24,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slack_logging._diag import Diagnostics
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import snapshot
 
 __all__ = ["Spill"]
 
 PREFIX = "overflow-"
+#: Alerts held in memory while no spill file can be written.
+MAX_HELD = 10_000
 
 
 class Spill:
     """The spill files of one alerts directory, as seen from this process."""
 
-    def __init__(self, directory: Path, redactor: Redactor) -> None:
+    def __init__(
+        self, directory: Path, redactor: Redactor, *, diag: Diagnostics | None = None
+    ) -> None:
         self.directory = directory
         self.redactor = redactor
+        self.diag = diag or Diagnostics()
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._n = 0
+        self._held: list[dict[str, Any]] = []
         self.dirty = False
 
     def reset_after_fork(self) -> None:
@@ -43,27 +55,82 @@ class Spill:
         self._lock = threading.Lock()
         self._fd = None
         self._n = 0
+        self._held = []  # the parent's to store
         self.dirty = False
 
+    @property
+    def held(self) -> int:
+        """Alerts held in memory because no spill file could be written."""
+        return len(self._held)
+
     def write(self, record: logging.LogRecord, *, keep_open: bool = True) -> None:
-        """Append one record, redacted (it is on disk). Raises OSError; the caller counts it.
+        """Append one record, redacted (it is on disk), or hold it in memory when the file
+        cannot be written. Raises OSError only when memory is full too; the caller counts it.
 
         ``keep_open=False`` (after close) lets go of the file at once, so another handler or
         process can take it while this one lives on.
         """
-        line = (json.dumps(self._record_data(record), ensure_ascii=False) + "\n").encode()
+        data = self._record_data(record)
+        try:
+            text = json.dumps(data, ensure_ascii=False)
+        except Exception:  # the redactor let through something JSON cannot hold
+            text = json.dumps(data, ensure_ascii=False, default=_text)
+        line = (text + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
-            if self._fd is None:
-                self._fd = self._open()
-            os.write(self._fd, line)
+            error = self._append(line)
+            if error is not None:
+                self._hold(data, error)
+                return
             self.dirty = True
-            if not keep_open:
+            if not keep_open and self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
 
+    def _append(self, line: bytes) -> OSError | None:
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            return exc
+        if written == len(line):
+            return None
+        # A torn line (the file hit its size limit): the next record starts a new file.
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = None
+        return OSError(errno.EFBIG, "short write to a spill file")
+
+    def _hold(self, data: dict[str, Any], exc: OSError) -> None:
+        if len(self._held) >= MAX_HELD:
+            self.diag.report(
+                "spill-lost",
+                f"could not write a spill file in {self.directory} ({exc.strerror or exc}) and "
+                f"{MAX_HELD} alerts already wait in memory: further overflowing alerts are lost",
+            )
+            raise exc
+        self._held.append(data)
+        self.dirty = True
+        self.diag.report(
+            "spill-held",
+            f"could not write a spill file in {self.directory} ({exc.strerror or exc}); "
+            "overflowing alerts are held in memory (not on disk) until the outbox takes them",
+        )
+
     def _record_data(self, record: logging.LogRecord) -> dict[str, Any]:
-        # Written from the redacted snapshot, the one place records are redacted.
-        return snapshot(record, self.redactor).record_dict()
+        try:
+            # Written from the redacted snapshot, the one place records are redacted.
+            return snapshot(record, self.redactor).record_dict()
+        except BaseException as exc:  # even SystemExit from a user's __str__: keep the alert
+            text = self.redactor.text
+            return {
+                "name": text(_text(getattr(record, "name", ""))),
+                "levelno": getattr(record, "levelno", logging.ERROR),
+                "levelname": text(_text(getattr(record, "levelname", "ERROR"))),
+                "msg": f"<record could not be serialised: {type(exc).__name__}>",
+                "created": getattr(record, "created", 0.0),
+                "alert": text(_text(record.__dict__.get("alert"))),
+            }
 
     def _open(self) -> int:
         while True:
@@ -88,7 +155,15 @@ class Spill:
                 os.close(self._fd)  # releases our shared lock; the next spill opens a new file
                 self._fd = None
             self.dirty = False
+            held, self._held = self._held, []
         taken = 0
+        if held:
+            if store([_record(d) for d in held]):
+                taken += len(held)
+            else:
+                with self._lock:
+                    self._held[:0] = held
+                    self.dirty = True
         for path in sorted(self.directory.glob(f"{PREFIX}*.jsonl")):
             taken += self._take_file(path, store)
         return taken
@@ -114,7 +189,7 @@ class Spill:
             os.close(fd)
 
     def has_files(self) -> bool:
-        return any(self.directory.glob(f"{PREFIX}*.jsonl"))
+        return bool(self._held) or any(self.directory.glob(f"{PREFIX}*.jsonl"))
 
     def close(self) -> None:
         with self._lock:
@@ -128,7 +203,18 @@ def _parse(raw: bytes) -> list[logging.LogRecord]:
     out = []
     for line in raw.decode("utf-8", "replace").splitlines():
         with contextlib.suppress(ValueError, TypeError):
-            rec = logging.makeLogRecord(json.loads(line))
-            rec.message = str(rec.msg)
-            out.append(rec)
+            out.append(_record(json.loads(line)))
     return out
+
+
+def _record(data: dict[str, Any]) -> logging.LogRecord:
+    rec = logging.makeLogRecord(data)
+    rec.message = str(rec.msg)
+    return rec
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except BaseException:
+        return f"<{type(value).__name__}>"

@@ -54,7 +54,9 @@ MAX_RETRY_AFTER = 3600.0
 
 _MAX_BODY = 64 * 1024  # Slack's answers are tiny; a proxy's error page must not fill memory.
 _MAX_REASON = 100
+_MAX_EXCERPT = 60
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_ .:-]+")
+_TAGS = re.compile(r"<[^>]*>?")
 
 _RATE_LIMIT_CODES = frozenset({"ratelimited", "rate_limited"})
 # Slack-side trouble: the same request may succeed later.
@@ -359,6 +361,19 @@ def _reason(text: str, secret: _Secret) -> str | None:
     return cleaned or None
 
 
+def _excerpt(text: str, secret: _Secret) -> str:
+    """A short, secret-free name for an unexpected answer body, for the operator's stderr line."""
+    if not text.strip():
+        return "empty body"
+    # Markup says little; the text of a proxy's login page ("Sign in to continue") says more.
+    words = " ".join(_UNSAFE_CHARS.sub(" ", secret.scrub(_TAGS.sub(" ", text))).split())
+    words = secret.scrub(words)
+    if not words:
+        return "unreadable body"
+    cut = words[:_MAX_EXCERPT].strip()
+    return f"body '{cut}{'...' if len(words) > _MAX_EXCERPT else ''}'"
+
+
 def _read_body(response: requests.Response) -> str:
     chunks: list[bytes] = []
     size = 0
@@ -472,6 +487,16 @@ class _HttpTransport:
             outcome, status=status, error=error, remedy=remedy_for(status, error), **extra
         )
 
+    def _not_slack(self, status: int, text: str) -> SendResult:
+        """A 2xx that is not Slack's answer (a proxy's page, a truncated body): Slack may not
+        have seen the message, so it is retried; the error names the body (cut short)."""
+        return SendResult(
+            Outcome.RETRY,
+            status=status,
+            error=f"invalid_response ({_excerpt(text, self._secret)})",
+            remedy=remedy_for(status, "invalid_response"),
+        )
+
     def _code(self, text: str, data: object) -> str | None:
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             return _reason(data["error"], self._secret)
@@ -520,7 +545,10 @@ class WebhookTransport(_HttpTransport):
 
     def _classify(self, status: int, text: str, retry_after: float | None) -> SendResult:
         if 200 <= status < 300:
-            return SendResult(Outcome.OK, status=status)
+            # Slack's webhook answers exactly "ok"; anything else came from somewhere else.
+            if text.strip() == "ok":
+                return SendResult(Outcome.OK, status=status)
+            return self._not_slack(status, text)
         data = _parse_json(text)
         return self._failure(status, self._code(text, data), data, retry_after)
 
@@ -574,8 +602,7 @@ class WebApiTransport(_HttpTransport):
         data = _parse_json(text)
         if 200 <= status < 300:
             if not isinstance(data, dict):
-                # A proxy's page or a truncated answer: Slack may not have seen the message.
-                return self._result(Outcome.RETRY, status, "invalid_response")
+                return self._not_slack(status, text)
             if data.get("ok") is True:
                 ts, channel = data.get("ts"), data.get("channel")
                 return SendResult(

@@ -1,10 +1,11 @@
 """The ``slack-logging`` command: check a deployment, send or preview an alert, inspect the outbox.
 
-slack-logging check [--send]                         the deploy checklist; exit 0 when all is well
+slack-logging check [--send] [--create]             the deploy checklist; exit 0 when all is well
 slack-logging send CATEGORY MESSAGE [--field k=v]    an alert from a shell script or cron job
-slack-logging preview CATEGORY [MESSAGE] [--field k=v]   the JSON that would be posted; no network
+slack-logging preview CATEGORY [MESSAGE] [--count N] the message as Slack shows it; no network
 slack-logging status [--alerts-dir DIR] [--json]     pending, delivered and dead alerts
-slack-logging replay [--alerts-dir DIR]              queue dead letters again after a fix
+slack-logging flush [--alerts-dir DIR]               deliver what is pending now (exit 1: some left)
+slack-logging replay [--alerts-dir DIR] [--send]     queue dead letters again after a fix
 
 Settings come from the SLACK_* environment variables, or with ``--config logging.yaml`` from the
 SlackAlertHandler entry under its ``handlers`` (``${VAR:-default}`` expanded as ``configure()``
@@ -18,21 +19,21 @@ import json
 import logging
 import os
 import re
+import shutil
+import sqlite3
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slack_logging._alert import Alert, build_alert, new_alert_id
+from slack_logging._alert import build_alert
 from slack_logging._alert_logger import SEVERITY_LEVELS, AlertLogger, alert_extra
-from slack_logging._catalog import Category
 from slack_logging._config import ENV_VARS, Settings, load_config
-from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, Outbox
-from slack_logging._redact import mask_secret
-from slack_logging._render import render_alert
-from slack_logging._transport import Transport, build_routes, remedy_for
+from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, STATE_NAMES, Outbox
+from slack_logging._render import human_duration, render_alert, render_digest
+from slack_logging._transport import remedy_for
 
 __all__ = ["build_parser", "handler_options", "main", "parse_field"]
 
@@ -49,7 +50,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUEUED = 0, 1, 2, 3
 _CATEGORY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _INT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
-_CHECK_CATEGORY = Category("check", "slack-logging check", "info", ":white_check_mark:")
+#: Seconds between the alerts of a previewed burst (``preview --count``).
+_PREVIEW_SPACING = 0.25
 
 
 def _yaml_error(path: str, exc: Exception) -> str:
@@ -105,13 +107,16 @@ def _source(args: argparse.Namespace) -> _Source:
     return source
 
 
-def _alerts_dir(args: argparse.Namespace) -> Path:
+def _alerts_dir(args: argparse.Namespace) -> tuple[Path, str]:
+    """The alerts directory, absolute, and where that choice came from (for messages)."""
     if getattr(args, "alerts_dir", None):
-        return Path(args.alerts_dir)
+        return Path(args.alerts_dir).absolute(), "--alerts-dir"
     options = _source(args).options
-    return Path(
-        options.get("alerts_dir") or os.environ.get(ENV_VARS["alerts_dir"]) or "slack_alerts"
-    )
+    if options.get("alerts_dir"):
+        return Path(options["alerts_dir"]).absolute(), f"alerts_dir in {args.config}"
+    if os.environ.get(ENV_VARS["alerts_dir"]):
+        return Path(os.environ[ENV_VARS["alerts_dir"]]).absolute(), ENV_VARS["alerts_dir"]
+    return Path("slack_alerts").absolute(), "the default ./slack_alerts"
 
 
 def parse_field(text: str) -> tuple[str, Any]:
@@ -130,6 +135,16 @@ def parse_field(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _burst_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a count from 1 to 1000, got {text!r}")
+    return n
+
+
 def _category_name(text: str) -> str:
     if not _CATEGORY_RE.match(text):
         raise argparse.ArgumentTypeError(
@@ -139,273 +154,203 @@ def _category_name(text: str) -> str:
 
 
 def _open_outbox(directory: Path) -> Outbox | None:
-    if not (directory / DB_NAME).exists():
+    path = directory / DB_NAME
+    if not path.exists():
         return None
-    return Outbox(directory, origin="cli")
+    # Read-only probe first: the Outbox itself would move a corrupt file aside (right for a
+    # service, wrong for an operator who asked to look), or fall back to an empty memory copy.
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.Error as exc:
+        raise _Usage(f"cannot read the outbox in {directory}: {exc}") from None
+    outbox = Outbox(directory, origin="cli")
+    if outbox.fault is not None:
+        outbox.close()
+        raise _Usage(f"cannot read the outbox in {directory}: {outbox.fault}")
+    return outbox
+
+
+def _existing_outbox(args: argparse.Namespace) -> tuple[Path, Outbox]:
+    """The outbox of the directory the command reads; ``_Usage`` naming it when there is none.
+
+    Nothing is created: a typo in the path must not look like a healthy, empty directory.
+    """
+    directory, why = _alerts_dir(args)
+    if not directory.is_dir():
+        raise _Usage(
+            f"no alerts directory at {directory} (from {why}). Is this the directory the service "
+            "writes to? Pass --alerts-dir, or set SLACK_ALERTS_DIR as the service has it."
+        )
+    outbox = _open_outbox(directory)
+    if outbox is None:
+        raise _Usage(
+            f"no outbox in {directory} (from {why}): {DB_NAME} is missing, so no process has "
+            "stored an alert there. Is this the directory the service writes to?"
+        )
+    return directory, outbox
+
+
+class _Usage(Exception):
+    """A command cannot run as asked; the message says why. Exit 2."""
+
+
+def _ago(epoch: float) -> str:
+    age = time.time() - epoch
+    return "just now" if age < 1.0 else f"{human_duration(age)} ago"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    directory = _alerts_dir(args)
-    outbox = _open_outbox(directory)
-    if outbox is None:
-        counts = {"pending": 0, "delivered": 0, "dead": 0}
-        oldest = None
-        dead_rows: list[dict[str, object]] = []
-    else:
-        try:
-            counts = outbox.counts()
-            oldest = outbox.oldest_pending()
-            dead_rows = outbox.rows(DEAD, limit=10)
-        finally:
-            outbox.close()
-    report = {
-        "alerts_dir": str(directory),
-        **counts,
-        "oldest_pending_age_s": round(time.time() - oldest, 1) if oldest else None,
-        "recent_dead": dead_rows,
-    }
+    directory, outbox = _existing_outbox(args)
+    try:
+        counts = outbox.counts()
+        oldest = outbox.oldest_pending()
+        last_error = outbox.last_error()
+        dead_rows = outbox.rows(DEAD, limit=10)
+    finally:
+        outbox.close()
     if args.json:
+        report = {
+            "alerts_dir": str(directory),
+            **counts,
+            "oldest_pending_age_s": round(time.time() - oldest, 1) if oldest else None,
+            "last_error": (
+                {
+                    "error": last_error[1],
+                    "age_s": round(time.time() - last_error[0], 1),
+                    "state": STATE_NAMES.get(last_error[2], str(last_error[2])),
+                }
+                if last_error
+                else None
+            ),
+            "recent_dead": dead_rows,
+        }
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     print(f"alerts directory: {directory}")
-    for key in ("pending", "delivered", "dead"):
+    oldest_note = f" (the oldest waits since {_ago(oldest)})" if oldest else ""
+    print(f"{'pending':>10}: {counts['pending']}{oldest_note}")
+    for key in ("delivered", "dead"):
         print(f"{key:>10}: {counts[key]}")
-    if oldest:
-        print(f"oldest pending: {report['oldest_pending_age_s']} s ago")
+    if last_error:
+        when, error, state = last_error
+        about = "a dead letter" if state == DEAD else "an alert still pending"
+        print(f"last error: {error} ({_ago(when)}, {about})")
+        remedy = _remedy_from(error)
+        if remedy and state != DELIVERED:
+            print(f"       fix: {remedy}")
     for row in dead_rows:
         print(f"  dead {row['alert_id']} {row['category']}: {row['error']}")
+    if counts["pending"]:
+        print("run `slack-logging flush` to deliver what is pending now")
     if counts["dead"]:
-        print("run `slack-logging replay` after fixing the cause to send dead letters again")
+        print("run `slack-logging replay --send` after fixing the cause to send dead letters again")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    directory = _alerts_dir(args)
-    outbox = _open_outbox(directory)
-    if outbox is None:
-        print(f"no outbox in {directory}", file=sys.stderr)
-        return 1
+    directory, outbox = _existing_outbox(args)
     try:
         n = outbox.replay_dead()
     finally:
         outbox.close()
-    print(f"{n} dead letter(s) queued again; the next process logging to {directory} sends them")
-    return 0
+    if not args.send:
+        print(
+            f"{n} dead letter(s) queued again in {directory}; `slack-logging flush` sends them "
+            "now, or the next process logging to that directory does"
+        )
+        return EXIT_OK
+    print(f"{n} dead letter(s) queued again in {directory}")
+    return _flush(args, directory)
 
 
-class _Report:
-    """One line per check: ``[ok]``, ``[FAIL]`` (with the fix), ``[warn]`` or ``[info]``."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-
-    def ok(self, what: str) -> None:
-        print(f"[ok]   {what}")
-
-    def info(self, what: str) -> None:
-        print(f"[info] {what}")
-
-    def warn(self, what: str, fix: str | None = None) -> None:
-        print(f"[warn] {what}")
-        if fix:
-            print(f"       fix: {fix}")
-
-    def fail(self, what: str, fix: str | None = None) -> None:
-        self.failed += 1
-        print(f"[FAIL] {what}")
-        if fix:
-            print(f"       fix: {fix}")
+def cmd_flush(args: argparse.Namespace) -> int:
+    directory, outbox = _existing_outbox(args)
+    outbox.close()
+    return _flush(args, directory)
 
 
-def _check_destination(report: _Report, s: Settings) -> None:
-    if s.mode == "chat":
-        assert s.token is not None
-        report.ok(f"destination: bot token {mask_secret(s.token)} to channel {s.channel} (threads)")
-        if not s.token.startswith("xoxb-"):
-            report.warn(
-                "the token is not a bot token (xoxb-): messages post as whoever owns it",
-                "create a Slack app with a bot user and use its xoxb- token",
+def _flush(args: argparse.Namespace, directory: Path) -> int:
+    from slack_logging._flush import Progress, deliver_pending  # pulls in requests
+
+    source = _source(args)
+    settings = Settings.resolve(None, **{**source.options, "alerts_dir": directory})
+    if settings.mode == "none" or not settings.enabled:
+        raise _Usage(
+            "nothing can be sent: "
+            + ("no destination configured" if settings.mode == "none" else "delivery is off")
+            + f" in the {source.label}. Run `slack-logging check`."
+        )
+    tty = sys.stdout.isatty()
+    said: list[str] = []  # the last line shown
+    first: list[Progress] = []
+
+    def show(p: Progress) -> None:
+        first[:] = first or [p]
+        if p.other_sender:
+            line = (
+                f"a running sender holds {directory / 'sender.lock'} and is delivering: "
+                f"waiting for it ({p.pending} pending)"
             )
-        if s.channel and s.channel.startswith("#"):
-            report.warn(
-                f"channel {s.channel} is a name: it breaks when the channel is renamed",
-                "use the channel id (C…, from the channel's details)",
+        else:
+            line = (
+                f"sent {p.messages} message(s) covering {p.delivered} alert(s); "
+                f"{p.pending} pending" + (f", {p.dead} rejected" if p.dead else "")
             )
-        if s.webhook_url:
-            report.info("SLACK_WEBHOOK_URL / webhook_url is ignored: the bot token wins")
-        if s.api_url != "https://slack.com/api":
-            report.info(f"Web API at {s.api_url}")
-    elif s.mode == "webhook":
-        assert s.webhook_url is not None
-        report.ok(f"destination: incoming webhook {mask_secret(s.webhook_url)}")
-        report.ok("webhook URL is well-formed")
-    else:
-        report.fail(
-            "destination: none configured",
-            "set SLACK_WEBHOOK_URL (an incoming webhook), or SLACK_BOT_TOKEN and "
-            "SLACK_CHANNEL_ID (a bot in that channel)",
+            if p.pending and p.last_error:
+                line += f" (last error: {p.last_error})"
+        if said == [line]:
+            return
+        said[:] = [line]
+        print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", flush=True)
+
+    rate = f"{settings.rate_limit:g} message(s)/s"
+    print(f"delivering the pending alerts of {directory} at most {rate}", flush=True)
+    final = deliver_pending(settings, deadline=time.monotonic() + args.timeout, progress=show)
+    if tty:
+        print()
+    if final.pending == 0 and final.dead == 0:
+        print("done: nothing left to send")
+        return EXIT_OK
+    if final.pending:
+        if not final.other_sender:
+            why = final.last_error or "Slack did not take them in time"
+        elif first and final.pending >= first[0].pending:
+            why = (
+                "the process holding sender.lock delivered none of them: is it stopped, or cut "
+                "off from Slack? `slack-logging status` shows the last error"
+            )
+        else:
+            why = "another process is still delivering them"
+        print(
+            f"{final.pending} alert(s) still pending after {args.timeout:g} s ({why}); "
+            "`slack-logging status` shows them",
+            file=sys.stderr,
         )
-        return
-    if s.enabled:
-        report.ok("delivery is enabled")
-    else:
-        report.fail(
-            "delivery is switched off (SLACK_ENABLED / enabled is false): nothing is sent",
-            "set SLACK_ENABLED=true, or remove it",
+    if final.dead:
+        print(
+            f"{final.dead} alert(s) rejected by Slack (dead letters); `slack-logging status` "
+            "shows why, `slack-logging replay --send` retries after the fix",
+            file=sys.stderr,
         )
-    if s.coordination_url:
-        report.info(f"coordination across hosts: {mask_secret(s.coordination_url)}")
-    for cat in s.catalog.values():
-        if cat.channel and s.mode == "chat":
-            report.ok(f"route: {cat.key} to channel {cat.channel}")
-        elif cat.webhook_url and s.mode == "webhook":
-            report.ok(f"route: {cat.key} to webhook {mask_secret(cat.webhook_url)}")
-        elif cat.channel:
-            report.warn(f"categories.{cat.key}.channel is ignored in webhook mode (webhook_url)")
-        elif cat.webhook_url:
-            report.warn(f"categories.{cat.key}.webhook_url is ignored in bot-token mode (channel)")
-
-
-def _check_directory(report: _Report, directory: Path) -> bool:
-    existed = directory.is_dir()
-    fix = (
-        f"로그 파일 저장 실패: run `mkdir -p {directory} && chown <service user> {directory}` "
-        "as root, or point SLACK_ALERTS_DIR at a writable local directory"
-    )
-    try:
-        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-    except OSError as exc:
-        report.fail(f"alerts directory {directory}: cannot create it ({exc.strerror or exc})", fix)
-        return False
-    probe = directory / f".check-{os.getpid()}"
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"slack-logging check\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        probe.unlink()
-    except OSError as exc:
-        report.fail(f"alerts directory {directory}: not writable ({exc.strerror or exc})", fix)
-        return False
-    report.ok(
-        f"alerts directory {directory.resolve()} is writable" + ("" if existed else " (created it)")
-    )
-    if not existed and hasattr(os, "geteuid") and os.geteuid() == 0:
-        report.warn(
-            "check ran as root, so root owns the directory it created",
-            f"chown <service user> {directory}, and run check as the service's user",
-        )
-    return True
-
-
-def _check_outbox(report: _Report, directory: Path) -> None:
-    outbox = _open_outbox(directory)
-    if outbox is None:
-        return
-    try:
-        counts = outbox.counts()
-        oldest = outbox.oldest_pending()
-    finally:
-        outbox.close()
-    report.info(
-        f"outbox: {counts['pending']} pending, {counts['delivered']} delivered, "
-        f"{counts['dead']} dead"
-    )
-    if counts["dead"]:
-        report.warn(
-            f"{counts['dead']} alert(s) were rejected by Slack (dead letters)",
-            "see `slack-logging status`; after the fix, `slack-logging replay` sends them again",
-        )
-    if oldest is not None and time.time() - oldest > 300:
-        report.warn(
-            f"the oldest pending alert waits since {round(time.time() - oldest)} s",
-            "is the service running and can it reach Slack? see `slack-logging status`",
-        )
-
-
-def _destinations(s: Settings) -> list[tuple[str, Transport]]:
-    """(label, transport) for the default destination and every routed category."""
-    routes = build_routes(s)
-    return [(routes.labels[dest], t) for dest, t in routes.transports.items()]
-
-
-def _test_payload(s: Settings, label: str) -> dict[str, Any]:
-    category = s.catalog.get("check") or _CHECK_CATEGORY
-    alert = Alert(
-        alert_id=new_alert_id(),
-        category=category.key,
-        severity=category.severity,
-        message=(
-            f"Test message from `slack-logging check --send` on {s.host}: alerts of "
-            f"{s.service} reach this {label.split(maxsplit=1)[0]}."
-        ),
-        created=time.time(),
-        level="INFO",
-        fields={"alerts_dir": str(s.alerts_dir), "destination": label},
-        logger="slack-logging",
-        host=s.host,
-        pid=os.getpid(),
-        service=s.service,
-        environment=s.environment,
-        place="slack-logging check",
-    )
-    return render_alert(alert, category)
-
-
-def _check_send(report: _Report, s: Settings) -> None:
-    for label, transport in _destinations(s):
-        try:
-            result = transport.send(_test_payload(s, label))
-        finally:
-            transport.close()
-        if result.ok:
-            ts = f", ts {result.ts}" if result.ts else ""
-            report.ok(f"test message to {label}: Slack answered HTTP {result.status} ok{ts}")
-            continue
-        answer = (
-            f"HTTP {result.status} {result.error or ''}".rstrip()
-            if result.status is not None
-            else f"no answer ({result.error or 'no response'})"
-        )
-        report.fail(
-            f"test message to {label}: {answer}",
-            result.remedy or remedy_for(result.status, result.error),
-        )
+    return EXIT_FAILED
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = _Report()
+    from slack_logging._checklist import run_check
+
     source = _source(args)
-    report.info(f"settings from {source.label}")
-    settings: Settings | None = None
-    try:
-        settings = Settings.resolve(None, **source.options)
-        settings.redactor()
-    except ValueError as exc:
-        report.fail(f"configuration: {exc}", f"fix that value in the {source.label}")
-    if settings is not None:
-        _check_destination(report, settings)
-        directory = settings.alerts_dir
-    else:
-        directory = _alerts_dir(args)
-    if _check_directory(report, directory):
-        _check_outbox(report, directory)
-    if args.send:
-        if settings is None or settings.mode == "none":
-            report.fail("test message: not sent, no valid destination (see above)")
-        elif not settings.enabled:
-            report.warn("test message: not sent, delivery is switched off")
-        else:
-            _check_send(report, settings)
-    elif report.failed == 0:
-        report.info("add --send to post a test message")
-    if report.failed:
-        print(f"{report.failed} check(s) failed")
-        return 1
-    print("all checks passed")
-    return 0
+    return run_check(
+        source.label,
+        source.options,
+        allow_hosts=args.allow_host or (),
+        create=args.create,
+        send=args.send,
+        fallback_dir=_alerts_dir(args)[0],
+    )
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -424,6 +369,18 @@ def _remedy_from(error: str | None) -> str | None:
     return remedy_for(None, error) if error else None
 
 
+def _from_the_cli(place: str) -> Callable[[logging.LogRecord], bool]:
+    """A logger filter pointing records at the command, not at this file in site-packages."""
+
+    def point(record: logging.LogRecord) -> bool:
+        record.pathname = record.filename = record.module = place
+        record.funcName = "main"
+        record.lineno = 0  # no line: the context line then reads "at slack-logging send"
+        return True
+
+    return point
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     from slack_logging._handler import SlackAlertHandler  # the handler pulls in requests
 
@@ -432,6 +389,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     # Not from logging.getLogger(): the global logging setup stays untouched, and nothing
     # propagates to the root logger's handlers.
     logger = logging.Logger(args.logger, logging.DEBUG)
+    logger.addFilter(_from_the_cli("slack-logging send"))
     logger.addHandler(handler)
     s = handler.settings
     try:
@@ -498,21 +456,46 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if not fields:
         fields = {name: f"<{name}>" for name in category.key_fields}
     message = args.message or f"Preview of the {category.title} alert"
-    record = logging.LogRecord("preview", level, "<preview>", 0, message, None, None)
-    record.__dict__.update(alert_extra(key, fields))
-    alert = build_alert(
-        record,
-        category,
-        s.redactor(),
-        host=s.host,
-        service=s.service,
-        environment=s.environment,
-    )
-    payload = render_alert(alert, category)
+    redactor = s.redactor()
+    start = time.time()
+    alerts = []
+    for i in range(args.count):
+        record = logging.LogRecord(
+            "preview", level, "slack-logging preview", 0, message, None, None
+        )
+        record.created = start + i * _PREVIEW_SPACING
+        record.__dict__.update(alert_extra(key, fields))
+        alerts.append(
+            build_alert(
+                record,
+                category,
+                redactor,
+                host=s.host,
+                service=s.service,
+                environment=s.environment,
+            )
+        )
+    if args.count == 1:
+        payload = render_alert(alerts[0], category)
+    else:
+        payload = render_digest(alerts, category)
     if s.mode == "chat":
         # WebApiTransport adds the channel; shown so routing can be checked too.
         payload = {"channel": category.channel or s.channel, **payload}
-    print(json.dumps(payload, ensure_ascii=False, indent=2))
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        from slack_logging._preview import render_terminal
+
+        color = sys.stdout.isatty() if args.color is None else args.color
+        width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+        if s.mode == "chat":
+            print(f"to #{payload['channel']}:")
+        print(render_terminal(payload, color=color, width=min(width, 100)))
+    if args.builder:
+        from slack_logging._preview import builder_url
+
+        print(f"\nopen in Block Kit Builder: {builder_url(payload)}")
     return 0
 
 
@@ -521,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slack-logging",
         description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:8]),
+        epilog="\n".join(__doc__.splitlines()[2:9]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -549,6 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check the Slack destination and the alerts directory; exit 1 if any fails.",
     )
     check.add_argument("--send", action="store_true", help="also post a test message to Slack")
+    check.add_argument(
+        "--create",
+        action="store_true",
+        help="create the alerts directory if missing (check changes nothing otherwise)",
+    )
+    check.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST",
+        help="accept a webhook URL to this host (a test server); repeat for more",
+    )
     check.set_defaults(func=cmd_check)
 
     send = sub.add_parser(
@@ -574,10 +568,30 @@ def build_parser() -> argparse.ArgumentParser:
     preview = sub.add_parser(
         "preview",
         parents=[config, fields],
-        help="print the Slack payload an alert would produce (no network)",
+        help="show an alert as Slack would (no network)",
+        description=(
+            "Draw the message an alert would produce as Slack shows it: header, text, fields, "
+            "code, context and colour bar. --json prints the payload itself."
+        ),
     )
     preview.add_argument("category", type=_category_name)
     preview.add_argument("message", nargs="?", help="default: a sample message")
+    preview.add_argument(
+        "--count",
+        type=_burst_size,
+        default=1,
+        metavar="N",
+        help="a burst of N such alerts, 0.25 s apart: the digest message it becomes",
+    )
+    preview.add_argument("--json", action="store_true", help="print the raw JSON payload")
+    preview.add_argument(
+        "--builder", action="store_true", help="also print a Block Kit Builder link"
+    )
+    colors = preview.add_mutually_exclusive_group()
+    colors.add_argument(
+        "--color", action="store_true", default=None, help="ANSI colours even when piped"
+    )
+    colors.add_argument("--no-color", dest="color", action="store_false", help="no colours")
     preview.set_defaults(func=cmd_preview)
 
     status = sub.add_parser(
@@ -586,8 +600,35 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
-    replay = sub.add_parser("replay", parents=[config], help="queue dead letters again after a fix")
+
+    timeout = argparse.ArgumentParser(add_help=False)
+    timeout.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="give up after this many seconds (default 300); what is left stays pending",
+    )
+    flush = sub.add_parser(
+        "flush",
+        parents=[config, timeout],
+        help="deliver what is pending now, within the rate limit",
+        description=(
+            "Deliver the pending alerts of the alerts directory now, paced at the rate limit. "
+            "If a running service is already sending from that directory, wait for it instead "
+            "of sending in parallel. Exit 0: nothing left; 1: alerts still pending or rejected; "
+            "2: no such directory or outbox, or no destination."
+        ),
+    )
+    flush.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
+    flush.set_defaults(func=cmd_flush)
+
+    replay = sub.add_parser(
+        "replay",
+        parents=[config, timeout],
+        help="queue dead letters again after a fix (--send: and deliver them now)",
+    )
     replay.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
+    replay.add_argument("--send", action="store_true", help="then deliver them, as flush does")
     replay.set_defaults(func=cmd_replay)
     return parser
 
@@ -601,6 +642,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except _Usage as exc:
+        print(f"slack-logging: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, ValueError) as exc:
         print(f"slack-logging: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        given = getattr(args, "alerts_dir", None)
+        where = Path(given).absolute() if given else "the alerts directory"
+        print(
+            f"slack-logging: cannot read the outbox in {where} ({type(exc).__name__}: {exc}); "
+            "check its permissions, or whether the disk is full",
+            file=sys.stderr,
+        )
         return EXIT_USAGE

@@ -27,13 +27,15 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from slack_logging._slack_rules import Rejection, check_payload
 
 __all__ = ["FAKE_TOKEN", "FAKE_WEBHOOK_PATH", "FakeSlack", "Received", "RecordedRequest"]
 
@@ -73,6 +75,13 @@ class Received:
     thread_ts: str | None = None
     ts: str | None = None
     """The ts answered (chat.postMessage only)."""
+
+    def preview(self, *, color: bool = False, width: int = 80) -> str:
+        """The message drawn for a terminal as Slack shows it: header, text, fields in two
+        columns, code, context and colour bar (as ``slack-logging preview`` does)."""
+        from slack_logging._preview import render_terminal
+
+        return render_terminal(self.payload, color=color, width=width)
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,16 @@ def _read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(min(length, _MAX_REQUEST)) if length > 0 else b""
 
 
+def _refusal(rejection: Rejection) -> dict[str, Any]:
+    """chat.postMessage's body for a refused payload, as Slack words it."""
+    return {
+        "ok": False,
+        "error": rejection.error,
+        "errors": list(rejection.errors),
+        "response_metadata": {"messages": [f"[ERROR] {e}" for e in rejection.errors]},
+    }
+
+
 def _has_content(payload: Mapping[str, Any]) -> bool:
     return any(payload.get(key) for key in ("text", "blocks", "attachments"))
 
@@ -236,12 +255,12 @@ class _Server(ThreadingHTTPServer):
     # server_close() would join handler threads without a deadline; stop() joins them itself.
     block_on_close = False
 
-    def __init__(self, fake: FakeSlack, host: str) -> None:
+    def __init__(self, fake: FakeSlack, host: str, port: int) -> None:
         self.fake = fake
         self._track = threading.Lock()
         self._handler_threads: set[threading.Thread] = set()
         self._sockets: set[socket.socket] = set()
-        super().__init__((host, 0), _Handler)
+        super().__init__((host, port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
@@ -289,6 +308,15 @@ class FakeSlack:
     `rate_limit` (requests per second, None for unlimited), `burst` and `retry_after` (seconds)
     configure a token bucket per destination (webhook path or channel); a request over budget, or
     sent before the Retry-After it was given expired, gets a 429 and is counted.
+
+    `strict` (the default) refuses what Slack refuses, with Slack's answer: a 151-character
+    header, a 3,001-character section, 51 blocks, 11 fields, an unknown block type or an
+    ``event_payload`` that is not an object get ``invalid_blocks`` / ``invalid_attachments`` /
+    ``invalid_metadata``, text over 40,000 characters ``msg_too_long`` (chat.postMessage: HTTP
+    200 ``{"ok": false, "error": ..., "errors": [...]}``; webhooks: HTTP 400 with the code).
+    `port` 0 picks a free port. `on_message` is called with each accepted message and
+    `on_refusal` with each request answered with an error, outside the fake's lock (process mode
+    prints both).
     """
 
     def __init__(
@@ -300,8 +328,16 @@ class FakeSlack:
         burst: int = 1,
         retry_after: int = 1,
         host: str = "127.0.0.1",
+        port: int = 0,
+        strict: bool = True,
+        on_message: Callable[[Received], None] | None = None,
+        on_refusal: Callable[[RecordedRequest], None] | None = None,
     ) -> None:
         self.token = token
+        self.strict = strict
+        self.on_message = on_message
+        self.on_refusal = on_refusal
+        self._port = port
         self.channels: set[str] = set() if channels is None else channels
         self._host = host
         self._lock = threading.Lock()
@@ -329,7 +365,7 @@ class FakeSlack:
         """Bind a free port and start serving; returns self."""
         if self._server is not None:
             raise RuntimeError("FakeSlack is already started; use a new instance")
-        server = _Server(self, self._host)
+        server = _Server(self, self._host, self._port)
         self._server = server
         # stop() waits up to one poll interval for the accept loop to notice.
         self._thread = threading.Thread(
@@ -615,6 +651,13 @@ class FakeSlack:
                 self._messages.append(message)
             self._changed.notify_all()
         self._answer(handler, answer)
+        try:  # a test's callback must not break the fake
+            if message is not None and self.on_message is not None:
+                self.on_message(message)
+            elif message is None and self.on_refusal is not None:
+                self.on_refusal(answered)
+        except Exception as exc:
+            self._note_error(exc)
 
     def _decide(
         self, fault: _Fault | None, incoming: RecordedRequest
@@ -651,6 +694,9 @@ class FakeSlack:
             return _text_answer(400, "invalid_payload"), None
         if not _has_content(payload):
             return _text_answer(400, "no_text"), None
+        rejection = check_payload(payload) if self.strict else None
+        if rejection is not None:
+            return _text_answer(400, rejection.error), None
         channel, thread_ts = payload.get("channel"), payload.get("thread_ts")
         message = Received(
             surface="webhook",
@@ -688,6 +734,9 @@ class FakeSlack:
             return _json_answer({"ok": False, "error": "not_in_channel"}), None
         if not _has_content(payload):
             return _json_answer({"ok": False, "error": "no_text"}), None
+        rejection = check_payload(payload) if self.strict else None
+        if rejection is not None:
+            return _json_answer(_refusal(rejection)), None
         ts = self._next_ts()
         thread_ts = payload.get("thread_ts")
         thread_ts = thread_ts if isinstance(thread_ts, str) else None
@@ -771,3 +820,76 @@ class FakeSlack:
         handler.send_header("Content-Length", str(len(answer.body)))
         handler.end_headers()
         handler.wfile.write(answer.body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m slack_logging.testing``: a fake Slack as a process, for pointing a service
+    at it by hand. Prints its URLs, then each message it accepts as Slack would show it."""
+    import argparse
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(
+        prog="python -m slack_logging.testing",
+        description="Run a fake Slack on loopback and print every message it receives.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8099, help="port (default 8099; 0: any)")
+    parser.add_argument("--token", default=FAKE_TOKEN, help="bot token to accept")
+    parser.add_argument("--rate-limit", type=float, help="requests/s per destination (429 over)")
+    parser.add_argument("--lenient", action="store_true", help="accept payloads Slack would refuse")
+    color = parser.add_mutually_exclusive_group()
+    color.add_argument("--color", action="store_true", default=None, help="ANSI colours")
+    color.add_argument("--no-color", dest="color", action="store_false", help="no colours")
+    args = parser.parse_args(argv)
+    use_color = sys.stdout.isatty() if args.color is None else args.color
+    width = min(100, max(40, os.get_terminal_size().columns)) if sys.stdout.isatty() else 80
+
+    printing = threading.Lock()  # requests are served in parallel; messages print whole
+
+    def show(message: Received) -> None:
+        where = f"#{message.channel}" if message.channel else "webhook"
+        if message.thread_ts:
+            where += f", thread {message.thread_ts}"
+        drawn = message.preview(color=use_color, width=width)
+        with printing:
+            when = time.strftime("%H:%M:%S")
+            print(f"\n── {when} {where} " + "─" * max(0, width - len(where) - 14))
+            print(drawn, flush=True)
+
+    def refused(request: RecordedRequest) -> None:
+        answer = f"HTTP {request.status}" if request.status is not None else "connection reset"
+        with printing:
+            print(
+                f"\n✗ refused {request.method} {request.path}: {answer} {request.error}", flush=True
+            )
+
+    fake = FakeSlack(
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        strict=not args.lenient,
+        rate_limit=args.rate_limit,
+        on_message=show,
+        on_refusal=refused,
+    )
+    fake.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    mode = "lenient" if args.lenient else "strict: refuses what Slack refuses"
+    print(f"FakeSlack on {fake.url} ({mode})")
+    print(f"webhook URL: {fake.webhook_url}")
+    print(f"bot token:   {fake.token}  with  SLACK_API_URL={fake.api_url}")
+    print("Ctrl-C stops it; messages follow.", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from slack_logging import _flush
 from slack_logging._alert import Alert, new_alert_id
 from slack_logging._outbox import Outbox
 from slack_logging.cli import handler_options, main, parse_field
@@ -27,6 +30,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``slack-logging check`` accepting the fake Slack's loopback webhook host."""
+    return run(capsys, "check", "--allow-host", "127.0.0.1", *argv)
 
 
 @pytest.fixture
@@ -75,12 +83,12 @@ class TestCheck:
         self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
     ) -> None:
         """Webhook set, directory creatable: exit 0, one [ok] line per check, no secret."""
-        code, out, err = run(capsys, "check")
+        code, out, err = check(capsys, "--create")
         assert code == 0, out
         assert "[ok]   destination: incoming webhook http://127.0.0.1:" in out
-        assert "webhook URL is well-formed" in out
+        assert "webhook URL points at 127.0.0.1, a test host you allowed" in out
         assert "delivery is enabled" in out
-        assert f"alerts directory {alerts_dir.resolve()} is writable (created it)" in out
+        assert f"alerts directory {alerts_dir.absolute()} is writable (created it)" in out
         assert "[FAIL]" not in out
         assert alerts_dir.is_dir()
         assert list(alerts_dir.iterdir()) == []  # the probe file is gone
@@ -91,7 +99,7 @@ class TestCheck:
         self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
     ) -> None:
         """--send posts one rendered test message and prints Slack's answer."""
-        code, out, err = run(capsys, "check", "--send")
+        code, out, err = check(capsys, "--send")
         assert code == 0, out
         (msg,) = webhook_env.messages
         assert "slack-logging check" in msg.payload["text"]
@@ -101,7 +109,7 @@ class TestCheck:
 
     def test_bot_token_mode(self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack) -> None:
         """Bot-token mode names the channel, masks the token and reports the ts."""
-        code, out, err = run(capsys, "check", "--send")
+        code, out, err = check(capsys, "--send")
         assert code == 0, out
         assert "bot token xoxb-… to channel C0ALERTS01" in out
         (msg,) = chat_env.messages
@@ -124,7 +132,7 @@ class TestCheck:
             "      report_fail:\n"
             "        channel: C0REPORTS1\n",
         )
-        code, out, _ = run(capsys, "check", "--send", "--config", str(config))
+        code, out, _ = check(capsys, "--send", "--config", str(config))
         assert code == 0, out
         assert "route: report_fail to channel C0REPORTS1" in out
         assert sorted(m.channel or "" for m in chat_env.messages) == ["C0ALERTS01", "C0REPORTS1"]
@@ -134,7 +142,7 @@ class TestCheck:
     ) -> None:
         """No destination: exit 1 naming the env vars to set."""
         monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
-        code, out, _ = run(capsys, "check")
+        code, out, _ = check(capsys)
         assert code == 1
         assert "[FAIL] destination: none configured" in out
         assert "SLACK_WEBHOOK_URL" in out
@@ -148,7 +156,7 @@ class TestCheck:
     ) -> None:
         """SLACK_ENABLED=false is reported as a failure with the fix; --send sends nothing."""
         monkeypatch.setenv("SLACK_ENABLED", "false")
-        code, out, _ = run(capsys, "check", "--send")
+        code, out, _ = check(capsys, "--send")
         assert code == 1
         assert "[FAIL] delivery is switched off" in out
         assert "SLACK_ENABLED=true" in out
@@ -157,8 +165,29 @@ class TestCheck:
     @pytest.mark.parametrize(
         ("url", "expected"),
         [
-            ("http://hooks.slack.com/services/T0/B0/supersecretvalue", "plain http"),
-            ("https://hooks.slack.com/hooks/supersecretvalue", "a Slack webhook looks like"),
+            (
+                "http://hooks.slack.com/services/T0/B0/supersecretvalue",
+                "[FAIL] webhook URL to hooks.slack.com uses http, not https://",
+            ),
+            (
+                "https://hooks.slack.com/hooks/supersecretvalue",
+                "[FAIL] webhook URL to hooks.slack.com lacks the /services/T…/B…/… part",
+            ),
+            (
+                "https://example.com/services/T0/B0/supersecretvalue",
+                "[FAIL] webhook URL points at example.com, not at Slack's webhook host",
+            ),
+            (
+                "hooks.slack.com/services/T0/B0/supersecretvalue",
+                "[FAIL] webhook URL has no scheme: it starts with hooks.slack.com\n"
+                "       fix: put https:// in front of it",
+            ),
+            ("supersecretvalue", "[FAIL] webhook URL is not a URL"),
+            (
+                '"https://hooks.slack.com/services/T0/B0/supersecretvalue"',
+                "[FAIL] webhook URL contains spaces, quotes or angle brackets",
+            ),
+            ("https://hooks.slack.com:99999/services/T0/B0/supersecretvalue", "a bad port"),
         ],
     )
     def test_malformed_url(
@@ -169,15 +198,100 @@ class TestCheck:
         monkeypatch: pytest.MonkeyPatch,
         alerts_dir: Path,
     ) -> None:
-        """A malformed webhook URL fails the configuration check without printing the secret."""
+        """A malformed or foreign webhook URL fails in plain words, never printing the URL
+        (mangled or whole) or its secret, and the other checks still run."""
         monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
         monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
-        code, out, err = run(capsys, "check")
+        code, out, err = run(capsys, "check", "--send")
         assert code == 1
-        assert "[FAIL] configuration: webhook_url" in out
         assert expected in out
         assert "supersecretvalue" not in out + err
-        assert "is writable" in out  # the other checks still run
+        assert "://?" not in out
+        assert out.count("[FAIL]") == 2, out  # the URL, and the test message it did not send
+        assert "alerts directory" in out
+
+    def test_malformed_category_webhook_is_explained(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        tmp_path: Path,
+        alerts_dir: Path,
+    ) -> None:
+        """A category's own webhook URL gets the same plain explanation, naming the setting,
+        and no test message goes anywhere."""
+        config = write_yaml(
+            tmp_path / "l.yaml",
+            f"    webhook_url: {webhook_env.webhook_url}\n"
+            f"    alerts_dir: {alerts_dir}\n"
+            "    categories:\n"
+            "      payment_fail:\n"
+            "        webhook_url: hooks.slack.com/services/T0/B0/supersecretvalue\n",
+        )
+        code, out, err = check(capsys, "--send", "--config", str(config))
+        assert code == 1
+        assert (
+            "[FAIL] categories.payment_fail.webhook_url has no scheme: it starts with "
+            "hooks.slack.com" in out
+        )
+        assert "supersecretvalue" not in out + err
+        assert "://?" not in out
+        assert "configuration:" not in out
+        assert webhook_env.requests == []
+
+    def test_test_host_needs_allow_host(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """A webhook on a non-Slack host is refused (and not posted to) without --allow-host,
+        whose name the fix gives."""
+        code, out, _ = run(capsys, "check", "--send")
+        assert code == 1
+        assert "[FAIL] webhook URL points at 127.0.0.1" in out
+        assert "pass --allow-host 127.0.0.1" in out
+        assert webhook_env.requests == []
+
+    def test_api_url_allows_its_host(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """An explicit SLACK_API_URL on a test host allows webhooks on that host too."""
+        monkeypatch.setenv("SLACK_API_URL", webhook_env.api_url)
+        code, out, _ = run(capsys, "check", "--send")
+        assert code == 0, out
+        assert len(webhook_env.messages) == 1
+
+    def test_changes_nothing_without_create(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Without --create, a missing directory is reported (the service makes it) and the
+        filesystem is left exactly as it was."""
+        before = sorted(alerts_dir.parent.iterdir())
+        code, out, _ = check(capsys)
+        assert code == 0, out
+        assert f"[warn] alerts directory {alerts_dir} does not exist yet" in out
+        assert "slack-logging check --create" in out
+        assert sorted(alerts_dir.parent.iterdir()) == before
+
+    def test_missing_directory_in_unwritable_parent_fails(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """A directory the service could not create either is a failure naming the parent."""
+        monkeypatch.setenv("SLACK_ALERTS_DIR", str(tmp_path / "ro" / "alerts"))
+        (tmp_path / "ro").mkdir()
+        real_access = os.access
+        # Works the same as root, for whom a chmod 500 directory is still writable.
+        monkeypatch.setattr(
+            os, "access", lambda p, m: False if Path(p) == tmp_path / "ro" else real_access(p, m)
+        )
+        code, out, _ = check(capsys)
+        assert code == 1
+        assert f"{tmp_path / 'ro'} is not writable, so the service cannot create it" in out
+        assert not (tmp_path / "ro" / "alerts").exists()
 
     @pytest.mark.parametrize(
         ("fault", "expected", "remedy"),
@@ -202,7 +316,7 @@ class TestCheck:
             webhook_env.fail_next(403)
         else:
             webhook_env.reset_next()
-        code, out, err = run(capsys, "check", "--send")
+        code, out, err = check(capsys, "--send")
         assert code == 1
         assert "[FAIL] test message to webhook http://127.0.0.1:" in out
         assert expected in out
@@ -212,7 +326,7 @@ class TestCheck:
     def test_not_in_channel(self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack) -> None:
         """A bot outside the channel: exit 1, invite the bot."""
         chat_env.channels.add("C0SOMEOTHER")
-        code, out, _ = run(capsys, "check", "--send")
+        code, out, _ = check(capsys, "--send")
         assert code == 1
         assert "not_in_channel" in out
         assert "Invite the bot to the channel" in out
@@ -232,7 +346,7 @@ class TestCheck:
             "    read_timeout: 0.2\n",
         )
         fake_slack.hang_next(10)
-        code, out, _ = run(capsys, "check", "--send", "--config", str(config))
+        code, out, _ = check(capsys, "--send", "--config", str(config))
         assert code == 1
         assert "no answer (ReadTimeout)" in out
         assert "raise the timeout" in out
@@ -243,16 +357,18 @@ class TestCheck:
         monkeypatch: pytest.MonkeyPatch,
         alerts_dir: Path,
     ) -> None:
-        """Nothing listening: exit 1 with the network remedy."""
+        """Nothing listening: exit 1 with the network remedy, naming the host and port tried."""
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         monkeypatch.setenv("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{port}/services/T0/B0/x")
         monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
-        code, out, _ = run(capsys, "check", "--send")
+        code, out, _ = check(capsys, "--send")
         assert code == 1
         assert "no answer (ConnectionError)" in out
         assert "firewall" in out
+        assert f"outbound HTTPS to 127.0.0.1:{port} is allowed" in out
+        assert "slack.com:443" not in out
 
     def test_directory_not_creatable(
         self,
@@ -265,7 +381,7 @@ class TestCheck:
         blocker = tmp_path / "file"
         blocker.write_text("not a directory")
         monkeypatch.setenv("SLACK_ALERTS_DIR", str(blocker / "alerts"))
-        code, out, _ = run(capsys, "check")
+        code, out, _ = check(capsys, "--create")
         assert code == 1
         assert f"[FAIL] alerts directory {blocker / 'alerts'}: cannot create it" in out
         assert "chown" in out
@@ -289,7 +405,7 @@ class TestCheck:
             return real_open(path, *args, **kwargs)
 
         monkeypatch.setattr(os, "open", refuse_probe)
-        code, out, _ = run(capsys, "check")
+        code, out, _ = check(capsys, "--create")
         assert code == 1
         assert f"[FAIL] alerts directory {alerts_dir}: not writable (Permission denied)" in out
         assert "chown" in out
@@ -304,11 +420,21 @@ class TestCheck:
         outbox.add([(alert, "webhook:old")])
         outbox.mark_dead([alert.alert_id], "HTTP 404 no_service")
         outbox.close()
-        code, out, _ = run(capsys, "check")
+        code, out, _ = check(capsys)
         assert code == 0  # a warning, not a failure: the configuration may be fixed already
         assert "[info] outbox: 0 pending, 0 delivered, 1 dead" in out
         assert "[warn] 1 alert(s) were rejected by Slack" in out
         assert "slack-logging replay" in out
+
+    def test_reports_an_old_backlog(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """A pending alert older than five minutes is a warning with its age in plain units."""
+        store(alerts_dir, 1, age=612)
+        code, out, _ = check(capsys)
+        assert code == 0
+        assert "[warn] the oldest pending alert has waited 10 m 1" in out  # 10 m 12 s or so
+        assert "slack-logging flush" in out
 
 
 class TestConfigFile:
@@ -339,7 +465,7 @@ class TestConfigFile:
         """A config without our handler is a usage error on stderr."""
         path = tmp_path / "l.yaml"
         path.write_text("version: 1\nhandlers: {}\n")
-        code, _, err = run(capsys, "check", "--config", str(path))
+        code, _, err = check(capsys, "--config", str(path))
         assert code == 2
         assert "no handler with class slack_logging.SlackAlertHandler" in err
 
@@ -352,7 +478,7 @@ class TestConfigFile:
             "handlers:\n  slack:\n    webhook_url: https://hooks.slack.com/services/T/B/sekret\n"
             "    bad: [unclosed\n"
         )
-        code, out, err = run(capsys, "check", "--config", str(path))
+        code, out, err = check(capsys, "--config", str(path))
         assert code == 2
         assert "invalid YAML at line" in err
         assert "sekret" not in out + err
@@ -387,6 +513,10 @@ class TestSend:
         assert "리포트 생성 실패" in body
         assert "00123" in body
         assert "15,000" in body or "15000" in body
+        context = msg.payload["attachments"][0]["blocks"][-1]["elements"][0]["text"]
+        assert context.endswith("· at slack-logging send")
+        assert "cli.py" not in body
+        assert "site-packages" not in body
 
     def test_rejected(self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack) -> None:
         """A revoked webhook: exit 1 with the cause and the fix."""
@@ -475,7 +605,7 @@ class TestPreview:
     ) -> None:
         """preview prints the Block Kit JSON and sends nothing."""
         code, out, _ = run(
-            capsys, "preview", "payment_fail", "카드 한도 초과", "-f", "order_id=ORD-1"
+            capsys, "preview", "payment_fail", "카드 한도 초과", "-f", "order_id=ORD-1", "--json"
         )
         assert code == 0
         payload = json.loads(out)
@@ -486,7 +616,7 @@ class TestPreview:
 
     def test_sample_fields_without_any(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Without fields and message, the key fields show as placeholders."""
-        code, out, _ = run(capsys, "preview", "api_timeout")
+        code, out, _ = run(capsys, "preview", "api_timeout", "--json")
         assert code == 0
         body = json.dumps(json.loads(out), ensure_ascii=False)
         for name in ("service", "endpoint", "elapsed_ms"):
@@ -503,40 +633,351 @@ class TestPreview:
         self, capsys: pytest.CaptureFixture[str], chat_env: FakeSlack
     ) -> None:
         """In bot-token mode the payload names the channel it would go to."""
-        code, out, _ = run(capsys, "preview", "report_fail")
+        code, out, _ = run(capsys, "preview", "report_fail", "--json")
         assert code == 0
         assert json.loads(out)["channel"] == "C0ALERTS01"
+        code, out, _ = run(capsys, "preview", "report_fail")
+        assert out.startswith("to #C0ALERTS01:\n")
 
     def test_unknown_category(self, capsys: pytest.CaptureFixture[str]) -> None:
         """An unknown category previews as the visible stand-in."""
-        code, out, _ = run(capsys, "preview", "disk_full", "x")
+        code, out, _ = run(capsys, "preview", "disk_full", "x", "--json")
         assert code == 0
         assert "Unknown alert: disk_full" in json.loads(out)["text"]
 
+    def test_draws_the_message_as_slack_shows_it(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """Without --json: emoji drawn, the title once, fields in two columns, the context
+        line naming the command; no ANSI codes when not a terminal."""
+        code, out, _ = run(
+            capsys,
+            "preview",
+            "net_cancel_fail",
+            "망취소 실패: 수동 환불이 필요합니다",
+            "-f",
+            "order_id=ORD-1",
+            "-f",
+            "amount=15000",
+        )
+        assert code == 0
+        lines = out.splitlines()
+        assert lines[:2] == ["🚨 망취소 실패", "수동 환불이 필요합니다"]
+        assert lines[2].startswith("▌ order_id ") and lines[2].endswith(" amount")
+        assert lines[3].startswith("▌ ORD-1 ") and lines[3].endswith(" 15,000")
+        assert lines[-1].endswith("at slack-logging preview")
+        assert "\x1b[" not in out
+        assert webhook_env.requests == []
+
+    def test_count_previews_the_digest_of_a_burst(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--count 40 shows the one message a burst of 40 such alerts becomes."""
+        code, out, _ = run(
+            capsys,
+            "preview",
+            "payment_fail",
+            "카드 한도 초과",
+            "-f",
+            "order_id=ORD-1",
+            "--count",
+            "40",
+        )
+        assert code == 0
+        lines = out.splitlines()
+        assert lines[0] == "❌ 결제 실패 ×40"
+        assert lines[1].startswith("40 alerts between ")
+        assert lines[1].endswith(" UTC (9.8 s)")
+        assert "`ORD-1` — 카드 한도 초과 ×40" in out
+        code, out, _ = run(capsys, "preview", "payment_fail", "--json", "--count", "40")
+        assert json.loads(out)["metadata"]["event_payload"]["count"] == 40
+
+    @pytest.mark.parametrize("count", ["0", "1001", "many"])
+    def test_count_out_of_range_is_a_usage_error(
+        self, count: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A burst size outside 1..1000 is refused by argparse (exit 2)."""
+        with pytest.raises(SystemExit) as exited:
+            main(["preview", "payment_fail", "--count", count])
+        assert exited.value.code == 2
+        assert "expected a count from 1 to 1000" in capsys.readouterr().err
+
+    def test_color_and_builder_link(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--color forces ANSI styling; --builder adds a Block Kit Builder link holding the
+        blocks, URL-encoded."""
+        code, out, _ = run(capsys, "preview", "payment_fail", "x", "--color", "--builder")
+        assert code == 0
+        assert "\x1b[1m" in out  # the header in bold
+        assert "\x1b[38;2;" in out  # the colour bar
+        link = out.strip().splitlines()[-1].split(": ", 1)[1]
+        assert link.startswith("https://app.slack.com/block-kit-builder/#%7B%22blocks%22")
+        shown = json.loads(urllib.parse.unquote(link.split("#", 1)[1]))
+        assert shown["blocks"][0]["type"] == "header"
+
+
+def store(
+    alerts_dir: Path,
+    n: int,
+    *,
+    dead: str | None = None,
+    age: float = 0.0,
+    categories: tuple[str, ...] = ("payment_fail",),
+) -> list[str]:
+    """Put ``n`` pending alerts (or dead letters) in the outbox, as a crashed service would."""
+    alerts_dir.mkdir(exist_ok=True)
+    outbox = Outbox(alerts_dir, origin="old-host:1")
+    created = time.time() - age
+    alerts = [
+        Alert(
+            new_alert_id(created),
+            categories[i % len(categories)],
+            "error",
+            f"카드 한도 초과 {i}",
+            created + i,
+        )
+        for i in range(n)
+    ]
+    outbox.add([(a, "webhook:old") for a in alerts])
+    if dead:
+        outbox.mark_dead([a.alert_id for a in alerts], dead)
+    outbox.close()
+    return [a.alert_id for a in alerts]
+
 
 class TestStatusReplay:
-    def test_status_empty(self, capsys: pytest.CaptureFixture[str], alerts_dir: Path) -> None:
-        """status on a directory without an outbox reports zeros."""
-        code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir), "--json")
+    @pytest.mark.parametrize("command", ["status", "replay", "flush"])
+    def test_missing_directory_is_an_error_creating_nothing(
+        self,
+        command: str,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """A typo in the directory exits 2, names the absolute path read, creates nothing."""
+        monkeypatch.chdir(tmp_path)
+        code, _, err = run(capsys, command, "--alerts-dir", "slack_alrets")
+        assert code == 2
+        assert f"no alerts directory at {tmp_path / 'slack_alrets'} (from --alerts-dir)" in err
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize("command", ["status", "replay", "flush"])
+    def test_directory_without_outbox_is_an_error(
+        self,
+        command: str,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """The default ./slack_alerts read from the wrong working directory: exit 2, saying
+        where it looked and how the directory was chosen; no outbox is created."""
+        monkeypatch.delenv("SLACK_ALERTS_DIR", raising=False)
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "slack_alerts").mkdir()
+        code, _, err = run(capsys, command)
+        assert code == 2
+        assert f"no outbox in {tmp_path / 'slack_alerts'} (from the default ./slack_alerts)" in err
+        assert list((tmp_path / "slack_alerts").iterdir()) == []
+
+    def test_status_shows_oldest_age_and_last_error(
+        self, capsys: pytest.CaptureFixture[str], alerts_dir: Path
+    ) -> None:
+        """Pending alerts show how long the oldest waits; the last failure shows with its fix."""
+        ids = store(alerts_dir, 3, age=192.4)
+        outbox = Outbox(alerts_dir)
+        outbox.reschedule(ids[:1], time.time() + 60, "HTTP 404 no_service")
+        outbox.close()
+        code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir))
         assert code == 0
-        assert json.loads(out)["pending"] == 0
+        assert f"alerts directory: {alerts_dir}" in out
+        assert "   pending: 3 (the oldest waits since 3 m 1" in out  # 3 m 12 s ago or so
+        assert "last error: HTTP 404 no_service (just now, an alert still pending)" in out
+        assert "Regenerate the incoming webhook" in out
+        assert "slack-logging flush" in out
+        code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir), "--json")
+        report = json.loads(out)
+        assert report["pending"] == 3
+        assert 192 <= report["oldest_pending_age_s"] < 300
+        assert report["last_error"]["error"] == "HTTP 404 no_service"
+        assert report["last_error"]["state"] == "pending"
 
     def test_status_reads_alerts_dir_from_config(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path, alerts_dir: Path
     ) -> None:
         """--config gives status the alerts directory of the handler."""
+        store(alerts_dir, 1)
         config = write_yaml(tmp_path / "l.yaml", f"    alerts_dir: {alerts_dir}\n")
         code, out, _ = run(capsys, "status", "--config", str(config), "--json")
         assert code == 0
         assert json.loads(out)["alerts_dir"] == str(alerts_dir)
 
-    def test_replay_without_outbox(
+    def test_replay_queues_without_sending(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """replay alone re-queues dead letters, says how to send them now, and sends nothing."""
+        store(alerts_dir, 2, dead="HTTP 404 no_service")
+        code, out, _ = run(capsys, "replay", "--alerts-dir", str(alerts_dir))
+        assert code == 0
+        assert "2 dead letter(s) queued again" in out
+        assert "slack-logging flush" in out
+        assert webhook_env.requests == []
+        outbox = Outbox(alerts_dir)
+        assert outbox.counts()["pending"] == 2
+        outbox.close()
+
+    def test_replay_send_delivers_them(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """replay --send re-queues and delivers every dead letter now: exit 0, all counted."""
+        store(alerts_dir, 4, dead="HTTP 404 no_service")
+        code, out, _ = run(capsys, "replay", "--send", "--alerts-dir", str(alerts_dir))
+        assert code == 0, out
+        assert webhook_env.alerts_covered == 4
+        assert "done: nothing left to send" in out
+
+
+class TestFlush:
+    def test_delivers_what_is_pending(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Alerts left by a dead process go out now, within Slack's rate (a fake allowing one
+        message a second after a burst of three answers 429 to anything faster), with a
+        progress line per message; exit 0 and every alert counted."""
+        kinds = ("payment_fail", "report_fail", "api_timeout", "network_error", "net_cancel_fail")
+        store(alerts_dir, 25, categories=kinds)
+        webhook_env.set_rate_limit(1.0, burst=3)
+        code, out, err = run(capsys, "flush", "--alerts-dir", str(alerts_dir))
+        assert code == 0, out + err
+        assert f"delivering the pending alerts of {alerts_dir} at most 1 message(s)/s" in out
+        assert "sent 1 message(s) covering 5 alert(s); 20 pending" in out
+        assert "sent 5 message(s) covering 25 alert(s); 0 pending" in out
+        assert "done: nothing left to send" in out
+        assert len(webhook_env.messages) == 5
+        assert webhook_env.alerts_covered == 25
+        assert webhook_env.rate_limited == 0
+        outbox = Outbox(alerts_dir)
+        assert outbox.counts() == {"pending": 0, "delivered": 25, "dead": 0}
+        outbox.close()
+
+    def test_slack_down_leaves_them_pending(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Slack answering 503 until the timeout: exit 1, the alerts stay pending, the error
+        is said."""
+        store(alerts_dir, 3)
+        webhook_env.set_down(503)
+        code, out, err = run(capsys, "flush", "--alerts-dir", str(alerts_dir), "--timeout", "0.5")
+        assert code == 1
+        assert "3 alert(s) still pending after 0.5 s (HTTP 503" in err
+        assert "last error: HTTP 503" in out
+        outbox = Outbox(alerts_dir)
+        assert outbox.counts()["pending"] == 3
+        outbox.close()
+
+    def test_rejected_alerts_exit_1(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """A revoked webhook turns the alerts into dead letters: exit 1, replay named."""
+        store(alerts_dir, 1)
+        webhook_env.revoke()
+        code, _, err = run(capsys, "flush", "--alerts-dir", str(alerts_dir), "--timeout", "30")
+        assert code == 1
+        assert "1 alert(s) rejected by Slack" in err
+        assert "replay --send" in err
+
+    def test_waits_for_a_running_sender_and_never_sends_beside_it(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        alerts_dir: Path,
+    ) -> None:
+        """While a live process holds sender.lock, flush sends nothing itself and says so."""
+        store(alerts_dir, 2)
+        fd = os.open(alerts_dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            code, out, err = run(
+                capsys, "flush", "--alerts-dir", str(alerts_dir), "--timeout", "0.3"
+            )
+        finally:
+            os.close(fd)
+        assert code == 1
+        assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
+        assert "the process holding sender.lock delivered none of them" in err
+        assert webhook_env.requests == []
+
+    def test_exits_0_when_the_running_sender_delivers_everything(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The lock holder delivers one alert per wait; flush reports it and ends at 0 left,
+        having sent nothing itself."""
+        ids = store(alerts_dir, 3)
+        fd = os.open(alerts_dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        other = Outbox(alerts_dir)
+
+        def other_sender_delivers(seconds: float) -> None:
+            other.mark_delivered([ids.pop()], "1714536200.000100")
+
+        monkeypatch.setattr(_flush, "_sleep", other_sender_delivers)
+        try:
+            code, out, _ = run(capsys, "flush", "--alerts-dir", str(alerts_dir))
+        finally:
+            other.close()
+            os.close(fd)
+        assert code == 0, out
+        assert "waiting for it (3 pending)" in out
+        assert "waiting for it (1 pending)" in out
+        assert "done: nothing left to send" in out
+        assert webhook_env.requests == []
+
+    def test_takes_over_when_the_running_sender_goes(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        webhook_env: FakeSlack,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """When the lock holder exits, flush takes the lock and delivers everything itself."""
+        store(alerts_dir, 3)
+        fd = os.open(alerts_dir / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        waits: list[float] = []
+
+        def holder_exits(seconds: float) -> None:
+            if not waits:
+                os.close(fd)  # the running service exits while flush waits for it
+            waits.append(seconds)
+
+        monkeypatch.setattr(_flush, "_sleep", holder_exits)
+        code, out, _ = run(capsys, "flush", "--alerts-dir", str(alerts_dir))
+        assert code == 0, out
+        assert "a running sender holds" in out
+        assert webhook_env.alerts_covered == 3
+
+    def test_unreadable_outbox_is_a_clear_error(
         self, capsys: pytest.CaptureFixture[str], alerts_dir: Path
     ) -> None:
-        """replay without an outbox is an error on stderr."""
-        code, _, err = run(capsys, "replay", "--alerts-dir", str(alerts_dir))
-        assert code == 1
-        assert "no outbox" in err
+        """A file that is not an SQLite database: exit 2 with a sentence, not a traceback."""
+        alerts_dir.mkdir()
+        (alerts_dir / "outbox.sqlite3").write_bytes(b"this is not a database" * 100)
+        code, _, err = run(capsys, "status", "--alerts-dir", str(alerts_dir))
+        assert code == 2
+        assert f"cannot read the outbox in {alerts_dir}" in err
+        assert "Traceback" not in err
+
+    def test_no_destination_is_a_usage_error(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, alerts_dir: Path
+    ) -> None:
+        """Without a destination there is nothing to flush to: exit 2, pointing at check."""
+        for name in ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        store(alerts_dir, 1)
+        code, _, err = run(capsys, "flush", "--alerts-dir", str(alerts_dir))
+        assert code == 2
+        assert "no destination configured" in err
+        assert "slack-logging check" in err
 
 
 @pytest.mark.parametrize(
@@ -565,7 +1006,15 @@ def test_python_m_smoke(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     done = subprocess.run(
-        [sys.executable, "-m", "slack_logging", "preview", "net_cancel_fail", "망취소 실패"],
+        [
+            sys.executable,
+            "-m",
+            "slack_logging",
+            "preview",
+            "net_cancel_fail",
+            "망취소 실패",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -575,4 +1024,4 @@ def test_python_m_smoke(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["text"].endswith("망취소 실패: 망취소 실패")
+    assert json.loads(done.stdout)["text"] == ":rotating_light: 망취소 실패"

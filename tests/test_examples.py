@@ -35,8 +35,14 @@ def test_payment_service_runs_offline(tmp_path: Path) -> None:
     match = re.search(r"Slack received (\d+) message\(s\)", done.stdout)
     assert match, done.stdout
     assert int(match.group(1)) >= 10
-    for title in ("결제 실패", "망취소 실패", "API 타임아웃", "네트워크 에러", "리포트 생성 성공"):
-        assert title in done.stdout
+    for title in ("❌ 결제 실패", "🚨 망취소 실패", "⌛ API 타임아웃", "🔌 네트워크 에러"):
+        assert f"\n{title}" in done.stdout  # drawn as Slack shows it, emoji and all
+    assert "@here 수동 환불이 필요합니다" in done.stdout
+    covered = re.search(r"covering (\d+) of the (\d+) alert\(s\) logged", done.stdout)
+    assert covered, done.stdout
+    assert covered.group(1) == covered.group(2)  # every alert logged reached Slack
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) <= 2, done.stderr
 
 
 def test_django_logging_dict_builds_a_handler(tmp_path: Path) -> None:

@@ -177,7 +177,7 @@ class TestContextManager:
         }
         assert record.exc_info is not None
         assert isinstance(record.exc_info[1], requests.ReadTimeout)
-        assert record.getMessage() == "toss POST /v1/confirm timed out after 1500 ms (ReadTimeout)"
+        assert record.getMessage() == "toss POST /v1/confirm timed out after 1.5 s (ReadTimeout)"
 
     def test_connection_error_alert(
         self, logger: logging.Logger, records: list[logging.LogRecord]

@@ -17,6 +17,7 @@ from slack_logging._catalog import Catalog, Category
 from slack_logging._render import (
     clamp,
     escape,
+    human_duration,
     mention_markup,
     render_alert,
     render_digest,
@@ -459,11 +460,14 @@ class TestRenderAlert:
             },
         }
 
-    def test_empty_message_has_placeholder(self) -> None:
-        """Slack rejects empty text objects; an empty message gets a placeholder."""
-        payload = render_alert(make_alert(message=""), category())
+    @pytest.mark.parametrize("message", ["", "결제 실패", "  결제 실패  "])
+    def test_message_without_words_of_its_own_adds_no_section(self, message: str) -> None:
+        """Slack rejects empty text objects: an empty message, or one that only repeats the
+        title, leaves the header alone rather than an empty or duplicate section."""
+        payload = render_alert(make_alert(message=message), category())
         assert_within_limits(payload)
-        assert first_section_text(payload) == "_(no message)_"
+        assert [b["type"] for b in payload["blocks"]] == ["header"]
+        assert payload["text"] == ":x: 결제 실패"
 
     def test_lone_surrogates_become_sendable(self) -> None:
         """Undecodable bytes smuggled in as lone surrogates do not break UTF-8 encoding."""
@@ -486,7 +490,7 @@ class TestRenderDigest:
         assert_within_limits(payload)
         assert payload["blocks"][0]["text"]["text"] == ":x: 결제 실패 ×37"
         assert first_section_text(payload).startswith(
-            "*37 alerts* between 04:03:20 and 04:03:27 UTC (7 s)"
+            "*37 alerts* between 04:03:20 and 04:03:27 UTC (7.2 s)"
         )
         assert payload["text"].startswith(":x: 결제 실패 ×37: 카드 한도 초과")
 
@@ -534,21 +538,37 @@ class TestRenderDigest:
         payload = render_digest(make_burst(1), category())
         assert first_section_text(payload).startswith("*1 alert* at 04:03:20 UTC")
 
-    @pytest.mark.parametrize(
-        ("window", "shown"),
-        [(60, "60 s"), (90, "90 s"), (120, "2 min"), (150, "2.5 min"), (7200, "2 h")],
-    )
-    def test_repeat(self, window: float, shown: str) -> None:
-        """repeat=True says how often in the window, still lists lines, and does not re-ping."""
+    @pytest.mark.parametrize("window", [60, 7200, None])
+    def test_repeat_states_the_real_span(self, window: float | None) -> None:
+        """repeat=True says how often and between which times, whatever the dedup window
+        setting; it still lists lines and does not re-ping."""
         alerts = make_burst(12)
         payload = render_digest(alerts, category(mention="here"), repeat=True, window=window)
         assert_within_limits(payload)
-        assert first_section_text(payload).startswith(f"Repeated *12 times* in the last {shown}")
-        assert payload["text"].startswith(f":x: 결제 실패: repeated 12 times in the last {shown}")
+        assert first_section_text(payload).startswith(
+            "Repeated *12 times* between 04:03:20 and 04:03:22 UTC (2.2 s)\n카드 한도 초과"
+        )
+        assert payload["text"] == ":x: 결제 실패: repeated 12 times in 2.2 s: 카드 한도 초과"
         assert not PING_RE.search(everything(payload))
         lines = payload["attachments"][0]["blocks"][0]["text"]["text"].split("\n")
         assert len(lines) == 10
         assert payload["metadata"]["event_payload"]["count"] == 12
+
+    @pytest.mark.parametrize("repeat", [False, True])
+    def test_sub_second_burst_reads_as_one_moment(self, repeat: bool) -> None:
+        """Alerts within one second read "at 04:03:20 UTC", never "between X and X (0 s)"."""
+        alerts = [make_alert(alert_id=f"q{i}", created=T0 + i * 0.05) for i in range(5)]
+        payload = render_digest(alerts, category(), repeat=repeat)
+        summary = first_section_text(payload).split("\n")[0]
+        word = "Repeated *5 times*" if repeat else "*5 alerts*"
+        assert summary == f"{word} at 04:03:20 UTC (within 1 s)"
+        assert "between" not in everything(payload)
+        assert "(0 s)" not in everything(payload)
+
+    def test_same_burst_twice_gives_the_same_message(self) -> None:
+        """Rendering is deterministic: the same alerts, in any order, give the same payload."""
+        alerts = make_burst(37)
+        assert render_digest(alerts, category()) == render_digest(alerts[::-1], category())
 
     def test_digest_pings_configured_mention_once(self) -> None:
         """A first-time digest pings like a single alert would."""
@@ -680,3 +700,72 @@ class TestProperties:
         assert_within_limits(payload)
         assert_escaped(payload, "" if repeat else "<!channel>")
         assert payload["metadata"]["event_payload"]["count"] == len(alerts)
+
+
+class TestWording:
+    @pytest.mark.parametrize(
+        ("seconds", "said"),
+        [
+            (0, "< 1 ms"),
+            (0.0004, "< 1 ms"),
+            (0.85, "850 ms"),
+            (1.2, "1.2 s"),
+            (2.0, "2 s"),
+            (42.4, "42 s"),
+            (192, "3 m 12 s"),
+            (180, "3 m"),
+            (7500, "2 h 5 m"),
+            (3 * 86400 + 4 * 3600, "3 d 4 h"),
+            (None, "?"),
+            (-1, "?"),
+            (float("nan"), "?"),
+        ],
+    )
+    def test_human_duration(self, seconds: float | None, said: str) -> None:
+        """Durations read in the unit a person would use, never "0 ms" or "0 s"."""
+        assert human_duration(seconds) == said
+
+    @pytest.mark.parametrize(
+        "message",
+        ["결제 실패: 카드 한도 초과", "결제 실패 - 카드 한도 초과", "결제 실패 카드 한도 초과"],
+    )
+    def test_title_is_not_repeated_in_the_message(self, message: str) -> None:
+        """The header is the title: a message that starts with it shows only the rest."""
+        payload = render_alert(make_alert(message=message), category())
+        assert first_section_text(payload) == "카드 한도 초과"
+        assert payload["text"] == ":x: 결제 실패: 카드 한도 초과"
+
+    def test_title_prefix_of_a_longer_word_is_kept(self) -> None:
+        """Only the title as a whole word is dropped: "결제 실패율" stays as written."""
+        payload = render_alert(make_alert(message="결제 실패율 30%"), category())
+        assert first_section_text(payload) == "결제 실패율 30%"
+
+    def test_digest_headline_does_not_repeat_the_title(self) -> None:
+        """A burst of "결제 실패: …" reads the rest under a header that already says it."""
+        alerts = make_burst(3, message="결제 실패: 카드 한도 초과")
+        payload = render_digest(alerts, category())
+        assert "결제 실패: 결제 실패" not in payload["text"]
+        assert first_section_text(payload).endswith("\n카드 한도 초과")
+
+    def test_routing_keys_are_never_fields(self) -> None:
+        """thread_key steers delivery; it never shows as a field, alone or in a digest."""
+        fields = {"order_id": "ORD-1", "thread_key": "ORD-1"}
+        single = render_alert(make_alert(fields=fields), category())
+        burst = render_digest(
+            [make_alert(alert_id=f"r{i}", created=T0 + i, fields=fields) for i in range(15)],
+            category(key_fields=()),
+        )
+        for payload in (single, burst):
+            assert "thread_key" not in everything(payload)
+            assert "ORD-1" in everything(payload)
+
+    def test_digest_of_title_only_messages_repeats_nothing(self) -> None:
+        """Five "결제 실패" alerts read as the header and their lines, with no placeholder and
+        no title repeated in the summary, the lines or the fallback."""
+        alerts = make_burst(5, message="결제 실패")
+        payload = render_digest(alerts, category())
+        assert first_section_text(payload) == "*5 alerts* at 04:03:20 UTC (within 1 s)"
+        lines = payload["attachments"][0]["blocks"][0]["text"]["text"].split("\n")
+        assert lines[0] == "• 04:03:20 `ORD-1` amount=15,000 user_id=user-7"
+        assert payload["text"] == ":x: 결제 실패 ×5"
+        assert "no message" not in everything(payload)

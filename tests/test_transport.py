@@ -171,6 +171,43 @@ class TestWebhookClassification:
         assert remedy is not None
         assert "SLACK_WEBHOOK_URL" in remedy
 
+    @pytest.mark.parametrize(
+        ("body", "named"),
+        [
+            ("<html><title>Proxy login</title><body>Sign in</body></html>", "Proxy login Sign in"),
+            ("invalid_payload", "invalid_payload"),
+            ("", "empty body"),
+            ("ok, but from a cache", "ok but from a cache"),
+        ],
+    )
+    def test_success_status_without_ok_body_is_retried(
+        self, mocked: responses.RequestsMock, webhook: WebhookTransport, body: str, named: str
+    ) -> None:
+        """Slack's webhook answers exactly ``ok``: any other 2xx body (a proxy's login page, an
+        error code, nothing) is not a delivery; it is retried and the body is named."""
+        mocked.add(responses.POST, WEBHOOK_URL, status=200, body=body)
+        result = webhook.send({"text": "hello"})
+        assert (result.outcome, result.status) == (Outcome.RETRY, 200)
+        assert result.error is not None and named in result.error
+        assert result.remedy is not None and "HTTPS_PROXY" in result.remedy
+
+    def test_unexpected_body_is_cut_short_and_secret_free(
+        self, mocked: responses.RequestsMock, webhook: WebhookTransport
+    ) -> None:
+        """A proxy page echoing the webhook URL never puts the secret on stderr."""
+        body = f"<p>Blocked: {WEBHOOK_URL}</p>" + "padding " * 500
+        mocked.add(responses.POST, WEBHOOK_URL, status=200, body=body)
+        result = webhook.send({"text": "hello"})
+        assert result.outcome is Outcome.RETRY
+        assert result.error is not None and len(result.error) < 100
+        assert_no_secret(result)
+
+    def test_ok_with_trailing_newline_is_delivered(
+        self, mocked: responses.RequestsMock, webhook: WebhookTransport
+    ) -> None:
+        mocked.add(responses.POST, WEBHOOK_URL, status=200, body="ok\n")
+        assert webhook.send({"text": "hello"}).ok
+
 
 class TestWebApiClassification:
     def test_success_carries_ts_and_channel(
@@ -288,11 +325,9 @@ class TestWebApiClassification:
         """A 200 that is not a Slack JSON object may not have reached Slack: retry."""
         mocked.add(responses.POST, API_URL, body=body)
         result = api.send({"text": "hello"})
-        assert (result.outcome, result.status, result.error) == (
-            Outcome.RETRY,
-            200,
-            "invalid_response",
-        )
+        assert (result.outcome, result.status) == (Outcome.RETRY, 200)
+        assert result.error is not None and result.error.startswith("invalid_response (")
+        assert result.remedy is not None and "HTTPS_PROXY" in result.remedy
 
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
     def test_server_errors_retry(
