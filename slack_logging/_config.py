@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slack_logging._catalog import Catalog
-from slack_logging._redact import Redactor, mask_secret
+from slack_logging._redact import Redactor
+from slack_logging._secrets import mask_secret
 
 __all__ = [
     "ENV_VARS",

@@ -32,7 +32,7 @@ from slack_logging._dispatch import Planner, Sender, SenderConfig
 from slack_logging._ingest import Ingest
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
-from slack_logging._redact import mask_secret
+from slack_logging._secrets import mask_secret
 from slack_logging._spill import Spill
 from slack_logging._transport import build_routes
 

@@ -2,8 +2,9 @@
 
 :meth:`Redactor.text` masks secrets and personal data inside a string (log message, traceback).
 :meth:`Redactor.value` turns arbitrary ``extra=`` values into bounded, JSON-safe data, masking
-every value whose key looks secret and every string inside. :func:`mask_secret` shows our own
-webhook URL or token in diagnostics without revealing it.
+every value whose key looks secret and every string inside. :func:`seal` is the last pass over
+a finished Slack payload. Card and resident numbers are found by :mod:`slack_logging._numbers`;
+our own secrets are masked as literals in every encoding (:mod:`slack_logging._secrets`).
 
 Built-in patterns, in the order they run (the names ``disable`` accepts):
 
@@ -32,21 +33,20 @@ contains ``password``, ``secret``, ``token``, ``apikey``, ``accesskey``, ``priva
 ``cvv``, ``rrn``, ``ssn``, ``auth``, ``otp``): ``db_password``, ``X-Api-Key``, ``authToken`` and
 ``user_pin`` are secret; ``shipping``, ``author`` and ``classname`` are not.
 
-Cards: a number glued to an ASCII letter or digit (``a716-446655440000`` in a UUID, hex ids) is
-not a card; neither is one starting with 0, or with 1 unless it has 15 digits (UATP), which keeps
-today's epoch timestamps in ms, us and ns readable. Separated forms start with a 4-digit group
-(4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3).
+Cards and resident numbers are read across separators and in full-width digits (see
+:mod:`slack_logging._numbers`); a number glued to a letter (``a716-446655440000`` in a UUID, hex
+ids) is not a card; neither is one starting with 0, or with 1 unless it has 15 digits (UATP),
+which keeps epoch timestamps in ms, us and ns readable.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from urllib.parse import quote, quote_plus, urlsplit
 
 from slack_logging._jsonsafe import JsonSafe, JSONValue, safe_str, utf8_safe
+from slack_logging._numbers import mask_numbers, might_hold_number
+from slack_logging._secrets import literal_forms, mask_secret
 
 __all__ = [
     "BUILTIN_PATTERNS",
@@ -108,22 +108,6 @@ _PARAM_RE = re.compile(
     """,
     re.VERBOSE,
 )
-# Between two digits of one number: up to four separators (space, tab, line breaks, dot, slash,
-# dashes, underscore, plus, "%20", full-width forms, invisible spaces and direction marks).
-_SEP = (
-    r"(?:[ \t\r\n\f\v./+\-_\u00a0\u2000-\u200f\u2010-\u2015\u2028-\u202f\u205f-\u2069"
-    r"\u2212\u3000\ufeff\ufe58\ufe63\uff0b\uff0d\uff0e\uff0f\u061c]|%20)"
-)
-_NUM_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d)*")
-# Card and resident numbers need 13+ digits; phones 10+. Most texts fail this at once; ASCII
-# text (most of it) gets a cheaper check
-_NUM_HINT_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d){{9}}")
-# (a superset: "%20" is a "%" and two more digits to it, and it is as cheap as it gets).
-_ASCII_NUM_HINT_RE = re.compile(r"[0-9](?:[^0-9A-Za-z]{0,4}[0-9]){9}")
-_UDIGITS_RE = re.compile(r"\d+")
-# A number glued to a letter is part of an identifier (hex ids, UUIDs, "v2"), not a number;
-# after "_" it is still read ("card_4111111111111111").
-_GLUE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _PHONE_RE = re.compile(
     r"(?<![0-9A-Za-z_+])((?:\+82[ -]?(?:\(0\))?0?|0)1[016789])([ .-]?)([0-9]{3,4})\2([0-9]{4})"
@@ -134,8 +118,6 @@ _EMAIL_RE = re.compile(
     r"([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})(?![A-Za-z0-9_%+-]|\.?[A-Za-z0-9_.%+-]*@)"
 )
 _KEY_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)", re.DOTALL)
-_SLACK_PREFIX_RE = re.compile(r"(?:xoxe\.)?xox[a-z]-|xapp-")
 
 _SECRET_SUBSTRINGS = (
     "password",
@@ -182,119 +164,6 @@ _PARAM_HINTS = (
     "주민",
     "카드",
 )
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _is_card_number(digits: str) -> bool:
-    """13-19 digits, Luhn-valid, and a first digit issuers use (2-9, or 1 for 15-digit UATP)."""
-    n = len(digits)
-    if not 13 <= n <= 19 or digits[0] == "0" or (digits[0] == "1" and n != 15):
-        return False
-    return _luhn_ok(digits)
-
-
-def _rrn_ok(digits: str) -> bool:
-    """13 digits: a real birth date (century from the 7th digit), then gender code 1-8."""
-    code = digits[6]
-    if code not in "12345678":
-        return False
-    century = 1900 if code in "1256" else 2000
-    try:
-        dt.date(century + int(digits[:2]), int(digits[2:4]), int(digits[4:6]))
-    except ValueError:
-        return False
-    return True
-
-
-def _grouping_ok(lengths: list[int], decimal: bool) -> bool:
-    """How a number written in several groups may be split and still be read as one.
-
-    One group; two groups split anywhere (a line break or a space typed into a card or resident
-    number); a card layout opening with 4 digits and going on in groups of at most 6 (4-4-4-4,
-    4-6-5, 4-4-4-4-3); or digits spelled out one or two at a time. A date and time
-    ("20261126 10 30 15") fits none of these. Two groups joined by a lone dot are a decimal
-    number ("1764126200.123"), unless split 6|7 like a resident number.
-    """
-    if len(lengths) <= 2:
-        return not decimal or lengths == [6, 7]
-    if lengths[0] == 4 and max(lengths) <= 6:
-        return True
-    return max(lengths) <= 2
-
-
-def _digit_value(ch: str) -> str:
-    return ch if "0" <= ch <= "9" else str(unicodedata.decimal(ch, 0))
-
-
-def _mask_number_run(s: str, start: int, end: int, rrn: bool, card: bool) -> list[int]:
-    """Positions in ``s[start:end]`` (a run of digit groups) whose digits must become ``*``.
-
-    Every window of whole groups holding 13-19 digits is read without its separators (and
-    full-width or other Unicode digits as ASCII); a resident number keeps its birth date, a
-    card its last four digits.
-    """
-    run = s[start:end]
-    if "%20" in run:  # the digits of an encoded space are a separator, not part of the number
-        run = run.replace("%20", "   ")
-    groups = [(start + g.start(), start + g.end()) for g in _UDIGITS_RE.finditer(run)]
-    left_glued = start > 0 and s[start - 1] in _GLUE
-    right_glued = end < len(s) and s[end] in _GLUE
-    values = [
-        text if text.isascii() else "".join(map(_digit_value, text))
-        for text in (s[a:b] for a, b in groups)
-    ]
-    # Digit offsets: group i's digits are number digits offsets[i] .. offsets[i + 1] - 1.
-    offsets = [0]
-    for a, b in groups:
-        offsets.append(offsets[-1] + b - a)
-    masked: set[int] = set()
-    card_spans: list[tuple[int, int]] = []
-    for i in range(len(groups)):
-        if i == 0 and left_glued:
-            continue
-        for j in range(i, len(groups)):
-            total = offsets[j + 1] - offsets[i]
-            if total > 19:
-                break
-            if total < 13 or (j == len(groups) - 1 and right_glued):
-                continue
-            lengths = [b - a for a, b in groups[i : j + 1]]
-            decimal = i + 1 == j and s[groups[i][1] : groups[j][0]] == "."
-            if not _grouping_ok(lengths, decimal):
-                continue
-            digits = "".join(values[i : j + 1])
-            # A resident number is written whole or in two parts (or digit by digit), never
-            # in a card layout. A bare 13 digits from 15 to 19 is an epoch in milliseconds
-            # (2017-2033) far more often than the number of someone born in 1915-19 or 2015-19.
-            rrn_shaped = len(lengths) <= 2 or max(lengths) <= 2
-            epoch_ms = i == j and "15" <= digits[:2] <= "19"
-            if rrn and total == 13 and rrn_shaped and not epoch_ms and _rrn_ok(digits):
-                masked.update(range(offsets[i] + 6, offsets[i] + 13))
-            elif card and _is_card_number(digits):
-                card_spans.append((offsets[i], offsets[j + 1]))
-    # Overlapping card windows ("qty 2 4111 ...") are masked as one, keeping the last four.
-    card_spans.sort()
-    merged: list[list[int]] = []
-    for lo, hi in card_spans:
-        if merged and lo < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    for lo, hi in merged:
-        masked.update(range(lo, hi - 4))
-    if not masked:
-        return []
-    positions = [p for a, b in groups for p in range(a, b)]
-    return [positions[k] for k in sorted(masked)]
 
 
 def _mask_webhook(m: re.Match[str]) -> str:
@@ -381,7 +250,7 @@ class Redactor:
         self.enabled = bool(enabled)
         # Our own secrets (the configured webhook URL and its path, the bot token): masked even
         # with redaction off, and whatever their shape.
-        forms = {f for s in literals if isinstance(s, str) for f in _literal_forms(s)}
+        forms = {f for s in literals if isinstance(s, str) for f in literal_forms(s)}
         shown = sorted((f for f in forms if len(f) >= _MIN_LITERAL), key=len, reverse=True)
         self._literal_re = re.compile("|".join(map(re.escape, shown))) if shown else None
         # Every form contains one of these (the secret segment survives any encoding): a few
@@ -547,27 +416,17 @@ class Redactor:
             s = _BEARER_RE.sub(r"\1[REDACTED]", s)
         if on["email"] and "@" in s:
             s = _EMAIL_RE.sub(_mask_email, s)
-        hint = _ASCII_NUM_HINT_RE if s.isascii() else _NUM_HINT_RE
-        if self._numbers and hint.search(s):
+        if self._numbers and might_hold_number(s):
             s = self._mask_numbers(s)
         if on["secret_param"] and self._param_hint(low):
             s = _PARAM_RE.sub(self._mask_param, s)
         return s
 
     def _mask_numbers(self, s: str) -> str:
-        """Resident and card numbers in any spelling (see :func:`_mask_number_run`), then
-        phone numbers; only digits change, separators stay where they were."""
-        rrn, card = self._on["rrn"], self._on["card"]
-        if rrn or card:
-            hits: list[int] = []
-            for m in _NUM_RUN_RE.finditer(s):
-                if m.end() - m.start() >= 13:
-                    hits += _mask_number_run(s, m.start(), m.end(), rrn, card)
-            if hits:
-                chars = list(s)
-                for pos in hits:
-                    chars[pos] = "*"
-                s = "".join(chars)
+        """Resident and card numbers in any spelling (see :mod:`slack_logging._numbers`),
+        then phone numbers; only digits change, separators stay where they were."""
+        if self._on["rrn"] or self._on["card"]:
+            s = mask_numbers(s, rrn=self._on["rrn"], card=self._on["card"])
         if self._on["phone"]:
             s = _PHONE_RE.sub(_mask_phone, s)
         return s
@@ -633,23 +492,6 @@ def _name_text(value: object) -> str:
     return "" if value is None else safe_str(value)
 
 
-def _literal_forms(secret: str) -> list[str]:
-    """Our own secret as it may be written: raw, URL-encoded (``%2F`` or ``%2f``), form-encoded,
-    and, for a URL or a token, each long path segment or token part alone (the webhook's last
-    segment is the secret; it survives any encoding unchanged)."""
-    forms = [secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "%2F")]
-    try:
-        path = urlsplit(secret).path if "://" in secret else secret
-    except ValueError:
-        path = secret
-    forms.append(path)
-    if path.startswith("/"):
-        forms += path.split("/")[2:]
-    elif _SLACK_PREFIX_RE.match(secret):
-        forms += secret.split("-")[1:]
-    return [f for f in forms if f]
-
-
 def seal(payload: JSONValue, redactor: Redactor) -> JSONValue:
     """The last pass before a payload leaves: every string in it through ``redactor.text`` and
     :func:`neutralise_bidi`, whatever the renderer put there. Keys and numbers stay."""
@@ -660,56 +502,3 @@ def seal(payload: JSONValue, redactor: Redactor) -> JSONValue:
     if isinstance(payload, list):
         return [seal(v, redactor) for v in payload]
     return payload
-
-
-def mask_secret(value: str) -> str:
-    """Our own webhook URL, Redis URL or token, recognisable in diagnostics but useless to a
-    reader. The one masking function: the config errors, the transports' ``repr``, the CLI and
-    the handler all show secrets through it.
-
-    URLs keep scheme, host and port and the first path segment (``services``); the second
-    segment (the team id) shows two characters when long enough to tell webhooks apart; user
-    info, the rest of the path and the query never show. Slack tokens keep their type prefix.
-
-    >>> mask_secret("https://hooks.slack.com/services/T0FAKE/B0FAKE/XXXXXXXXXXXXXXXXXXXXabcd")
-    'https://hooks.slack.com/services/T0…/****'
-    >>> mask_secret("redis://:hunter2@cache.internal:6379/0")
-    'redis://cache.internal:6379/****'
-    >>> mask_secret("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx")
-    'xoxb-…'
-    >>> mask_secret("hunter2")
-    '****'
-    """
-    text = safe_str(value)
-    if "://" in text:
-        return _mask_url(text)
-    prefix = _SLACK_PREFIX_RE.match(text)
-    if prefix and len(text) > 2 * len(prefix.group()):
-        return f"{prefix.group()}…"
-    return "****"
-
-
-def _mask_part(part: str, keep: int) -> str:
-    # Too short to reveal a prefix without revealing most of it.
-    return "****" if len(part) <= 2 * keep else f"{part[:keep]}…"
-
-
-def _mask_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "****"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) > 2:
-        path = f"/{segments[0]}/{_mask_part(segments[1], 2)}/****"
-    elif len(segments) == 2:
-        path = f"/{segments[0]}/****"
-    else:
-        path = "/****" if segments else ""
-    query = "?****" if parts.query else ""
-    return f"{parts.scheme}://{netloc}{path}{query}"

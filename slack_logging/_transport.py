@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from slack_logging._redact import mask_secret
+from slack_logging._secrets import mask_secret
 
 if TYPE_CHECKING:
     from slack_logging._config import Settings
