@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeAlias
 
-from slack_logging._alert import RESERVED_ATTRS
 from slack_logging._catalog import SEVERITY_LEVELS, Catalog
+from slack_logging._extras import RESERVED_ATTRS
+from slack_logging._snapshot import category_key
 
 __all__ = [
     "FIELD_PREFIX",
@@ -136,6 +137,9 @@ class AlertLogger:
     ) -> None:
         """Log ``message % args`` as an alert of ``category``, any category (your own too).
 
+        A ``category`` that is not a string (``["x"]``, ``5``) is turned into one (``"x"``,
+        ``"5"``) and logged: a typo at a call site shows up in Slack, it does not raise.
+
         ``stacklevel`` works as in :meth:`logging.Logger.log`: 1 is the caller of this method;
         a helper that wraps it passes 2.
         """
@@ -143,14 +147,16 @@ class AlertLogger:
 
     def _log(
         self,
-        category: str,
+        category: object,
         message: str,
         args: tuple[object, ...],
         exc_info: ExcInfo,
         fields: Mapping[str, Any],
         stacklevel: int,
     ) -> None:
-        level = self.level_for(category)
+        # A list or a number from a call site is a bug to show in Slack, not to raise.
+        key = category if isinstance(category, str) else category_key(category)
+        level = self.level_for(key)
         if not self.logger.isEnabledFor(level):
             return
         self.logger.log(
@@ -158,7 +164,7 @@ class AlertLogger:
             message,
             *args,
             exc_info=exc_info,
-            extra=alert_extra(category, fields),
+            extra=alert_extra(key, fields),
             # + 2: this frame and the public method above it sit between logging and the caller.
             stacklevel=stacklevel + 2,
         )

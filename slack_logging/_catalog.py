@@ -166,11 +166,20 @@ _ALLOWED_KEYS = frozenset(
 )
 
 
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message, short, and never raising."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 - one branch per key, each naming it
     where = f"categories.{key}"
     if not isinstance(spec, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - _ALLOWED_KEYS)
+    unknown = sorted(map(str, set(spec) - _ALLOWED_KEYS))
     if unknown:
         raise ValueError(
             f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_ALLOWED_KEYS))})"
@@ -178,23 +187,25 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # 
     out: dict[str, Any] = {}
     for name, value in spec.items():
         if name == "severity":
-            if value not in SEVERITIES:
+            if not isinstance(value, str) or value not in SEVERITIES:
                 raise ValueError(
-                    f"{where}.severity: unknown severity {value!r} "
+                    f"{where}.severity: unknown severity {_shown(value)} "
                     f"(one of: {', '.join(SEVERITIES)})"
                 )
         elif name == "color":
             if not isinstance(value, str) or not _COLOR_RE.match(value):
-                raise ValueError(f"{where}.color: expected '#rrggbb', got {value!r}")
+                raise ValueError(f"{where}.color: expected '#rrggbb', got {_shown(value)}")
         elif name == "mention":
             if value is not None and (not isinstance(value, str) or not _MENTION_RE.match(value)):
                 raise ValueError(
                     f"{where}.mention: expected here, channel, everyone, a user id (U…) "
-                    f"or a group id (S…), got {value!r}"
+                    f"or a group id (S…), got {_shown(value)}"
                 )
         elif name == "key_fields":
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{where}.key_fields: expected a list of field names")
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(
+                    f"{where}.key_fields: expected a list of field names, got {_shown(value)}"
+                )
             out[name] = tuple(value)
             continue
         elif name == "webhook_url":
@@ -216,9 +227,14 @@ class Catalog(Mapping[str, Category]):
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         cats = dict(BUILTIN_CATEGORIES)
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise ValueError(
+                "categories: expected a mapping of category name to its settings, "
+                f"got {type(overrides).__name__}"
+            )
         for key, spec in (overrides or {}).items():
             if not isinstance(key, str) or not _KEY_RE.match(key):
-                raise ValueError(f"categories: invalid category name {key!r}")
+                raise ValueError(f"categories: invalid category name {_shown(key)}")
             fields = _validate_override(key, spec or {})
             base = cats.get(key)
             if base is None:

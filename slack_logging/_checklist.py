@@ -19,19 +19,15 @@ from urllib.parse import urlsplit
 
 from slack_logging._alert import Alert, new_alert_id
 from slack_logging._catalog import Category
-from slack_logging._config import ENV_VARS, Settings, mask_url
+from slack_logging._config import ENV_VARS, Settings
 from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging._render import human_duration, render_alert
+from slack_logging._secrets import mask_secret
 from slack_logging._transport import Transport, build_routes, remedy_for
 
 __all__ = ["SLACK_WEBHOOK_HOSTS", "run_check"]
 
 _CHECK_CATEGORY = Category("check", "slack-logging check", "info", ":white_check_mark:")
-
-
-def _mask_token(token: str) -> str:
-    prefix = re.match(r"xox[a-z]-", token)
-    return f"{prefix.group()}…" if prefix else "****"
 
 
 def run_check(
@@ -209,7 +205,7 @@ def _check_destination(  # noqa: PLR0912 - one check per setting, read top to bo
 ) -> None:
     if s.mode == "chat":
         assert s.token is not None
-        report.ok(f"destination: bot token {_mask_token(s.token)} to channel {s.channel} (threads)")
+        report.ok(f"destination: bot token {mask_secret(s.token)} to channel {s.channel} (threads)")
         if not s.token.startswith("xoxb-"):
             report.warn(
                 "the token is not a bot token (xoxb-): messages post as whoever owns it",
@@ -229,7 +225,7 @@ def _check_destination(  # noqa: PLR0912 - one check per setting, read top to bo
         if "webhook_url" in reported:
             return
         host = (urlsplit(s.webhook_url).hostname or "").lower()
-        report.ok(f"destination: incoming webhook {mask_url(s.webhook_url)}")
+        report.ok(f"destination: incoming webhook {mask_secret(s.webhook_url)}")
         if host in SLACK_WEBHOOK_HOSTS:
             report.ok(f"webhook URL is well-formed and points at Slack ({host})")
         else:
@@ -249,13 +245,13 @@ def _check_destination(  # noqa: PLR0912 - one check per setting, read top to bo
             "set SLACK_ENABLED=true, or remove it",
         )
     if s.coordination_url:
-        report.info(f"coordination across hosts: {mask_url(s.coordination_url)}")
+        report.info(f"coordination across hosts: {mask_secret(s.coordination_url)}")
     for cat in s.catalog.values():
         if cat.channel and s.mode == "chat":
             report.ok(f"route: {cat.key} to channel {cat.channel}")
         elif cat.webhook_url and s.mode == "webhook":
             if f"categories.{cat.key}.webhook_url" not in reported:
-                report.ok(f"route: {cat.key} to webhook {mask_url(cat.webhook_url)}")
+                report.ok(f"route: {cat.key} to webhook {mask_secret(cat.webhook_url)}")
         elif cat.channel:
             report.warn(f"categories.{cat.key}.channel is ignored in webhook mode (webhook_url)")
         elif cat.webhook_url:

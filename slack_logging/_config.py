@@ -55,6 +55,8 @@ _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$|^#[a-z0-9._-]{1,80}$")
 def parse_bool(value: object, *, key: str) -> bool:
     if isinstance(value, bool):
         return value
+    if not isinstance(value, (str, int)):
+        raise ValueError(f"{key}: expected true or false, got {type(value).__name__}")
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
@@ -66,7 +68,7 @@ def parse_bool(value: object, *, key: str) -> bool:
 def _positive(value: object, *, key: str, integer: bool = False, zero_ok: bool = False) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{key}: expected a number, got {value!r}") from None
     if isinstance(value, bool) or math.isnan(number) or math.isinf(number):
         raise ValueError(f"{key}: expected a finite number, got {value!r}")
@@ -77,16 +79,78 @@ def _positive(value: object, *, key: str, integer: bool = False, zero_ok: bool =
     return number
 
 
-def _level(value: object, *, key: str) -> int | None:
+def parse_level(value: object, *, key: str) -> int | None:
+    """A logging level given as a number or a name (``"error"``); None for None or ``""``."""
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    name = str(value).upper()
-    level = logging.getLevelName(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a level name or number, got {type(value).__name__}")
+    level = logging.getLevelName(value.strip().upper())
     if not isinstance(level, int):
-        raise ValueError(f"{key}: unknown level {value!r}")
+        raise ValueError(f"{key}: unknown level {value!r} (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
     return level
+
+
+_Types = tuple[type, ...]
+_TEXT: _Types = (str,)
+_NUMBER: _Types = (int, float, str)
+# What each option may be given as; values of other types are refused before anything
+# converts them, so a list or an object never turns into a TypeError deep inside.
+_OPTION_TYPES: dict[str, tuple[_Types, str]] = {
+    **dict.fromkeys(
+        (
+            "webhook_url",
+            "token",
+            "channel",
+            "api_url",
+            "service",
+            "environment",
+            "coordination_url",
+            "coordination_namespace",
+            "mirror_rotate",
+        ),
+        (_TEXT, "a string"),
+    ),
+    **dict.fromkeys(
+        (
+            "rate_limit",
+            "burst",
+            "dedup_window",
+            "dedup_quiet",
+            "max_digest",
+            "connect_timeout",
+            "read_timeout",
+            "queue_size",
+            "shutdown_timeout",
+            "flush_timeout",
+            "mirror_max_bytes",
+            "mirror_backups",
+            "thread_ttl",
+            "coordination_gather",
+        ),
+        (_NUMBER, "a number"),
+    ),
+    "alerts_dir": ((str, os.PathLike), "a directory path"),
+    "enabled": ((bool, str, int), "true or false"),
+    "mirror": ((bool, str, int), "true or false"),
+    "untagged_level": ((int, str), "a level name or number"),
+    "categories": ((Mapping,), "a mapping of category name to its settings"),
+    "redact": ((Mapping,), "a mapping"),
+    "ignore_loggers": ((list, tuple, set, frozenset), "a list of logger names"),
+}
+
+
+def _check_types(options: Mapping[str, Any]) -> None:
+    for name, value in options.items():
+        rule = _OPTION_TYPES.get(name)
+        if value is None or rule is None:
+            continue
+        types, wanted = rule
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            # The type only: the value may be a secret (a webhook URL given as bytes).
+            raise ValueError(f"{name}: expected {wanted}, got {type(value).__name__}")
 
 
 def _blank(value: object) -> bool:
@@ -148,12 +212,15 @@ class Settings:
     def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:  # noqa: PLR0912, PLR0915 - one check per option, read top to bottom
         """Validate keyword arguments, falling back to env vars; ``ValueError`` names the key."""
         env = os.environ if env is None else env
+        if not isinstance(env, Mapping):
+            raise ValueError(f"env: expected a mapping, got {type(env).__name__}")
         unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})
         if unknown:
             raise ValueError(
                 f"{unknown[0]}: unknown option for SlackAlertHandler "
                 f"(known: {', '.join(sorted([*cls.__dataclass_fields__, 'categories']))})"
             )
+        _check_types(kwargs)
 
         def pick(name: str) -> Any:
             value = kwargs.get(name)
@@ -202,7 +269,7 @@ class Settings:
             "service": pick("service") or _default_service(),
             "environment": pick("environment"),
             "coordination_url": pick("coordination_url"),
-            "untagged_level": _level(kwargs.get("untagged_level"), key="untagged_level"),
+            "untagged_level": parse_level(kwargs.get("untagged_level"), key="untagged_level"),
         }
         numbers: dict[str, tuple[bool, bool]] = {  # name: (integer, zero allowed)
             "rate_limit": (False, False),
@@ -258,7 +325,7 @@ class Settings:
             out["coordination_namespace"] = str(namespace)
         ignore = kwargs.get("ignore_loggers")
         if ignore is not None:
-            if isinstance(ignore, str) or not all(isinstance(n, str) for n in ignore):
+            if not all(isinstance(n, str) and n for n in ignore):
                 raise ValueError("ignore_loggers: expected a list of logger names")
             out["ignore_loggers"] = tuple(ignore)
         return cls(**out)

@@ -81,6 +81,7 @@ def deliver_pending(
         rng=random.Random(),  # noqa: S311 - retry jitter, not crypto
         housekeeping=lambda: None,
         on_thread=lambda: None,
+        redactor=settings.redactor(),
     )
     try:
         state = _watch_other_sender(sender, outbox, deadline, progress, sleep)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slack_logging._alert import IGNORED_LOGGERS, safe_message
-from slack_logging._config import Settings
+from slack_logging._config import Settings, parse_level
 from slack_logging._diag import Diagnostics
 from slack_logging._ingest import Ingest
 from slack_logging._outbox import Outbox
@@ -126,7 +126,7 @@ class SlackAlertHandler(logging.Handler):
         self._ignored = frozenset(ignored)
         self._ignored_dotted = tuple(f"{n}." for n in ignored)
         # Last: logging.shutdown() closes handlers in reverse creation order.
-        super().__init__(level)
+        super().__init__(parse_level(level, key="level") or logging.NOTSET)
 
     # -- what other parts of the package (CLI, tests, benchmarks) look at -------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from slack_logging._alert import Alert, build_alert, category_key
 from slack_logging._catalog import DEFAULT_EMOJI, Catalog, Category
 from slack_logging._diag import Diagnostics
+from slack_logging._jsonsafe import safe_str
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
@@ -148,7 +149,8 @@ class Ingest:
                     self.ledger.drop("unbuildable")
                     self.diag.report(
                         f"build:{type(exc).__name__}",
-                        f"could not build an alert from a record of {record.name!r} "
+                        "could not build an alert from a record of "
+                        f"{self.redactor.text(safe_str(record.name))!r} "
                         f"({type(exc).__name__}); it is kept in the mirror only",
                     )
                 if self.mirror is not None:

@@ -1,8 +1,9 @@
 """The JSON-lines mirror: every record the handler sees, as one redacted line in ``alerts.jsonl``.
 
-Lines are built with python-json-logger's :class:`~pythonjsonlogger.json.JsonFormatter`
-machinery (``add_fields`` -> ``process_log_record`` -> ``jsonify_log_record``) and are strict
-JSON: no bare ``NaN``/``Infinity``, nothing JSON cannot hold is dropped (it is stringified).
+Lines are built from the record's redacted snapshot (:mod:`slack_logging._snapshot`, the one
+place records are redacted) with python-json-logger's :class:`~pythonjsonlogger.json.JsonFormatter`
+machinery (``process_log_record`` -> ``serialize_log_record``) and are strict JSON: no bare
+``NaN``/``Infinity``, nothing JSON cannot hold is dropped (it is stringified).
 One line looks like this (wrapped here)::
 
     {"timestamp":"2024-05-01T12:00:00.123+00:00","level":"ERROR","logger":"app.db",
@@ -10,7 +11,7 @@ One line looks like this (wrapped here)::
      "host":"web-1","pid":4242,"thread":"MainThread","module":"db","func":"connect","lineno":42,
      "user_id":7,"extra_level":"user's own 'level' extra"}
 
-Extras (record attributes not in :data:`~slack_logging._alert.RESERVED_ATTRS`, and the keys of a
+Extras (record attributes not in :data:`~slack_logging._extras.RESERVED_ATTRS`, and the keys of a
 ``dict`` message, as python-json-logger does) go at the top level, after the fixed fields. An extra
 whose name is already taken by a fixed field is renamed with an ``extra_`` prefix (repeated until
 free). Attributes starting with ``_`` are private and skipped, as in python-json-logger.
@@ -37,22 +38,20 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
-from datetime import time as dt_time
 from typing import Any, Literal
 
-from pythonjsonlogger.core import merge_record_extra
 from pythonjsonlogger.json import JsonFormatter
 
-from slack_logging._alert import RESERVED_ATTRS, category_key, safe_message
+from slack_logging._extras import RESERVED_ATTRS
+from slack_logging._jsonsafe import plain, safe_str, type_name
 from slack_logging._redact import Redactor
+from slack_logging._snapshot import safe_message, snapshot
 
 __all__ = ["Mirror"]
 
 _FILE_MODE = 0o640
 _DIR_MODE = 0o750
 _COLLISION_PREFIX = "extra_"
-_MAX_DEPTH = 64
-_MAX_INT_BITS = 10_000  # larger ints exceed int->str digit limits (3.11+) and mean nothing in a log
 # Raw in ensure_ascii=False output, yet str.splitlines() breaks on the first three and the
 # surrogates cannot be UTF-8: written as \uXXXX escapes (they only ever occur inside strings).
 _UNSAFE_RAW = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
@@ -62,59 +61,17 @@ def _utc_today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-def _stringify(obj: object) -> str:
-    """Text for a value JSON cannot hold. Never raises."""
-    try:
-        if isinstance(obj, (datetime, date, dt_time)):
-            return obj.isoformat()
-        if isinstance(obj, (bytes, bytearray, memoryview)):
-            return bytes(obj).decode("utf-8", "backslashreplace")
-        if isinstance(obj, BaseException):
-            return f"{type(obj).__name__}: {obj}"
-        return str(obj)
-    except BaseException:  # noqa: S110 - str() runs arbitrary user code; repr() is next
-        pass
-    try:
-        return repr(obj)
-    except BaseException:  # and so does __repr__
-        return f"<unrepresentable {type(obj).__name__}>"
-
-
-def _key_text(key: object) -> str:
-    """A dict key as the json module would write it, or as text when it would refuse."""
-    if isinstance(key, str):
-        return key
-    if key is None or isinstance(key, bool):
-        return json.dumps(key)
-    if isinstance(key, float) and not math.isfinite(key):
-        return repr(key)
-    return _stringify(key)
-
-
-def _as_text(value: str | list[str]) -> str:
-    # python-json-logger >= 3.3 may hand back lines when *_as_array is set; we never set it.
-    return value if isinstance(value, str) else "\n".join(value)
-
-
 def _escape_char(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def _set_items(obj: set[Any] | frozenset[Any]) -> list[Any]:
-    try:
-        return sorted(obj)
-    except BaseException:  # mixed or unorderable members keep set order
-        return list(obj)
-
-
 class _LineFormatter(JsonFormatter):
-    """python-json-logger's JSON formatter with our fixed fields, redaction and strict output."""
+    """python-json-logger's JSON formatter over the record's redacted snapshot, strict output."""
 
     def __init__(self, redactor: Redactor, host: str) -> None:
         super().__init__(
             reserved_attrs=sorted(RESERVED_ATTRS),
             json_serializer=self._serialize,
-            json_default=self._default,
             json_ensure_ascii=False,
         )
         self._redactor = redactor
@@ -129,66 +86,45 @@ class _LineFormatter(JsonFormatter):
         return self.line(record, None, None)
 
     def line(self, record: logging.LogRecord, alert: str | None, alert_id: str | None) -> str:
-        message_dict: dict[str, Any] = {}
-        if isinstance(record.msg, dict):
-            # python-json-logger convention: a dict message is fields, the message is empty.
-            message_dict = record.msg
-            message = ""
-        else:
-            message = safe_message(record)
-            # Cached on the record like logging.Formatter does, so the alert builder reuses it.
-            record.message = message
-        text = self._redactor.text
+        snap = snapshot(record, self._redactor)
         log_data: dict[str, Any] = {
-            "timestamp": self._timestamp(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": text(message) if message else message,
+            "timestamp": self._timestamp(snap.created),
+            "level": snap.level,
+            "logger": snap.logger,
+            # python-json-logger convention: a dict message is fields, the message is empty.
+            "message": "" if snap.message_fields is not None else snap.message,
         }
-        if alert is None:
-            tag = getattr(record, "alert", None)
-            alert = None if tag is None else category_key(tag)
+        if snap.category is not None:
+            alert = snap.category
+        elif alert:
+            alert = self._redactor.text(alert)
         if alert:
             log_data["alert"] = alert
-        if alert_id is None:
-            tag_id = getattr(record, "alert_id", None)
-            alert_id = tag_id if isinstance(tag_id, str) else None
+        alert_id = alert_id or snap.alert_id
         if alert_id:
             log_data["alert_id"] = alert_id
-        traceback_text = self._traceback(record)
-        if traceback_text:
-            log_data["traceback"] = text(traceback_text)
+        if snap.traceback:
+            log_data["traceback"] = snap.traceback
         log_data["host"] = self._host
-        log_data["pid"] = os.getpid() if record.process is None else record.process
-        log_data["thread"] = record.threadName
-        log_data["module"] = record.module
-        log_data["func"] = record.funcName
-        log_data["lineno"] = record.lineno
-        self.add_fields(log_data, record, message_dict)
+        log_data["pid"] = os.getpid() if snap.process is None else snap.process
+        log_data["thread"] = snap.thread_name
+        log_data["module"] = snap.module
+        log_data["func"] = snap.func
+        log_data["lineno"] = snap.lineno
+        fields = snap.fields
+        if snap.message_fields:
+            fields = {**snap.message_fields, **fields}
+        self._add_extras(log_data, fields)
         return self.serialize_log_record(self.process_log_record(log_data))
 
-    def add_fields(
-        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
-    ) -> None:
-        """Add the record's extras (redacted) after the fixed fields, renaming collisions."""
-        skip = self._skip_fields
-        try:
-            # merge_record_extra, minus a hasattr() per attribute: this runs for every record.
-            extras = {k: v for k, v in vars(record).items() if k not in skip and k[:1] != "_"}
-        except TypeError:  # someone put a non-str key in the record's __dict__
-            extras = merge_record_extra(record, {}, reserved=skip)
-        if message_dict:
-            extras = {**{_key_text(k): v for k, v in message_dict.items()}, **extras}
-        if not extras:
-            return
-        safe = self._redactor.value(extras)
-        if not isinstance(safe, dict):
-            safe = {"fields": safe}
-        for key, value in safe.items():
-            name = key if isinstance(key, str) else _key_text(key)
+    @staticmethod
+    def _add_extras(log_data: dict[str, Any], extras: dict[str, Any]) -> None:
+        """The record's redacted extras after the fixed fields, renaming collisions."""
+        for key, value in extras.items():
+            name = key
             if name in log_data:
                 name = _COLLISION_PREFIX + name
-                while name in log_data or name in safe:
+                while name in log_data or name in extras:
                     name = _COLLISION_PREFIX + name
             log_data[name] = value
 
@@ -205,24 +141,27 @@ class _LineFormatter(JsonFormatter):
             data["timestamp"] = self._timestamp(float(record.created))
         except BaseException:  # a mangled record still gets a line
             data["timestamp"] = self._timestamp(time.time())
-        for key, attr in (("level", "levelname"), ("logger", "name")):
-            value = getattr(record, attr, None)
-            data[key] = value if isinstance(value, str) else _stringify(value)
-        try:
-            data["message"] = self._redactor.text(safe_message(record))
-        except BaseException:  # the redactor itself may be what failed
-            # Never write text that did not pass the redactor.
-            data["message"] = "<message withheld: redaction failed>"
+
+        def shown(value: object) -> str:
+            # Never write text that did not pass the redactor; the redactor may be what failed.
+            try:
+                return self._redactor.text(safe_str(value))
+            except BaseException:
+                return "<withheld: redaction failed>"
+
+        data["level"] = shown(getattr(record, "levelname", None))
+        data["logger"] = shown(getattr(record, "name", None))
+        data["message"] = shown(safe_message(record))
         if alert:
-            data["alert"] = str(alert)
+            data["alert"] = shown(alert)
         if alert_id:
-            data["alert_id"] = str(alert_id)
+            data["alert_id"] = shown(alert_id)
         data["host"] = self._host
         data["pid"] = os.getpid()
-        try:
-            data["mirror_error"] = self._redactor.text(f"{type(error).__name__}: {error}")
-        except BaseException:  # str(error) runs user code too
-            data["mirror_error"] = type(error).__name__
+        error_text = shown(f"{type_name(error)}: {safe_str(error)}")
+        data["mirror_error"] = (
+            type_name(error) if error_text.startswith("<withheld") else error_text
+        )
         try:
             return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except BaseException:  # last resort: a constant line
@@ -238,65 +177,19 @@ class _LineFormatter(JsonFormatter):
         millis = min(int((created - second) * 1000), 999)
         return f"{cached[1]}.{millis:03d}+00:00"
 
-    def _traceback(self, record: logging.LogRecord) -> str | None:
-        exc_info = record.exc_info
-        if exc_info and exc_info[0] is not None and not record.exc_text:
-            try:
-                record.exc_text = _as_text(self.formatException(exc_info))
-            except BaseException:  # exotic exceptions must not cost the whole line
-                record.exc_text = f"{exc_info[0].__name__}: <traceback could not be formatted>"
-        text = record.exc_text or None
-        if record.stack_info:
-            stack = _as_text(self.formatStack(record.stack_info))
-            text = f"{text}\n{stack}" if text else stack
-        return text
+    def _default(self, obj: Any) -> Any:
+        return self._redactor.value(plain(obj))
 
     def _serialize(self, log_data: Any, **_: Any) -> str:
         try:
             text = self._encoder.encode(log_data)
         except (ValueError, TypeError, RecursionError):
-            # NaN/inf, keys JSON refuses, cycles, absurd nesting: rebuild as plain data and retry.
-            text = self._encoder.encode(self._sanitize(log_data, 0, set()))
+            # Only reachable when something put data the snapshot never saw into the line
+            # (a process_log_record override): walk it and redact it here.
+            text = self._encoder.encode(self._default(log_data))
         if not text.isascii() and _UNSAFE_RAW.search(text):  # isascii() is O(1)
             text = _UNSAFE_RAW.sub(_escape_char, text)
         return text
-
-    def _default(self, obj: Any) -> Any:
-        # Only reached for what the redactor left JSON-unsafe, so redact what we make of it.
-        if isinstance(obj, (set, frozenset)):
-            return self._redactor.value(_set_items(obj))
-        return self._redactor.text(_stringify(obj))
-
-    def _sanitize(self, obj: Any, depth: int, active: set[int]) -> Any:  # noqa: PLR0911 - one return per JSON type
-        """``obj`` as plain JSON data: finite numbers, str keys, no cycles, bounded depth."""
-        if obj is None or isinstance(obj, (str, bool)):
-            return obj
-        if isinstance(obj, int):
-            bits = obj.bit_length()
-            return obj if bits <= _MAX_INT_BITS else f"<int of {bits} bits>"
-        if isinstance(obj, float):
-            return obj if math.isfinite(obj) else repr(obj)
-        if depth >= _MAX_DEPTH:
-            return f"<{type(obj).__name__} nested deeper than {_MAX_DEPTH}>"
-        if id(obj) in active:
-            return "<circular reference>"
-        if isinstance(obj, dict):
-            active.add(id(obj))
-            out: dict[str, Any] = {}
-            for key, value in obj.items():
-                name = _key_text(key)
-                while name in out:  # 1 and "1" both became "1": keep both
-                    name += "'"
-                out[name] = self._sanitize(value, depth + 1, active)
-            active.discard(id(obj))
-            return out
-        if isinstance(obj, (list, tuple, set, frozenset)):
-            active.add(id(obj))
-            items = _set_items(obj) if isinstance(obj, (set, frozenset)) else obj
-            result = [self._sanitize(item, depth + 1, active) for item in items]
-            active.discard(id(obj))
-            return result
-        return self._sanitize(self._default(obj), depth + 1, active)
 
 
 def _make_dir(path: str) -> None:

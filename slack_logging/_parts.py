@@ -73,6 +73,7 @@ def make_sender(
     rng: random.Random,
     housekeeping: Callable[[], None],
     on_thread: Callable[[], None],
+    redactor: Redactor | None = None,
 ) -> Sender:
     planner = Planner(
         rate=s.rate_limit,
@@ -100,6 +101,7 @@ def make_sender(
         rng=rng,
         housekeeping=housekeeping,
         on_thread=on_thread,
+        redactor=redactor,
     )
 
 

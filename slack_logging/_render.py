@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import DEFAULT_COLORS, Category
+from slack_logging._redact import neutralise_bidi
 
 __all__ = [
     "ROUTING_FIELDS",
@@ -127,8 +128,9 @@ def clamp(text: str, limit: int, *, keep: Literal["head", "tail"] = "head") -> s
 
     ``keep="head"`` keeps the start and ends with ``"… 1,234 chars cut"``; ``keep="tail"``
     keeps the end, note first, starting at a line boundary when one is near (tracebacks).
-    Never splits ``&amp;``/``&lt;``/``&gt;``, or a combining mark or zero-width-joiner
-    sequence from its base character. Counts code points; the note counts the characters a
+    Never splits ``&amp;``/``&lt;``/``&gt;`` or a user-perceived character: a combining mark,
+    variation selector or skin tone from its base, a zero-width-joiner or emoji tag sequence,
+    a flag (regional-indicator pair), CR LF. Counts code points; the note counts the characters a
     reader would have seen (an entity counts as one).
     """
     if limit < 0:
@@ -556,7 +558,7 @@ def _join_lines(*lines: str) -> str:
 
 def _user(value: object) -> str:
     """User text made safe for mrkdwn: valid UTF-8, fences and mentions defused, escaped."""
-    text = value if isinstance(value, str) else str(value)
+    text = neutralise_bidi(value if isinstance(value, str) else str(value))
     if _SURROGATE_RE.search(text):
         # Lone surrogates (e.g. from surrogateescape) cannot be sent as UTF-8.
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
@@ -640,7 +642,10 @@ def _visible_len(text: str) -> int:
 
 
 def _joins_previous(char: str) -> bool:
-    """True for characters that render as part of the one before (marks, jamo, selectors)."""
+    """True for characters that render as part of the one before: combining marks, ZWJ,
+    variation selectors, Hangul vowel and final jamo, skin tones, emoji tag characters."""
+    if char < "\u0300":  # nothing below the combining marks joins: the common case, fast
+        return False
     return (
         unicodedata.category(char) in ("Mn", "Mc", "Me")
         or char == _ZWJ
@@ -648,8 +653,31 @@ def _joins_previous(char: str) -> bool:
         or "\u1160" <= char <= "\u11ff"
         or "\ud7b0" <= char <= "\ud7ff"
         or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0020" <= char <= "\U000e007f"
         or "\U000e0100" <= char <= "\U000e01ef"
     )
+
+
+def _is_regional(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
+def _splits_cluster(text: str, index: int) -> bool:
+    """Whether a cut before ``text[index]`` would split one user-perceived character."""
+    if not 0 < index < len(text):
+        return False
+    char, before = text[index], text[index - 1]
+    if _joins_previous(char) or before == _ZWJ or (before == "\r" and char == "\n"):
+        return True
+    if _is_regional(char) and _is_regional(before):
+        # Flags are pairs of regional indicators: count the run to see which pair we are in.
+        run = 0
+        i = index - 1
+        while i >= 0 and _is_regional(text[i]):
+            run += 1
+            i -= 1
+        return run % 2 == 1
+    return False
 
 
 def _entity_around(text: str, index: int) -> tuple[int, int] | None:
@@ -671,7 +699,7 @@ def _safe_end(text: str, end: int) -> int:
         entity = _entity_around(text, end)
         if entity is not None:
             end = entity[0]
-        while 0 < end < len(text) and (_joins_previous(text[end]) or text[end - 1] == _ZWJ):
+        while _splits_cluster(text, end):
             end -= 1
         if end == before:
             return end
@@ -685,7 +713,7 @@ def _safe_start(text: str, start: int) -> int:
         entity = _entity_around(text, start)
         if entity is not None:
             start = entity[1]
-        while 0 < start < len(text) and (_joins_previous(text[start]) or text[start - 1] == _ZWJ):
+        while _splits_cluster(text, start):
             start += 1
         if start == before:
             return start

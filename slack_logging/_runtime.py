@@ -194,6 +194,7 @@ class Runtime:
                     rng=self.rng,
                     housekeeping=self._housekeeping,
                     on_thread=_mark_ours,
+                    redactor=self.redactor,
                 )
                 if writable:
                     self.spill = Spill(s.alerts_dir, self.redactor, diag=self.diag)

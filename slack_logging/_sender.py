@@ -28,6 +28,7 @@ from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
+from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert, render_digest
 from slack_logging._transport import Outcome, SendResult, Transport
 
@@ -71,8 +72,11 @@ class Sender:
         rng: random.Random | None = None,
         housekeeping: Callable[[], None] | None = None,
         on_thread: Callable[[], None] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.outbox = outbox
+        # The last pass over every payload before a transport sees it (see _redact.seal).
+        self.redactor = redactor
         self.transports = dict(transports)
         self.default_dest = default_dest
         self.catalog = catalog
@@ -441,10 +445,10 @@ class Sender:
     def _payload(self, plan: Plan, alerts: Sequence[Alert]) -> dict[str, Any]:
         category = self.category_for(alerts, plan.category)
         if plan.kind == "single" and len(alerts) == 1:
-            return render_alert(alerts[0], category)
-        return render_digest(
-            alerts, category, repeat=plan.kind == "repeat", window=self.planner.dedup_window
-        )
+            payload = render_alert(alerts[0], category)
+        else:
+            payload = render_digest(alerts, category, repeat=plan.kind == "repeat")
+        return payload if self.redactor is None else seal(payload, self.redactor)
 
     def _delivered(
         self, plan: Plan, result: SendResult, now: float, thread_key: str | None

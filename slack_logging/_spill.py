@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slack_logging._alert import RESERVED_ATTRS, safe_message
 from slack_logging._diag import Diagnostics
 from slack_logging._redact import Redactor
+from slack_logging._snapshot import snapshot
 
 __all__ = ["Spill"]
 
@@ -119,39 +119,18 @@ class Spill:
 
     def _record_data(self, record: logging.LogRecord) -> dict[str, Any]:
         try:
-            return self._full_data(record)
+            # Written from the redacted snapshot, the one place records are redacted.
+            return snapshot(record, self.redactor).record_dict()
         except BaseException as exc:  # even SystemExit from a user's __str__: keep the alert
+            text = self.redactor.text
             return {
-                "name": _text(getattr(record, "name", "")),
+                "name": text(_text(getattr(record, "name", ""))),
                 "levelno": getattr(record, "levelno", logging.ERROR),
-                "levelname": _text(getattr(record, "levelname", "ERROR")),
+                "levelname": text(_text(getattr(record, "levelname", "ERROR"))),
                 "msg": f"<record could not be serialised: {type(exc).__name__}>",
                 "created": getattr(record, "created", 0.0),
-                "alert": _text(record.__dict__.get("alert")),
+                "alert": text(_text(record.__dict__.get("alert"))),
             }
-
-    def _full_data(self, record: logging.LogRecord) -> dict[str, Any]:
-        extras = {k: v for k, v in record.__dict__.items() if k not in RESERVED_ATTRS}
-        data = self.redactor.value(extras)
-        if not isinstance(data, dict):
-            data = {}
-        data.update(
-            name=record.name,
-            levelno=record.levelno,
-            levelname=record.levelname,
-            msg=self.redactor.text(getattr(record, "message", None) or safe_message(record)),
-            created=record.created,
-            pathname=record.pathname,
-            lineno=record.lineno,
-            process=record.process,
-            alert=self.redactor.value(record.__dict__.get("alert")),
-        )
-        if record.exc_info and record.exc_info[0] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            data["exc_text"] = self.redactor.text(text)
-        elif record.exc_text:
-            data["exc_text"] = self.redactor.text(record.exc_text)
-        return data
 
     def _open(self) -> int:
         while True:

@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from slack_logging._secrets import mask_secret
+
 if TYPE_CHECKING:
     from slack_logging._config import Settings
 
@@ -304,41 +306,6 @@ def _body_retry_after(data: object) -> float | None:
     return min(max(float(value), 0.0), MAX_RETRY_AFTER)
 
 
-def _mask(value: str, keep: int) -> str:
-    # Too short to reveal a prefix without revealing most of the value.
-    if len(value) <= 2 * keep:
-        return "****"
-    return value[:keep] + "…"
-
-
-def _mask_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "****"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) > 2:
-        path = f"/{segments[0]}/{_mask(segments[1], 2)}/****"
-    elif len(segments) == 2:
-        path = f"/{segments[0]}/****"
-    else:
-        path = "/****" if segments else ""
-    query = "?****" if parts.query else ""
-    return f"{parts.scheme}://{netloc}{path}{query}"
-
-
-def _mask_token(token: str) -> str:
-    prefix = re.match(r"xox[a-z]-", token)
-    if prefix and len(token) > 2 * len(prefix.group()):
-        return prefix.group() + "…"
-    return _mask(token, 4)
-
-
 def _url_fragments(url: str) -> list[str]:
     # Everything after the first path segment, and query values, can carry the secret.
     try:
@@ -565,7 +532,7 @@ class WebhookTransport(_HttpTransport):
     ) -> None:
         digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
         super().__init__(
-            _Secret(url, _mask_url(url), _url_fragments(url)),
+            _Secret(url, mask_secret(url), _url_fragments(url)),
             f"webhook:{digest}",
             connect_timeout,
             read_timeout,
@@ -612,7 +579,7 @@ class WebApiTransport(_HttpTransport):
         session: requests.Session | None = None,
     ) -> None:
         super().__init__(
-            _Secret(token, _mask_token(token), [token]),
+            _Secret(token, mask_secret(token), [token]),
             f"chat:{channel}",
             connect_timeout,
             read_timeout,
@@ -649,7 +616,7 @@ class WebApiTransport(_HttpTransport):
 
     def __repr__(self) -> str:
         # The API URL is public, unless someone put credentials in it.
-        api_url = _mask_url(self._api_url) if "@" in self._api_url else self._api_url
+        api_url = mask_secret(self._api_url) if "@" in self._api_url else self._api_url
         token = self._secret
         return f"WebApiTransport(channel={self.channel!r}, token={token!r}, api_url={api_url!r})"
 
@@ -696,7 +663,7 @@ def build_routes(settings: Settings) -> Routes:
 
     def webhook(url: str) -> str:
         t = WebhookTransport(url, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
-        return add(t, f"webhook {_mask_url(url)}")
+        return add(t, f"webhook {mask_secret(url)}")
 
     if s.mode == "chat":
         assert s.channel is not None

@@ -1,4 +1,4 @@
-"""URL checks and masking: a leaf module (stdlib only) so configuration and the catalog can both
+"""URL checks: a leaf module (stdlib only) so configuration and the catalog can both
 use it without importing each other."""
 
 from __future__ import annotations
@@ -6,23 +6,14 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from slack_logging._secrets import mask_secret
+
 __all__ = ["LOOPBACK", "mask_url", "validate_webhook_url"]
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
-
-def mask_url(url: str) -> str:
-    """Show where a URL points without its secret path: ``https://hooks.slack.com/services/T…/****``."""
-    try:
-        parts = urlsplit(url)
-        segments = [s for s in parts.path.split("/") if s]
-        shown = "/".join(segments[:1])
-        if len(segments) > 1:
-            shown += f"/{segments[1][:2]}…/****"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or '?'}{port}/{shown}"
-    except ValueError:
-        return "<unparseable url>"
+#: Where a URL points, without its secret path (the package's one masking function).
+mask_url = mask_secret
 
 
 def validate_webhook_url(url: object, *, key: str = "webhook_url") -> str:

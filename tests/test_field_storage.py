@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from field import Child, pending_on_disk, wait_covered
 
-from slack_logging import SlackAlertHandler
 from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging.testing import FakeSlack
 
