@@ -187,6 +187,9 @@ class Settings:
     def resolve(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
         """Validate keyword arguments, falling back to env vars; ``ValueError`` names the key."""
         env = os.environ if env is None else env
+        # dictConfig loaders (uvicorn --log-config, gunicorn logconfig_dict, Django LOGGING)
+        # pass logging.yaml's ${VAR:-default} through as text: expand it as configure() does.
+        kwargs = {k: expand_env(v, env) for k, v in kwargs.items()}
         unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})
         if unknown:
             raise ValueError(

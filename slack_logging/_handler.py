@@ -29,6 +29,7 @@ from slack_logging._config import Settings, mask_url
 from slack_logging._coordination import Coordination, LocalCoordination, RedisCoordination
 from slack_logging._diag import Diagnostics
 from slack_logging._dispatch import Planner, Sender, SenderConfig
+from slack_logging._frameworks import lift_fields
 from slack_logging._ingest import Ingest
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
@@ -54,7 +55,7 @@ class _Enqueue(logging.handlers.QueueHandler):
         self._on_full = on_full
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = copy.copy(record)
+        record = lift_fields(copy.copy(record))
         record.message = safe_message(record)
         return record
 
