@@ -18,7 +18,7 @@ RUN_EXAMPLE = """
 import gc, runpy, sys
 from slack_logging import SlackAlertHandler
 runpy.run_path(sys.argv[1], run_name="example")["main"]()
-handlers = [o for o in gc.get_objects() if isinstance(o, SlackAlertHandler)]
+handlers = [o for o in gc.get_objects() if issubclass(type(o), SlackAlertHandler)]
 assert handlers and all(h.flush(60) for h in handlers), handlers
 """
 
