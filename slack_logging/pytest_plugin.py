@@ -56,6 +56,8 @@ _BUILTIN = Catalog()
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _REAL_SEND = requests.adapters.HTTPAdapter.send
 _FIELD = re.compile(r"^\*(.+?)\*\n", re.S)
+# mrkdwn Slack shows as bold or code, not as the marks themselves: *3 alerts*, `ORD-1`.
+_MARKS = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])|(?<!`)`([^`\n]+)`(?!`)")
 _REAL_SENDS_ENV = "SLACK_LOGGING_REAL_SENDS"
 _MARKER = "slack_real_sends"
 
@@ -91,7 +93,8 @@ def plain_text(payload: Mapping[str, Any]) -> str:
                 texts.append(str(item["text"]))
         for text in texts:
             kept = [line for line in text.split("\n") if line.strip() != "```"]
-            lines.append(html.unescape("\n".join(kept)))
+            plain = _MARKS.sub(lambda m: m.group(1) or m.group(2), "\n".join(kept))
+            lines.append(html.unescape(plain))
     return "\n".join(lines) if lines else str(payload.get("text", ""))
 
 

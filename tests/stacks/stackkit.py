@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from slack_logging.testing import FakeSlack
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 LOGGING_YAML = REPO / "logging.yaml"
@@ -84,8 +86,16 @@ class Server:
             self._out.close()
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
+
+
+def wait_covered(fake: FakeSlack, alerts: int, within: float = DEADLINE) -> None:
+    """Wait until the fake's messages cover ``alerts`` alerts (digests count each one)."""
+    deadline = time.monotonic() + within
+    while fake.alerts_covered < alerts:
+        fake.wait_for(len(fake.messages) + 1, timeout=max(0.0, deadline - time.monotonic()))
 
 
 def post(url: str) -> int:
