@@ -1,0 +1,60 @@
+"""Celery: a real worker (solo pool, in-memory broker) running examples/celery_app.py's task."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from stackkit import EXAMPLES, Server, wait_covered
+
+from slack_logging.pytest_plugin import plain_text
+from slack_logging.testing import FakeSlack
+
+pytest.importorskip("celery")
+
+# The memory broker lives in the worker's process: queue the tasks there, then start the worker
+# the way `celery worker` does (worker_main), which is where Celery takes over logging.
+WORKER = f"""
+import sys
+sys.path.insert(0, {str(EXAMPLES)!r})
+from celery_app import app, build_report
+build_report.delay("R-20261126")
+build_report.delay("20261126")
+app.worker_main([
+    "worker", "--pool=solo", "--loglevel=INFO",
+    "--without-heartbeat", "--without-mingle", "--without-gossip",
+])
+"""
+
+
+def test_celery_worker_keeps_the_slack_handler(
+    stack_env: dict[str, str], fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    stack_env["CELERY_BROKER_URL"] = "memory://"
+    worker = Server(
+        [sys.executable, "-c", WORKER],
+        env=stack_env,
+        cwd=tmp_path,
+        log=tmp_path / "worker.log",
+    )
+    try:
+        wait_covered(fake_slack, 2)
+    finally:
+        code = worker.stop()
+    output = worker.output()
+    assert code == 0, output
+    assert fake_slack.alerts_covered == 2
+    texts = {
+        m.payload["metadata"]["event_payload"]["category"]: plain_text(m.payload)
+        for m in fake_slack.messages
+    }
+    assert set(texts) == {"report_success", "report_fail"}
+    assert "report_id: 20261126" in texts["report_fail"]
+    assert "ValueError: unknown report id '20261126'" in texts["report_fail"]
+    # Celery's own lines still reach logging.yaml's handlers: the console and the mirror.
+    mirror = (Path(stack_env["SLACK_ALERTS_DIR"]) / "alerts.jsonl").read_text(encoding="utf-8")
+    messages = [json.loads(line)["message"] for line in mirror.splitlines()]
+    assert any("ready." in m for m in messages), messages
+    assert "야간 리포트 실패" in output
