@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,3 +82,16 @@ def test_loguru_snippet(stack_env: dict[str, str], fake_slack: FakeSlack, tmp_pa
     assert done.returncode == 0, done.stderr
     # bind(...) and call-site extras make the same alert: folded as a repeat or sent twice.
     assert fake_slack.alerts_covered == 2
+
+
+def test_importing_the_package_imports_no_framework(tmp_path: Path) -> None:
+    """structlog, loguru and Celery stay optional: importing slack_logging loads none of them."""
+    program = (
+        "import sys, slack_logging, slack_logging.pytest_plugin\n"
+        "loaded = {'structlog', 'loguru', 'celery', 'django'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 0, done.stderr
