@@ -205,12 +205,12 @@ class SlackAlerts:
             return list(self._alerts)
 
     def wait(
-        self, n: int, category: str | None = None, timeout: float = 5.0
+        self, n: int, timeout: float = 5.0, *, category: str | None = None
     ) -> list[CapturedAlert]:
         """Block until ``n`` alerts (of ``category``, if given) were logged; return the first ``n``.
 
-        Alerts of other categories logged before or between them are skipped, so a
-        ``payment_start`` logged first does not get in the way of ``wait(1, "payment_fail")``.
+        Alerts of other categories are skipped: a ``payment_start`` logged first does not get
+        in the way of ``wait(1, category="payment_fail")``.
 
         Raises:
             AssertionError: fewer than ``n`` arrived within ``timeout`` seconds; the message
