@@ -73,11 +73,11 @@ class Server:
                 time.sleep(0.1)
         raise AssertionError(f"server not ready within {DEADLINE:g} s:\n{self.output()}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
+    def stop(self, sig: int = signal.SIGTERM, within: float = DEADLINE) -> int:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
         try:
-            return self.proc.wait(DEADLINE)
+            return self.proc.wait(within)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

@@ -1,4 +1,4 @@
-"""Celery: a real worker (solo pool, in-memory broker) running examples/celery_app.py's task."""
+"""Celery: a real worker (solo and prefork pools, in-memory broker) running celery_app.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stackkit import EXAMPLES, Server, wait_covered
+from stackkit import DEADLINE, EXAMPLES, Server, wait_covered
 
 from slack_logging.pytest_plugin import plain_text
 from slack_logging.testing import FakeSlack
@@ -23,26 +23,36 @@ from celery_app import app, build_report
 build_report.delay("R-20261126")
 build_report.delay("20261126")
 app.worker_main([
-    "worker", "--pool=solo", "--loglevel=INFO",
+    "worker", "--pool=" + sys.argv[1], "--concurrency=2", "--loglevel=INFO",
     "--without-heartbeat", "--without-mingle", "--without-gossip",
 ])
 """
 
 
+PREFORK_NEEDS_CORE = pytest.mark.xfail(
+    reason="needs the runtime from the core branch: alerts logged in forked pool children "
+    "often stay pending, and a child can hang at shutdown",
+    strict=False,  # it passes now and then on this branch
+)
+
+
+@pytest.mark.parametrize("pool", ["solo", pytest.param("prefork", marks=PREFORK_NEEDS_CORE)])
 def test_celery_worker_keeps_the_slack_handler(
-    stack_env: dict[str, str], fake_slack: FakeSlack, tmp_path: Path
+    stack_env: dict[str, str], fake_slack: FakeSlack, tmp_path: Path, pool: str
 ) -> None:
     stack_env["CELERY_BROKER_URL"] = "memory://"
     worker = Server(
-        [sys.executable, "-c", WORKER],
+        [sys.executable, "-c", WORKER, pool],
         env=stack_env,
         cwd=tmp_path,
         log=tmp_path / "worker.log",
     )
+    # Short waits for prefork while it is expected to fail; solo keeps the generous default.
+    within = 20.0 if pool == "prefork" else DEADLINE
     try:
-        wait_covered(fake_slack, 2)
+        wait_covered(fake_slack, 2, within=within)
     finally:
-        code = worker.stop()
+        code = worker.stop(within=within)
     output = worker.output()
     assert code == 0, output
     assert fake_slack.alerts_covered == 2
