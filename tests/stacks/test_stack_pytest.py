@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 from stackkit import StandIn
@@ -114,7 +113,7 @@ def test_fixture_blocks_even_when_opted_out(user_run: pytest.Pytester, real_slac
     assert real_slack.connections == 0
 
 
-def test_conftest_stays_loopback_only(tmp_path: Path) -> None:
+def test_this_suite_runs_with_the_guard_on() -> None:
     """This suite's own runs have the guard on (the plugin loads from its entry point)."""
     from slack_logging import _transport
 
