@@ -47,6 +47,8 @@ def lift_fields(record: logging.LogRecord) -> logging.LogRecord:
         msg = record.msg
         if isinstance(msg, Mapping) and "event" in msg:
             _lift_structlog(record, msg)
+            # A handler that ran first cached the dict's repr as the message: recompute it.
+            record.__dict__.pop("message", None)
             return record
         extra = record.__dict__.get("extra")
         if isinstance(extra, Mapping) and "alert" in extra and "alert" not in record.__dict__:
@@ -57,6 +59,7 @@ def lift_fields(record: logging.LogRecord) -> logging.LogRecord:
                 text = str(record.msg)
                 cut = text.find(_TRACEBACK_START)
                 record.msg = text[:cut] if cut >= 0 else text
+                record.__dict__.pop("message", None)
     except Exception:  # noqa: S110 - a record we cannot lift is still handled as it is
         pass
     return record
