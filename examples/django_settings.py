@@ -26,7 +26,7 @@ LOGGING = {
             "level": "INFO",
             "alerts_dir": os.environ.get("SLACK_ALERTS_DIR", "/var/lib/shop/slack_alerts"),
             "service": "shop-django",
-            "environment": os.environ.get("DJANGO_ENV", "production"),
+            # "environment" (shown in each message) comes from SLACK_ENVIRONMENT when set.
             # Also send untagged records at ERROR and above: a 500 from django.request arrives
             # with its traceback even where nobody wrote an alert.
             "untagged_level": "ERROR",
@@ -42,6 +42,9 @@ LOGGING = {
     },
     "root": {"level": "INFO", "handlers": ["console", "slack"]},
     "loggers": {
+        # Django's defaults give "django" a console handler of its own (active under DEBUG):
+        # clearing it here lets django.* records reach the root handlers once, not twice.
+        "django": {"handlers": [], "level": "INFO"},
         # Query logging at DEBUG would be mirrored to the alerts directory; keep it out.
         "django.db.backends": {"level": "WARNING"},
     },

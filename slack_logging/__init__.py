@@ -18,6 +18,7 @@ from typing import Any
 from slack_logging._alert_logger import AlertLogger
 from slack_logging._catalog import BUILTIN_CATEGORIES, Catalog, Category
 from slack_logging._config import configure
+from slack_logging._frameworks import loguru_sink, setup_celery_logging
 from slack_logging._handler import SlackAlertHandler
 from slack_logging._infra import infra_alert
 
@@ -30,6 +31,8 @@ __all__ = [
     "__version__",
     "configure",
     "infra_alert",
+    "loguru_sink",
+    "setup_celery_logging",
 ]
 
 

@@ -214,6 +214,9 @@ class Settings:
         env = os.environ if env is None else env
         if not isinstance(env, Mapping):
             raise ValueError(f"env: expected a mapping, got {type(env).__name__}")
+        # dictConfig loaders (uvicorn --log-config, gunicorn logconfig_dict, Django LOGGING)
+        # pass logging.yaml's ${VAR:-default} through as text: expand it as configure() does.
+        kwargs = {k: expand_env(v, env) for k, v in kwargs.items()}
         unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})
         if unknown:
             raise ValueError(

@@ -13,6 +13,7 @@ from typing import Any
 from slack_logging._alert import IGNORED_LOGGERS, safe_message
 from slack_logging._config import Settings, parse_level
 from slack_logging._diag import Diagnostics
+from slack_logging._frameworks import lift_fields
 from slack_logging._ingest import Ingest
 from slack_logging._outbox import Outbox
 from slack_logging._runtime import Runtime, ours
@@ -209,7 +210,9 @@ class SlackAlertHandler(logging.Handler):
             # ours.__dict__ is non-empty only in our own threads (is_our_thread, inlined).
             if name in self._ignored or name.startswith(self._ignored_dotted) or ours.__dict__:
                 return
-            record = copy.copy(record)
+            # structlog and loguru keep the tag and fields in their own shape: lift them here,
+            # while exc_info=True still means the exception being handled.
+            record = lift_fields(copy.copy(record))
             record.message = safe_message(record)
             self._submit(record)
         except Exception:

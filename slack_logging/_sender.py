@@ -486,7 +486,9 @@ class Sender:
         )
 
     def _permanent(self, plan: Plan, result: SendResult, now: float) -> None:
-        limit = self.config.max_permanent_attempts
+        # Blocked by the pytest plugin: dead at once, so no later process posts a test's alert.
+        blocked = result.error == "blocked_by_pytest"
+        limit = 1 if blocked else self.config.max_permanent_attempts
         dead = [r.alert_id for r in plan.refs if r.attempts + 1 >= limit]
         later = [r for r in plan.refs if r.attempts + 1 < limit]
         reason = _describe(result)

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -51,6 +51,10 @@ DEFAULT_RETRY_AFTER = 30.0
 
 MAX_RETRY_AFTER = 3600.0
 """Upper bound on an honoured delay, so a garbled header cannot park a destination for days."""
+
+network_guard: Callable[[str], bool] | None = None
+"""Set by the pytest plugin: a URL it answers False for is never contacted (PERMANENT
+``blocked_by_pytest``), so a test run cannot post to a real channel. None: no guard."""
 
 _MAX_BODY = 64 * 1024  # Slack's answers are tiny; a proxy's error page must not fill memory.
 _MAX_REASON = 100
@@ -428,7 +432,9 @@ class _HttpTransport:
         self._session = session
         self._closed = False
 
-    def _post(self, url: str, payload: Mapping[str, Any], headers: dict[str, str]) -> SendResult:
+    def _post(  # noqa: PLR0911 - one return per way a request ends, each classified
+        self, url: str, payload: Mapping[str, Any], headers: dict[str, str]
+    ) -> SendResult:
         try:
             body = json.dumps(
                 payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -438,6 +444,9 @@ class _HttpTransport:
         if self._closed:
             # Shutdown raced a send: the alert stays pending for the next sender.
             return SendResult(Outcome.RETRY, error="closed")
+        guard = network_guard
+        if guard is not None and not guard(url):
+            return self._result(Outcome.PERMANENT, None, "blocked_by_pytest")
         try:
             with self._session.post(
                 url,

@@ -5,10 +5,16 @@ Registered as the ``slack_logging`` pytest plugin (or load it with
 
     def test_card_declined_alerts(slack_alerts):
         checkout(card="declined")
-        [alert] = slack_alerts.wait(1)
-        assert alert.category == "payment_fail"
+        [alert] = slack_alerts.wait(1, category="payment_fail")
         assert alert.fields["order_id"] == "ORD-1"
         assert "카드 한도 초과" in alert.text
+
+No test run posts to a real Slack: while the plugin is loaded, every slack-logging handler in
+the process (the application's own included) reaches loopback only, e.g. the fake Slack in
+:mod:`slack_logging.testing`. Other URLs get a ``blocked_by_pytest`` failure instead of a post.
+To let a run post for real, pass ``--slack-real-sends`` (or set ``slack_real_sends = true`` in the
+ini file, or ``SLACK_LOGGING_REAL_SENDS=1``), or mark one test ``@pytest.mark.slack_real_sends``;
+while the ``slack_alerts`` fixture is active the guard is on regardless.
 
 For the test's duration the root logger gets a capturing handler (and its level is lowered to
 INFO if it was higher, so info alerts such as ``payment_start`` are seen). Records tagged
@@ -19,27 +25,78 @@ file and no network.
 
 from __future__ import annotations
 
+import html
 import logging
+import os
+import re
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests.adapters
 
+from slack_logging import _transport
 from slack_logging._alert import IGNORED_LOGGERS, Alert
 from slack_logging._alert_logger import catalog_for
 from slack_logging._catalog import Catalog
+from slack_logging._config import parse_bool
+from slack_logging._frameworks import lift_fields
 from slack_logging._ingest import alert_from_record
-from slack_logging._redact import Redactor
+from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert
 
-__all__ = ["CapturedAlert", "SlackAlerts", "slack_alerts"]
+__all__ = ["CapturedAlert", "SlackAlerts", "plain_text", "slack_alerts"]
 
 #: Loggers the real handler ignores (its own, its HTTP client's); ignored here too.
 _IGNORED_DOTTED = tuple(f"{n}." for n in IGNORED_LOGGERS)
 _BUILTIN = Catalog()
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_REAL_SEND = requests.adapters.HTTPAdapter.send
+_FIELD = re.compile(r"^\*(.+?)\*\n", re.S)
+# mrkdwn Slack shows as bold or code, not as the marks themselves: *3 alerts*, `ORD-1`.
+_MARKS = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])|(?<!`)`([^`\n]+)`(?!`)")
+_REAL_SENDS_ENV = "SLACK_LOGGING_REAL_SENDS"
+_MARKER = "slack_real_sends"
+
+
+def _loopback_only(url: str) -> bool:
+    """The guard the plugin installs: loopback hosts pass; so does any URL while ``requests``'
+    network layer is mocked (``responses`` and the like patch ``HTTPAdapter.send``), since
+    then nothing reaches a socket."""
+    try:
+        return (
+            urlsplit(url).hostname in _LOOPBACK
+            or requests.adapters.HTTPAdapter.send is not _REAL_SEND
+        )
+    except Exception:
+        return False
+
+
+def plain_text(payload: Mapping[str, Any]) -> str:
+    """What a person reads in Slack, as plain text: every block of the message and of its
+    attachments in order (header, message, ``name: value`` fields, traceback, context line)."""
+    blocks = list(payload.get("blocks") or [])
+    for attachment in payload.get("attachments") or []:
+        blocks += attachment.get("blocks") or []
+    lines: list[str] = []
+    for block in blocks:
+        texts: list[str] = []
+        if isinstance(block.get("text"), Mapping):
+            texts.append(str(block["text"].get("text", "")))
+        for item in block.get("fields") or []:
+            texts.append(_FIELD.sub(r"\1: ", str(item.get("text", "")), count=1))
+        for item in block.get("elements") or []:
+            if isinstance(item, Mapping) and "text" in item:
+                texts.append(str(item["text"]))
+        for text in texts:
+            kept = [line for line in text.split("\n") if line.strip() != "```"]
+            plain = _MARKS.sub(lambda m: m.group(1) or m.group(2), "\n".join(kept))
+            lines.append(html.unescape(plain))
+    return "\n".join(lines) if lines else str(payload.get("text", ""))
 
 
 @dataclass(frozen=True)
@@ -49,7 +106,10 @@ class CapturedAlert:
     category: str
     """The category key, e.g. ``"payment_fail"``."""
     text: str
-    """The rendered fallback text (``payload["text"]``): what notifications show."""
+    """What a person reads in Slack, as plain text: header, message, fields (``name: value``),
+    traceback and context line (see :func:`plain_text`)."""
+    fallback: str
+    """The notification fallback (``payload["text"]``): what pop-ups and phones show."""
     fields: dict[str, Any]
     """The extra fields after redaction, e.g. ``{"order_id": "ORD-1", "amount": 15000}``."""
     payload: dict[str, Any]
@@ -71,6 +131,7 @@ class _Capture(logging.Handler):
             name = record.name
             if name in IGNORED_LOGGERS or name.startswith(_IGNORED_DOTTED):
                 return
+            record = lift_fields(logging.makeLogRecord(record.__dict__))
             if "alert" not in record.__dict__:
                 self._owner._untagged(record)
                 return
@@ -85,13 +146,14 @@ class _Capture(logging.Handler):
                 environment=owner.environment,
             )
             assert alert is not None  # tagged
-            payload = render_alert(
-                alert, catalog.stored(alert.category, alert.title, alert.severity, alert.known)
-            )
+            category = catalog.stored(alert.category, alert.title, alert.severity, alert.known)
+            # Sealed as the sender seals what it posts: a test sees what Slack would.
+            payload = seal(render_alert(alert, category), owner.redactor)
             owner._add(
                 CapturedAlert(
                     category=alert.category,
-                    text=str(payload.get("text", "")),
+                    text=plain_text(payload),
+                    fallback=str(payload.get("text", "")),
                     fields=dict(alert.fields),
                     payload=payload,
                     alert=alert,
@@ -145,17 +207,26 @@ class SlackAlerts:
         with self._changed:
             return list(self._alerts)
 
-    def wait(self, n: int, timeout: float = 5.0) -> list[CapturedAlert]:
-        """Block until ``n`` alerts were logged and return the first ``n``.
+    def wait(
+        self, n: int, timeout: float = 5.0, *, category: str | None = None
+    ) -> list[CapturedAlert]:
+        """Block until ``n`` alerts (of ``category``, if given) were logged; return the first ``n``.
+
+        Alerts of other categories are skipped: a ``payment_start`` logged first does not get
+        in the way of ``wait(1, category="payment_fail")``.
 
         Raises:
             AssertionError: fewer than ``n`` arrived within ``timeout`` seconds; the message
                 lists what did arrive.
         """
         __tracebackhide__ = True
+
+        def matching() -> list[CapturedAlert]:
+            return [a for a in self._alerts if category is None or a.category == category]
+
         with self._changed:
-            if self._changed.wait_for(lambda: len(self._alerts) >= n, timeout):
-                return self._alerts[:n]
+            if self._changed.wait_for(lambda: len(matching()) >= n, timeout):
+                return matching()[:n]
             got = [a.category for a in self._alerts]
             untagged = self._untagged_warnings
         hint = (
@@ -164,9 +235,8 @@ class SlackAlerts:
             if untagged
             else ""
         )
-        raise AssertionError(
-            f"expected {n} Slack alert(s) within {timeout:g} s, got {len(got)}: {got}{hint}"
-        )
+        what = f"{n} {category!r} Slack alert(s)" if category else f"{n} Slack alert(s)"
+        raise AssertionError(f"expected {what} within {timeout:g} s, got {len(got)}: {got}{hint}")
 
     def clear(self) -> None:
         """Forget the alerts captured so far."""
@@ -201,9 +271,59 @@ def slack_alerts() -> Iterator[SlackAlerts]:
     if root.level > logging.INFO:
         root.setLevel(logging.INFO)
     root.addHandler(captured.handler)
+    guard = _transport.network_guard
+    _transport.network_guard = _loopback_only
     try:
         yield captured
     finally:
+        _transport.network_guard = guard
         root.removeHandler(captured.handler)
         root.setLevel(level)
         captured.handler.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    help_text = (
+        "let slack-logging handlers post to non-loopback (real) Slack during the run; "
+        f"blocked by default (also: env {_REAL_SENDS_ENV}=1)"
+    )
+    parser.getgroup("slack-logging").addoption(
+        "--slack-real-sends", action="store_true", default=False, help=help_text
+    )
+    parser.addini("slack_real_sends", help_text, type="bool", default=False)
+
+
+_saved_guard = pytest.StashKey[Callable[[str], bool] | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{_MARKER}: let slack-logging handlers post to real Slack during this test"
+    )
+    config.stash[_saved_guard] = _transport.network_guard
+    allowed = (
+        config.getoption("slack_real_sends")
+        or config.getini("slack_real_sends")
+        or parse_bool(os.environ.get(_REAL_SENDS_ENV, ""), key=_REAL_SENDS_ENV)
+    )
+    if not allowed:
+        _transport.network_guard = _loopback_only
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Restored, not cleared: pytester's in-process runs configure and unconfigure inside ours.
+    _transport.network_guard = config.stash.get(_saved_guard, None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    marked = item.get_closest_marker(_MARKER) is not None
+    if not marked or "slack_alerts" in getattr(item, "fixturenames", ()):
+        yield
+        return
+    guard = _transport.network_guard
+    _transport.network_guard = None
+    try:
+        yield
+    finally:
+        _transport.network_guard = guard

@@ -39,12 +39,61 @@ class TestWait:
                 alerts.payment_fail("카드 한도 초과", order_id="ORD-1", amount=15000)
                 [alert] = slack_alerts.wait(1)
                 assert alert.category == "payment_fail"
-                assert alert.text == ":x: 결제 실패: 카드 한도 초과"
+                header, message, order, amount, context = alert.text.split("\\n")
+                assert (header, message) == (":x: 결제 실패", "카드 한도 초과")
+                assert (order, amount) == ("order_id: ORD-1", "amount: 15,000")
+                assert context.startswith("service tests · host ")
+                assert alert.fallback == ":x: 결제 실패: 카드 한도 초과"
                 assert alert.fields == {"order_id": "ORD-1", "amount": 15000}
-                assert alert.payload["text"] == alert.text
+                assert alert.payload["text"] == alert.fallback
                 assert alert.payload["blocks"][0]["type"] == "header"
                 assert alert.payload["metadata"]["event_payload"]["category"] == "payment_fail"
                 assert alert.alert.severity == "error"
+            """
+        )
+        result.assert_outcomes(passed=1)
+
+    def test_wait_for_one_category(self, run_user_tests: RunUserTests) -> None:
+        """wait(1, category=...) skips alerts of other categories logged first."""
+        result = run_user_tests(
+            """
+            import logging
+
+            def test_start_then_fail(slack_alerts):
+                log = logging.getLogger("pay")
+                log.info("결제 시작", extra={"alert": "payment_start", "order_id": "ORD-1"})
+                log.error("카드 한도 초과", extra={"alert": "payment_fail", "order_id": "ORD-1"})
+                [fail] = slack_alerts.wait(1, category="payment_fail")
+                assert fail.category == "payment_fail"
+                assert [a.category for a in slack_alerts.alerts] == [
+                    "payment_start", "payment_fail"
+                ]
+
+            def test_category_missing(slack_alerts):
+                logging.getLogger("pay").info("결제 시작", extra={"alert": "payment_start"})
+                slack_alerts.wait(1, category="payment_fail", timeout=0.2)
+            """
+        )
+        result.assert_outcomes(passed=1, failed=1)
+        expected = "expected 1 'payment_fail' Slack alert(s) within 0.2 s, got 1: ['payment_start']"
+        assert expected in result.stdout.str()
+
+    def test_text_shows_the_traceback_plainly(self, run_user_tests: RunUserTests) -> None:
+        """.text unwraps the code block and Slack's &lt; escapes: what a person reads."""
+        result = run_user_tests(
+            """
+            import logging
+
+            def test_exception(slack_alerts):
+                try:
+                    raise ValueError("amount < 0")
+                except ValueError:
+                    logging.getLogger("pay").exception("환불 실패", extra={"alert": "refund_fail"})
+                [alert] = slack_alerts.wait(1)
+                assert "```" not in alert.text and "&lt;" not in alert.text
+                assert "Traceback (most recent call last):" in alert.text
+                assert "ValueError: amount < 0" in alert.text
+                assert "```" in str(alert.payload)
             """
         )
         result.assert_outcomes(passed=1)
@@ -174,7 +223,7 @@ class TestFidelity:
             def test_refund(slack_alerts):
                 slack_alerts.catalog = Catalog({"refund_fail": {"title": "환불 실패"}})
                 logging.getLogger("x").error("실패", extra={"alert": "refund_fail"})
-                assert slack_alerts.wait(1)[0].text == ":x: 환불 실패: 실패"
+                assert slack_alerts.wait(1)[0].fallback == ":x: 환불 실패: 실패"
             """
         )
         result.assert_outcomes(passed=1)
@@ -198,7 +247,7 @@ class TestFidelity:
                 finally:
                     logging.getLogger().removeHandler(handler)
                     handler.close()
-                assert slack_alerts.wait(1)[0].text == ":x: 환불 실패: 실패"
+                assert slack_alerts.wait(1)[0].fallback == ":x: 환불 실패: 실패"
             """
         )
         result.assert_outcomes(passed=1)

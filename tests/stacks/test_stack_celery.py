@@ -1,0 +1,70 @@
+"""Celery: a real worker (solo and prefork pools, in-memory broker) running celery_app.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from stackkit import DEADLINE, EXAMPLES, Server, wait_covered
+
+from slack_logging.pytest_plugin import plain_text
+from slack_logging.testing import FakeSlack
+
+pytest.importorskip("celery")
+
+# The memory broker lives in the worker's process: queue the tasks there, then start the worker
+# the way `celery worker` does (worker_main), which is where Celery takes over logging.
+WORKER = f"""
+import sys
+sys.path.insert(0, {str(EXAMPLES)!r})
+from celery_app import app, build_report
+build_report.delay("R-20261126")
+build_report.delay("20261126")
+app.worker_main([
+    "worker", "--pool=" + sys.argv[1], "--concurrency=2", "--loglevel=INFO",
+    "--without-heartbeat", "--without-mingle", "--without-gossip",
+])
+"""
+
+
+PREFORK_NEEDS_CORE = pytest.mark.xfail(
+    reason="needs the runtime from the core branch: alerts logged in forked pool children "
+    "often stay pending, and a child can hang at shutdown",
+    strict=False,  # it passes now and then on this branch
+)
+
+
+@pytest.mark.parametrize("pool", ["solo", pytest.param("prefork", marks=PREFORK_NEEDS_CORE)])
+def test_celery_worker_keeps_the_slack_handler(
+    stack_env: dict[str, str], fake_slack: FakeSlack, tmp_path: Path, pool: str
+) -> None:
+    stack_env["CELERY_BROKER_URL"] = "memory://"
+    worker = Server(
+        [sys.executable, "-c", WORKER, pool],
+        env=stack_env,
+        cwd=tmp_path,
+        log=tmp_path / "worker.log",
+    )
+    # Short waits for prefork while it is expected to fail; solo keeps the generous default.
+    within = 20.0 if pool == "prefork" else DEADLINE
+    try:
+        wait_covered(fake_slack, 2, within=within)
+    finally:
+        code = worker.stop(within=within)
+    output = worker.output()
+    assert code == 0, output
+    assert fake_slack.alerts_covered == 2
+    texts = {
+        m.payload["metadata"]["event_payload"]["category"]: plain_text(m.payload)
+        for m in fake_slack.messages
+    }
+    assert set(texts) == {"report_success", "report_fail"}
+    assert "report_id: 20261126" in texts["report_fail"]
+    assert "ValueError: unknown report id '20261126'" in texts["report_fail"]
+    # Celery's own lines still reach logging.yaml's handlers: the console and the mirror.
+    mirror = (Path(stack_env["SLACK_ALERTS_DIR"]) / "alerts.jsonl").read_text(encoding="utf-8")
+    messages = [json.loads(line)["message"] for line in mirror.splitlines()]
+    assert any("ready." in m for m in messages), messages
+    assert "야간 리포트 실패" in output
