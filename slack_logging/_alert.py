@@ -35,6 +35,11 @@ __all__ = [
 IGNORED_LOGGERS = ("slack_logging", "urllib3", "requests", "charset_normalizer")
 
 
+#: Record attribute holding the alert id the ingest thread gave a record when it took it, so a
+#: copy written to a spill file at exit and the row stored meanwhile are known as one alert.
+OWN_ID = "_slack_logging_id"
+
+
 def new_alert_id(now: float | None = None) -> str:
     """A 24-hex-char id that sorts by creation time (ms) and is unique across processes."""
     ms = int((time.time() if now is None else now) * 1000)
@@ -119,7 +124,7 @@ def build_alert(
     # A known key is the operator's own; any other comes from the redacted tag.
     key = category.key if category.known or snap.category is None else snap.category
     return Alert(
-        alert_id=alert_id or new_alert_id(snap.created),
+        alert_id=alert_id or _own_id(record) or new_alert_id(snap.created),
         category=key,
         severity=category.severity,
         message=snap.message,
@@ -140,3 +145,8 @@ def build_alert(
         # Built from the raw tag or logger name for unknown and untagged records: redacted too.
         title=redactor.text(category.title),
     )
+
+
+def _own_id(record: logging.LogRecord) -> str | None:
+    value = record.__dict__.get(OWN_ID)
+    return value if type(value) is str and 0 < len(value) <= 64 else None

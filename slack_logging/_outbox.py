@@ -663,6 +663,26 @@ class Outbox:
             found += self._disk_read(lambda c: c.execute(sql, chunk).fetchall()) or []
         return found
 
+    def take_volatile(self) -> list[Alert]:
+        """This process's pending alerts that only memory holds (the file refused them), removed
+        from memory: at exit the runtime writes them to spill files for the next process."""
+        with self._locked() as ok:
+            if not ok or self.fault is None or self._mem is None:
+                return []
+            rows = self._mem.execute(
+                "SELECT alert_id, body FROM alerts WHERE state = 0 ORDER BY seq"
+            ).fetchall()
+            taken = [(a, body) for a, body in rows if a not in self._in_file]
+            if taken:
+                ids = [a for a, _ in taken]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    self._mem.execute(f"DELETE FROM alerts WHERE alert_id IN ({marks})", chunk)  # noqa: S608
+                    for alert_id in chunk:
+                        self._recent.pop(alert_id, None)
+            return [Alert.from_json(body) for _, body in taken]
+
     def pending_from(self, origin: str, up_to_seq: int) -> int:
         """How many of ``origin``'s alerts up to ``up_to_seq`` are still pending."""
         with self._lock:

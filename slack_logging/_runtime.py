@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from slack_logging._alert import OWN_ID, new_alert_id
 from slack_logging._config import Settings
 from slack_logging._diag import Diagnostics
 from slack_logging._ingest import Ingest
@@ -107,6 +108,8 @@ class Runtime:
         self._ingest_stop = False
         self._ingest_ending = False
         self._inflight: list[logging.LogRecord] = []
+        #: Ids of the alerts written to spill files at exit (see _rescue_volatile).
+        self._spilled_ids: set[str] = set()
         self._started = False
         self._closed = False
         self._forking = False
@@ -320,6 +323,7 @@ class Runtime:
                         item = q.get_nowait()
                     except queue.Empty:
                         break
+                _give_ids(batch)
                 self._inflight = batch
                 if batch:
                     self.ingest.store(batch)
@@ -578,6 +582,11 @@ class Runtime:
             self.monotonic,
         )
         durable_pending = counted if counted is not None else 0
+        # After counting: that waited for a store stuck in SQLite to end, into memory.
+        taken, written, unkept = self._rescue_volatile(max(deadline, self.monotonic() + 0.2))
+        durable_pending = max(0, durable_pending - taken)
+        spilled += written
+        held += unkept
         # Rows the outbox holds only in memory (its file refused them) end with the process.
         unstored = 0
         if self.durable and durable_pending and self.outbox is not None:
@@ -595,8 +604,10 @@ class Runtime:
             return
         parts = []
         if in_dir:
-            kept = f"{in_dir} " if lost else ""
-            parts.append(f"{kept}kept in {self.settings.alerts_dir} for the next process to send")
+            how_many = f"{in_dir} " if lost else ""
+            parts.append(
+                f"{how_many}kept in {self.settings.alerts_dir} for the next process to send"
+            )
         if lost:
             why = (
                 "no outbox could be written there"
@@ -610,6 +621,19 @@ class Runtime:
             "exit", f"{in_dir + lost} alert(s) not delivered at exit, {'; '.join(parts)}"
         )
 
+    def _rescue_volatile(self, deadline: float) -> tuple[int, int, int]:
+        """Alerts the outbox holds only in memory (its file refused them: locked by a stopped
+        process, full) go to spill files, which the next process takes; one already spilled
+        from the stuck ingest batch is not written twice. Returns (taken from memory, newly
+        written, not written); the exit line counts the last as lost."""
+        outbox, spill = self.outbox, self.spill
+        if outbox is None or spill is None or not self.durable or outbox.fault is None:
+            return 0, 0, 0
+        alerts = _bounded(outbox.take_volatile, deadline, self.monotonic) or []
+        fresh = [a for a in alerts if a.alert_id not in self._spilled_ids]
+        written = sum(1 for alert in fresh if spill.write_alert(alert))
+        return len(alerts), written, len(fresh) - written
+
     def _spill_records(self, records: list[logging.LogRecord]) -> int:
         n = 0
         for record in records:
@@ -619,6 +643,9 @@ class Runtime:
                     self.spill.write(record, keep_open=False)
                     if self.spill.held == held:
                         n += 1
+                        own = record.__dict__.get(OWN_ID)
+                        if isinstance(own, str):
+                            self._spilled_ids.add(own)
                         continue
                     # Held in memory only (no file could be written): it ends with us.
                     self.diag.report("spill", "a spill file could not be written at exit")
@@ -703,6 +730,15 @@ def _bounded(fn: Callable[[], T], deadline: float, monotonic: Callable[[], float
 
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _give_ids(batch: list[logging.LogRecord]) -> None:
+    """Each alert's id, fixed when the ingest thread takes it: a copy spilled at exit while the
+    store is stuck and the row that store writes later are then known as one alert."""
+    for record in batch:
+        attrs = record.__dict__
+        if "alert" in attrs and OWN_ID not in attrs:
+            attrs[OWN_ID] = new_alert_id(record.created)
 
 
 def live_runtimes() -> list[Runtime]:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slack_logging._alert import OWN_ID, Alert
 from slack_logging._diag import Diagnostics
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import snapshot
@@ -86,6 +87,32 @@ class Spill:
                 os.close(self._fd)
                 self._fd = None
 
+    def write_alert(self, alert: Alert) -> bool:
+        """Append an alert that was already built (and redacted) as a record line, so a later
+        process ingests it like any spilled record. False if no file could be written."""
+        data: dict[str, Any] = dict(alert.fields)
+        data.update(
+            {OWN_ID: alert.alert_id},
+            name=alert.logger,
+            msg=alert.message,
+            levelno=logging.getLevelName(alert.level) if alert.level else logging.ERROR,
+            levelname=alert.level,
+            created=alert.created,
+            alert=alert.category,
+            pathname=alert.place,
+        )
+        if alert.traceback:
+            data["exc_text"] = alert.traceback
+        text = json.dumps(data, ensure_ascii=False, default=_text)
+        with self._lock:
+            if self._append((text + "\n").encode("utf-8", "backslashreplace")) is not None:
+                return False
+            self.dirty = True
+            if self._fd is not None:
+                os.close(self._fd)  # at exit: let the next process take the file at once
+                self._fd = None
+            return True
+
     def _append(self, line: bytes) -> OSError | None:
         try:
             if self._fd is None:
@@ -120,7 +147,11 @@ class Spill:
     def _record_data(self, record: logging.LogRecord) -> dict[str, Any]:
         try:
             # Written from the redacted snapshot, the one place records are redacted.
-            return snapshot(record, self.redactor).record_dict()
+            data = snapshot(record, self.redactor).record_dict()
+            own = record.__dict__.get(OWN_ID)
+            if type(own) is str:
+                data[OWN_ID] = own
+            return data
         except BaseException as exc:  # even SystemExit from a user's __str__: keep the alert
             text = self.redactor.text
             return {
