@@ -369,6 +369,12 @@ class TestSecrets:
             ("비밀번호: 1234 입력", "비밀번호: [REDACTED] 입력"),
             ("rrn: 900101-1234567", "rrn: [REDACTED]"),
             ("shipping=fast author=kim", "shipping=fast author=kim"),
+            ("https://a.example/o?api_key=abc123456", "https://a.example/o?api_key=[REDACTED]"),
+            (
+                "upstream url=https://pg.example/v1?order_id=7&secret=shh failed",
+                "upstream url=https://pg.example/v1?order_id=7&secret=[REDACTED] failed",
+            ),
+            ("next: https://h.example/?token=t0k3n", "next: https://h.example/?token=[REDACTED]"),
         ],
     )
     def test_secret_params_in_text(self, text: str, expected: str) -> None:
