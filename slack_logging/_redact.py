@@ -445,8 +445,10 @@ class Redactor:
         key, sep, val, cred = m.group("key", "sep", "val", "cred")
         if (cred or val[1:]).startswith("[REDACTED"):
             return m.group(0)
-        if not self.is_secret_key(key):
-            # The value can hold pairs of its own: "url=https://h/?token=..." or "https://h/?key=".
+        start = m.start()
+        if not self.is_secret_key(key) or (start and sep[0] == ":" and m.string[start - 1] == ":"):
+            # An emoji shortcode (":credit_card: 결제") is no pair; the value can hold pairs
+            # of its own: "url=https://h/?token=..." or "https://h/?key=".
             return f"{key}{sep}{_PARAM_RE.sub(self._mask_param, val)}"
         if cred is None:
             return f"{key}{sep}{val[0]}{REDACTED}{val[0]}"

@@ -38,6 +38,8 @@ def test_payment_service_runs_offline(tmp_path: Path) -> None:
     for title in ("❌ 결제 실패", "🚨 망취소 실패", "⌛ API 타임아웃", "🔌 네트워크 에러"):
         assert f"\n{title}" in done.stdout  # drawn as Slack shows it, emoji and all
     assert "@here 수동 환불이 필요합니다" in done.stdout
+    # The example masks nothing of its own: no order id, amount or title is secret.
+    assert "[REDACTED" not in done.stdout
     covered = re.search(r"covering (\d+) of the (\d+) alert\(s\) logged", done.stdout)
     assert covered, done.stdout
     assert covered.group(1) == covered.group(2)  # every alert logged reached Slack

@@ -375,6 +375,8 @@ class TestSecrets:
                 "upstream url=https://pg.example/v1?order_id=7&secret=[REDACTED] failed",
             ),
             ("next: https://h.example/?token=t0k3n", "next: https://h.example/?token=[REDACTED]"),
+            (":credit_card: 결제 시작 ×6", ":credit_card: 결제 시작 ×6"),
+            (":key: password=abc", ":key: password=[REDACTED]"),
         ],
     )
     def test_secret_params_in_text(self, text: str, expected: str) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog, Category
+from slack_logging._redact import Redactor, seal
 from slack_logging._render import (
     clamp,
     escape,
@@ -769,3 +770,15 @@ class TestWording:
         assert lines[0] == "• 04:03:20 `ORD-1` amount=15,000 user_id=user-7"
         assert payload["text"] == ":x: 결제 실패 ×5"
         assert "no message" not in everything(payload)
+
+
+@pytest.mark.parametrize("key", sorted(CATALOG))
+def test_sealing_keeps_every_builtin_header(key: str) -> None:
+    """The last redaction pass over a payload leaves each category's own header alone: an
+    emoji shortcode such as ``:credit_card:`` before the title is not a ``key: value`` pair."""
+    cat = category(key, emoji=":credit_card:")
+    burst = [replace(a, category=key) for a in make_burst(6)]
+    for payload in (render_alert(burst[0], cat), render_digest(burst, cat)):
+        sealed = seal(payload, Redactor())
+        assert sealed["blocks"][0] == payload["blocks"][0]
+        assert "[REDACTED" not in json.dumps(sealed, ensure_ascii=False)
