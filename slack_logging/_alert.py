@@ -20,6 +20,7 @@ from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import plain
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import category_key, safe_message, snapshot
+from slack_logging._traces import SPAN_ATTR, trace_fields
 
 __all__ = [
     "IGNORED_LOGGERS",
@@ -118,6 +119,9 @@ def build_alert(
     :func:`~slack_logging._snapshot.snapshot` only. Never raises for odd user input."""
     snap = snapshot(record, redactor)
     fields = dict(snap.fields)
+    # Added after redaction: the ids are ours, and a 16-hex span id that happens to be all
+    # digits and Luhn-valid would be masked as a card number, losing the trace link.
+    fields.update(trace_fields(record.__dict__.get(SPAN_ATTR)))
     if not category.known and snap.tag_value is not None:
         fields["alert_value"] = snap.tag_value
     thread_key = fields.get("thread_key")

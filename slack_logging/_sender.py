@@ -444,10 +444,11 @@ class Sender:
 
     def _payload(self, plan: Plan, alerts: Sequence[Alert]) -> dict[str, Any]:
         category = self.category_for(alerts, plan.category)
+        redact = None if self.redactor is None else self.redactor.text
         if plan.kind == "single" and len(alerts) == 1:
-            payload = render_alert(alerts[0], category)
+            payload = render_alert(alerts[0], category, redact=redact)
         else:
-            payload = render_digest(alerts, category, repeat=plan.kind == "repeat")
+            payload = render_digest(alerts, category, repeat=plan.kind == "repeat", redact=redact)
         return payload if self.redactor is None else seal(payload, self.redactor)
 
     def _delivered(
