@@ -21,6 +21,7 @@ from slack_logging._outbox import Outbox
 from slack_logging._planner import Planner
 from slack_logging._redact import Redactor
 from slack_logging._sender import Sender, SenderConfig
+from slack_logging._summary_job import OutboxClaims, SummaryJob, summary_title
 from slack_logging._transport import Transport
 
 __all__ = ["LOCK_NAME", "make_mirror", "make_sender", "prepare_dir"]
@@ -85,7 +86,7 @@ def make_sender(
     # Longer than the longest a live leader goes without a heartbeat: one Slack request plus
     # one SQLite busy wait (5 s).
     lease = s.connect_timeout + s.read_timeout + 10.0
-    return Sender(
+    sender = Sender(
         outbox,
         transports,
         default_dest,
@@ -103,6 +104,23 @@ def make_sender(
         on_thread=on_thread,
         redactor=redactor,
     )
+    schedule = s.schedule
+    if schedule is not None:
+        sender.summary = SummaryJob(
+            schedule,
+            outbox,
+            OutboxClaims(outbox),
+            transports,
+            default_dest,
+            s.catalog,
+            diag,
+            title=summary_title(s.service, s.environment),
+            redactor=redactor,
+            ledger=ledger,
+            rng=rng,
+            took_token=planner.took_token,
+        )
+    return sender
 
 
 def _coordination(
