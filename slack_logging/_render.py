@@ -302,12 +302,20 @@ def _links(
     if not category.links:
         return []
     redact = redact or _default_redact()
-    links = category.links.render(_fields(alerts[0]), redact)
+    links = category.links.render(_linkable(alerts[0]), redact)
     for alert in alerts[1:]:
         if not links:
             break
-        links = [link for link in links if link in category.links.render(_fields(alert), redact)]
+        links = [link for link in links if link in category.links.render(_linkable(alert), redact)]
     return links
+
+
+def _linkable(alert: Alert) -> dict[str, Any]:
+    fields = _fields(alert)
+    masked = alert.masked if isinstance(alert.masked, list | tuple) else ()
+    if not masked:
+        return fields
+    return {k: v for k, v in fields.items() if k not in masked}
 
 
 def _link_blocks(links: Sequence[Link]) -> list[dict[str, Any]]:
