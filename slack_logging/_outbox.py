@@ -919,6 +919,19 @@ class Outbox:
 
         return self._run(claim)
 
+    def alerts_after(self, seq: int, limit: int = 1000) -> list[tuple[int, str, Alert]]:
+        """(seq, destination, alert) of every state with a seq above ``seq``, oldest first,
+        at most ``limit``: for sharing summary rows with other hosts."""
+        rows = self._query(
+            "SELECT seq, dest, body FROM alerts WHERE seq > ? AND state >= 0 ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        out: list[tuple[int, str, Alert]] = []
+        for found, dest, body in rows:
+            with suppress(ValueError, TypeError, KeyError):
+                out.append((int(found), dest, Alert.from_json(body)))
+        return out
+
     def alerts_between(self, start: float, end: float) -> list[tuple[str, str, Alert]]:
         """(destination, state name, alert) created in ``[start, end)``, oldest first.
 

@@ -21,7 +21,13 @@ from slack_logging._outbox import Outbox
 from slack_logging._planner import Planner
 from slack_logging._redact import Redactor
 from slack_logging._sender import Sender, SenderConfig
-from slack_logging._summary_job import OutboxClaims, SummaryJob, summary_title
+from slack_logging._summary_job import (
+    Claims,
+    OutboxClaims,
+    RedisClaims,
+    SummaryJob,
+    summary_title,
+)
 from slack_logging._transport import Transport
 
 __all__ = ["LOCK_NAME", "make_mirror", "make_sender", "prepare_dir"]
@@ -86,6 +92,7 @@ def make_sender(
     # Longer than the longest a live leader goes without a heartbeat: one Slack request plus
     # one SQLite busy wait (5 s).
     lease = s.connect_timeout + s.read_timeout + 10.0
+    coord = _coordination(s, outbox, diag, clock, monotonic)
     sender = Sender(
         outbox,
         transports,
@@ -94,7 +101,7 @@ def make_sender(
         planner,
         SenderConfig(thread_ttl=s.thread_ttl, label=f"alerts directory {s.alerts_dir}"),
         diag,
-        _coordination(s, outbox, diag, clock, monotonic),
+        coord,
         Leadership(s.alerts_dir / LOCK_NAME if durable else None, lease=lease, clock=monotonic),
         ledger=ledger,
         clock=clock,
@@ -106,10 +113,13 @@ def make_sender(
     )
     schedule = s.schedule
     if schedule is not None:
+        claims: Claims = OutboxClaims(outbox)
+        if isinstance(coord, RedisCoordination):
+            claims = RedisClaims(coord, claims)
         sender.summary = SummaryJob(
             schedule,
             outbox,
-            OutboxClaims(outbox),
+            claims,
             transports,
             default_dest,
             s.catalog,

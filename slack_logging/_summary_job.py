@@ -21,6 +21,7 @@ retried with backoff.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import re
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog
+from slack_logging._coordination import RedisCoordination
 from slack_logging._diag import Diagnostics
 from slack_logging._ledger import Ledger
 from slack_logging._outbox import Outbox
@@ -40,7 +42,15 @@ from slack_logging._schedule import Schedule
 from slack_logging._summary import SummaryRow, claim_key, render_summary, summarize
 from slack_logging._transport import Outcome, Transport
 
-__all__ = ["KEEP", "LEASE", "Claims", "OutboxClaims", "SummaryJob", "summary_rows"]
+__all__ = [
+    "KEEP",
+    "LEASE",
+    "Claims",
+    "OutboxClaims",
+    "RedisClaims",
+    "SummaryJob",
+    "summary_rows",
+]
 
 #: Seconds a claim holds while its process sends; past it another leader may take over.
 LEASE = 600.0
@@ -85,19 +95,121 @@ class OutboxClaims:
         self.outbox.set_state(key, value, ttl=ttl)
 
 
+class RedisClaims:
+    """Claims shared by every host on one Redis (``SET NX PX``), kept in the outbox too, and
+    the alerts of every host, so the one summary counts them all.
+
+    Each host's leader publishes compact rows of its alerts (category, severity, title, time,
+    reason, amount) into hourly Redis lists; the host that wins the claim reads the period's
+    lists and adds its own outbox (rows are told apart by alert id, so a row published twice
+    counts once).
+
+    While Redis does not answer, the outbox decides for this host alone (each host may then
+    send its own summary: a duplicate notice, never a lost alert). A claim settled in either
+    place counts as settled.
+    """
+
+    def __init__(self, coord: RedisCoordination, local: Claims) -> None:
+        self.coord = coord
+        self.local = local
+
+    def claim(self, key: str, value: Any, ttl: float) -> bool:
+        won = self.coord.shared_claim(key, json.dumps(value), ttl)
+        if won is None:
+            return self.local.claim(key, value, ttl)
+        if won:
+            self.local.put(key, value, ttl)
+        return won
+
+    def get(self, key: str) -> Any:
+        local = self.local.get(key)
+        if isinstance(local, dict) and local.get("state") in ("sent", "failed"):
+            return local
+        text = self.coord.shared_get(key)
+        if text is None:
+            return local
+        try:
+            return json.loads(text)
+        except ValueError:
+            return local
+
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        self.local.put(key, value, ttl)
+        self.coord.shared_put(key, json.dumps(value), ttl)
+
+    def publish(self, rows: Sequence[tuple[str, Alert]]) -> bool:
+        """Share ``(destination, alert)`` rows; False while Redis does not answer."""
+        items: dict[str, list[str]] = {}
+        for dest, alert in rows:
+            fields = alert.fields if isinstance(alert.fields, Mapping) else {}
+            row = {
+                "id": alert.alert_id,
+                "d": dest,
+                "c": alert.category,
+                "s": alert.severity,
+                "t": alert.title,
+                "at": alert.created,
+                "f": {k: fields[k] for k in _SHARED_FIELDS if k in fields},
+            }
+            items.setdefault(_bucket(alert.created), []).append(json.dumps(row))
+        return not items or self.coord.shared_push(items, KEEP)
+
+    def gather(self, start: float, end: float) -> dict[str, tuple[str, SummaryRow]] | None:
+        """Every host's rows created in ``[start, end)`` by alert id; None while Redis does
+        not answer."""
+        first, last = int(start // 3600), int((end - 1e-6) // 3600)
+        keys = [f"summary-rows:{hour}" for hour in range(first, last + 1)]
+        found = self.coord.shared_lists(keys)
+        if found is None:
+            return None
+        out: dict[str, tuple[str, SummaryRow]] = {}
+        for text in found:
+            try:
+                row = json.loads(text)
+                created = float(row["at"])
+                if start <= created < end:
+                    out[str(row["id"])] = (
+                        str(row["d"]),
+                        SummaryRow(
+                            str(row["c"]), str(row["s"]), str(row["t"]), created, dict(row["f"])
+                        ),
+                    )
+            except (ValueError, TypeError, KeyError):
+                continue
+        return out
+
+
+#: The fields a summary reads (see :func:`~slack_logging._summary.summarize`).
+_SHARED_FIELDS = ("reason", "amount")
+#: Rows published per look, and how far back a host's first look goes.
+SHARE_BATCH = 1000
+SHARE_BACK = 2 * 86400.0
+SHARE_EVERY = 1.0
+SHARED_SEQ_KEY = "summary-shared-seq"
+#: Seconds after the run time a shared summary waits for every host's last alerts.
+SHARED_DELAY = 5.0
+
+
+def _bucket(created: float) -> str:
+    return f"summary-rows:{int(created // 3600)}"
+
+
 def summary_rows(
     found: Sequence[tuple[str, str, Alert]], catalog: Catalog
 ) -> list[tuple[str, SummaryRow]]:
     """``(destination, row)`` for the outbox's ``alerts_between`` answer."""
-    out = []
-    for dest, _state, alert in found:
-        title = (
-            alert.title
-            or catalog.stored(alert.category, alert.title, alert.severity, alert.known).title
-        )
-        fields = alert.fields if isinstance(alert.fields, Mapping) else {}
-        out.append((dest, SummaryRow(alert.category, alert.severity, title, alert.created, fields)))
-    return out
+    return [_row(dest, alert, catalog)[1] for dest, _state, alert in found]
+
+
+def _row(dest: str, alert: Alert, catalog: Catalog) -> tuple[str, tuple[str, SummaryRow]]:
+    """``(alert id, (destination, row))``."""
+    title = (
+        alert.title
+        or catalog.stored(alert.category, alert.title, alert.severity, alert.known).title
+    )
+    fields = alert.fields if isinstance(alert.fields, Mapping) else {}
+    row = SummaryRow(alert.category, alert.severity, title, alert.created, fields)
+    return alert.alert_id, (dest, row)
 
 
 def summary_title(service: str | None, environment: str | None) -> str:
@@ -145,6 +257,8 @@ class SummaryJob:
         self.next_at = 0.0
         self._since: float | None = None
         self._attempts: dict[str, int] = {}
+        self._shared_seq: int | None = None
+        self._share_at = 0.0
         # Claims tell processes apart, not threads: one tick at a time within a process.
         self._lock = threading.Lock()
 
@@ -160,6 +274,15 @@ class SummaryJob:
             self._tick(now)
 
     def _tick(self, now: float) -> None:
+        if isinstance(self.claims, RedisClaims) and now >= self._share_at:
+            self._share_at = now + SHARE_EVERY
+            try:
+                self._share(self.claims, now)
+            except Exception as exc:
+                self.diag.report(
+                    f"summary-share:{type(exc).__name__}",
+                    f"could not share alerts for the summary with other hosts ({exc})",
+                )
         if now < self.next_at:
             return
         try:
@@ -179,16 +302,45 @@ class SummaryJob:
         run = self.schedule.previous_run(moment)
         if run.timestamp() <= self._first_seen(now):
             return upcoming
+        if isinstance(self.claims, RedisClaims) and now < run.timestamp() + SHARED_DELAY:
+            return run.timestamp() + SHARED_DELAY  # the other hosts' last alerts to arrive
         start, end = self.schedule.period_before(run)
-        rows = summary_rows(
-            self.outbox.alerts_between(start.timestamp(), end.timestamp()), self.catalog
-        )
+        rows = self._rows(start.timestamp(), end.timestamp())
         retry_at = upcoming
         for dest in self._destinations(rows):
             wait = self._send(dest, [r for d, r in rows if d == dest], start, end, now)
             if wait is not None:
                 retry_at = min(retry_at, wait)
         return retry_at
+
+    def _share(self, claims: RedisClaims, now: float) -> None:
+        """Publish this directory's new alerts for the other hosts' summaries."""
+        if self._shared_seq is None:
+            stored = self.outbox.get_state(SHARED_SEQ_KEY)
+            self._shared_seq = stored if isinstance(stored, int) else 0
+        while True:
+            found = self.outbox.alerts_after(self._shared_seq, SHARE_BATCH)
+            if not found:
+                return
+            rows = [(dest, a) for _, dest, a in found if a.created >= now - SHARE_BACK]
+            if not claims.publish(rows):
+                return  # Redis is down: published once it answers again
+            self._shared_seq = found[-1][0]
+            self.outbox.set_state(SHARED_SEQ_KEY, self._shared_seq, ttl=KEEP)
+            if len(found) < SHARE_BATCH:
+                return
+
+    def _rows(self, start: float, end: float) -> list[tuple[str, SummaryRow]]:
+        """The period's rows: this directory's, plus every host's when they are shared."""
+        rows = dict(
+            _row(dest, alert, self.catalog)
+            for dest, _state, alert in self.outbox.alerts_between(start, end)
+        )
+        if isinstance(self.claims, RedisClaims):
+            shared = self.claims.gather(start, end)
+            if shared:
+                rows = {**shared, **rows}
+        return list(rows.values())
 
     def _first_seen(self, now: float) -> float:
         """When a schedule first ran on this directory (shared, so a restart catches up)."""

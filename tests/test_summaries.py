@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import test_redis
 
 from slack_logging import SlackAlertHandler
 from slack_logging._outbox import DELIVERED, Outbox
@@ -345,3 +347,55 @@ def test_summary_is_sent_once_by_two_processes(
     assert summary.payload["metadata"]["event_payload"]["alerts"] == 7
     assert "`payment_start`: 7" in text_of(summary)
     assert len(fake_slack.messages) == 1
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A redis-server on a unix socket, as in test_redis (skipped without one)."""
+    reason = test_redis._missing()
+    if reason:
+        if test_redis.REQUIRE:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with tempfile.TemporaryDirectory(prefix="slack-logging-redis-") as workdir:
+        server = test_redis.RedisServer(Path(workdir))
+        try:
+            server.start()
+            yield server.url
+        finally:
+            server.stop()
+
+
+def test_two_hosts_on_redis_send_one_summary_counting_both(
+    clocked: Callable[..., tuple[SlackAlertHandler, Clock]],
+    fake_slack: FakeSlack,
+    logger: logging.Logger,
+    tmp_path: Path,
+    redis_url: str,
+) -> None:
+    """Two "hosts" (alerts directories) sharing Redis: one summary for the destination, and
+    it counts the alerts of both."""
+    hosts = []
+    for name in ("a", "b"):
+        handler, clock = clocked(alerts_dir=tmp_path / name, coordination_url=redis_url)
+        hosts.append((handler, clock))
+        logger.removeHandler(handler)
+    for (handler, _), count in zip(hosts, (2, 3), strict=True):
+        logger.addHandler(handler)
+        for i in range(count):
+            logger.info("결제 시작", extra={"alert": "payment_start", "order_id": f"O{i}"})
+        assert handler.flush(timeout=10)
+        logger.removeHandler(handler)
+    # Just past midnight every host publishes its rows; the summary waits a few seconds
+    # for them (each sender thread may tick too: the same steps).
+    for moment in (MIDNIGHT + 1, MIDNIGHT + 10):
+        for handler, clock in hosts:
+            clock.set(moment)
+            sender = handler.sender
+            assert sender is not None and sender.summary is not None
+            sender.summary.tick(moment)
+    sent = [h.stats().get("summaries", 0) for h, _ in hosts]
+    assert sorted(sent) == [0, 1]
+    (summary,) = summaries(fake_slack)
+    assert summary.payload["metadata"]["event_payload"]["alerts"] == 5
+    assert "`payment_start`: 5" in text_of(summary)
