@@ -245,6 +245,10 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # 
         elif name in _LINK_KEYS:
             continue  # compiled by Catalog with the top-level defaults (LinkDefaults)
         elif name == "delivery":
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"{where}.delivery: expected message, summary or mirror, got {_shown(value)}"
+                )
             # Imported here: _summary renders through _render, which imports this module.
             from slack_logging._summary import check_delivery
 
