@@ -208,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
         span = TracerProvider().get_tracer("bench").start_as_current_span("bench")
         span.__enter__()
-        report = Report(
-            "caller_span", "Caller cost per log call while Slack hangs, a span active"
-        )
+        report = Report("caller_span", "Caller cost per log call while Slack hangs, a span active")
     else:
         report = Report("caller", "Caller cost per log call while Slack hangs")
 
