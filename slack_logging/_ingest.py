@@ -178,9 +178,11 @@ class Ingest:
             return not self._unsaved
 
     def _mirror_only(self, key: str) -> bool:
-        """``delivery: mirror``: the mirror line is the alert's only record (never Slack)."""
+        """``delivery: mirror``: the mirror line is the alert's only record (never Slack).
+        Without a mirror (its directory unwritable) the alert is stored and sent instead:
+        an unwanted message beats a lost alert."""
         found = self.catalog.get(key)
-        return found is not None and found.delivery == "mirror"
+        return found is not None and found.delivery == "mirror" and self.mirror is not None
 
     @property
     def unsaved(self) -> int:

@@ -258,6 +258,22 @@ def test_mirror_delivery_writes_the_mirror_only(
         outbox.close()
 
 
+def test_mirror_delivery_without_a_mirror_is_sent_rather_than_lost(
+    make_handler: Callable[..., SlackAlertHandler],
+    fake_slack: FakeSlack,
+    logger: logging.Logger,
+) -> None:
+    """No mirror to write (its directory refused writes): the alert goes to Slack instead."""
+    handler = make_handler(categories={"report_success": {"delivery": "mirror"}})
+    logger.addHandler(handler)
+    handler.runtime.open()
+    handler.ingest.mirror = None
+    logger.info("리포트 완료", extra={"alert": "report_success", "report_id": "R-1"})
+    assert handler.flush(timeout=10)
+    (message,) = fake_slack.wait_for(1)
+    assert message.payload["metadata"]["event_payload"]["category"] == "report_success"
+
+
 CHILD = textwrap.dedent(
     """
     import json, logging, sys, threading
