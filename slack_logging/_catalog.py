@@ -156,6 +156,7 @@ BUILTIN_CATEGORIES: dict[str, Category] = {
             "critical",
             ":rotating_light:",
             key_fields=(*_PAYMENT_FIELDS, "reason"),
+            resolve_by=("order_id",),
         ),
         Category(
             "report_success", "리포트 생성 성공", "info", ":bar_chart:", key_fields=("report_id",)
@@ -243,6 +244,10 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # 
             out[name] = tuple(value)
             continue
         elif name in _LINK_KEYS:
+            if name == "links" and isinstance(value, Mapping) and not all(
+                isinstance(label, str) for label in value
+            ):
+                raise ValueError(f"{where}.links: labels must be strings")
             continue  # compiled by Catalog with the top-level defaults (LinkDefaults)
         elif name == "delivery":
             if not isinstance(value, str):
