@@ -244,8 +244,10 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # 
             out[name] = tuple(value)
             continue
         elif name in _LINK_KEYS:
-            if name == "links" and isinstance(value, Mapping) and not all(
-                isinstance(label, str) for label in value
+            if (
+                name == "links"
+                and isinstance(value, Mapping)
+                and not all(isinstance(label, str) for label in value)
             ):
                 raise ValueError(f"{where}.links: labels must be strings")
             continue  # compiled by Catalog with the top-level defaults (LinkDefaults)
