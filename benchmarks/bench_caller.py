@@ -5,7 +5,10 @@ this design (a stdlib ``QueueHandler`` feeding a ``QueueListener`` whose handler
 against a synchronous peer-style handler (``requests.post`` inside ``emit``), all in one run,
 interleaved in rounds so a noisy neighbour on a shared machine hits every variant alike.
 
-    python benchmarks/bench_caller.py [--rounds 10] [--calls 2000] [--profile]
+    python benchmarks/bench_caller.py [--rounds 10] [--calls 2000] [--profile] [--span]
+
+``--span`` runs every call inside a recording OpenTelemetry SDK span (the ``otel`` extra), so
+ours pays for capturing the trace ids; the floor and the peers do not capture them.
 """
 
 from __future__ import annotations
@@ -198,8 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=2000, help="calls per round and variant")
     parser.add_argument("--profile", action="store_true", help="profile even if targets are met")
+    parser.add_argument("--span", action="store_true", help="log inside an OpenTelemetry span")
     args = parser.parse_args(argv)
-    report = Report("caller", "Caller cost per log call while Slack hangs")
+    if args.span:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        span = TracerProvider().get_tracer("bench").start_as_current_span("bench")
+        span.__enter__()
+        report = Report("caller_span", "Caller cost per log call while Slack hangs, a span active")
+    else:
+        report = Report("caller", "Caller cost per log call while Slack hangs")
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-caller-")
     hung = FakeSlack().start()

@@ -20,6 +20,7 @@ from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import plain
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import category_key, safe_message, snapshot
+from slack_logging._traces import SPAN_ATTR, trace_fields
 
 __all__ = [
     "IGNORED_LOGGERS",
@@ -74,6 +75,9 @@ class Alert:
     #: The category's title as resolved at ingest (with ``severity`` and ``known``): what the
     #: message header says even when the catalog no longer has the key.
     title: str = ""
+    #: Fields the redactor changed: shown masked, never put into a link (a link to a masked
+    #: order id opens the wrong page, and masking again cannot tell it was masked).
+    masked: tuple[str, ...] = ()
 
     @property
     def dedup_key(self) -> str:
@@ -101,7 +105,10 @@ class Alert:
     def from_json(cls, text: str) -> Alert:
         data = json.loads(text)
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        kept = {k: v for k, v in data.items() if k in known}
+        if isinstance(kept.get("masked"), list):
+            kept["masked"] = tuple(str(name) for name in kept["masked"])
+        return cls(**kept)
 
 
 def build_alert(
@@ -118,6 +125,10 @@ def build_alert(
     :func:`~slack_logging._snapshot.snapshot` only. Never raises for odd user input."""
     snap = snapshot(record, redactor)
     fields = dict(snap.fields)
+    masked = _masked(record, fields)
+    # Added after redaction: the ids are ours, and a 16-hex span id that happens to be all
+    # digits and Luhn-valid would be masked as a card number, losing the trace link.
+    fields.update(trace_fields(record.__dict__.get(SPAN_ATTR)))
     if not category.known and snap.tag_value is not None:
         fields["alert_value"] = snap.tag_value
     thread_key = fields.get("thread_key")
@@ -144,7 +155,19 @@ def build_alert(
         known=category.known,
         # Built from the raw tag or logger name for unknown and untagged records: redacted too.
         title=redactor.text(category.title),
+        masked=masked,
     )
+
+
+def _masked(record: logging.LogRecord, fields: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the scalar fields whose redacted value differs from the one logged."""
+    attrs = record.__dict__
+    out = []
+    for name, safe in fields.items():
+        raw = attrs.get(name)
+        if isinstance(raw, str | int | float) and not (type(raw) is type(safe) and raw == safe):
+            out.append(name)
+    return tuple(out)
 
 
 def _own_id(record: logging.LogRecord) -> str | None:

@@ -11,6 +11,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
+from slack_logging._links import (
+    RUNBOOK_LABEL,
+    TRACE_FIELDS,
+    TRACE_LABEL,
+    LinkSet,
+    LinkTemplate,
+    compile_link,
+    compile_links,
+)
 from slack_logging._urls import validate_webhook_url
 
 __all__ = [
@@ -20,6 +29,7 @@ __all__ = [
     "SEVERITY_RANK",
     "Catalog",
     "Category",
+    "LinkDefaults",
     "Severity",
     "severity_for_level",
 ]
@@ -81,6 +91,12 @@ class Category:
         webhook_url: webhook mode: post this category to another incoming webhook.
         key_fields: extra fields shown first and summarised in digests (``order_id``, ``amount``).
         known: False for a category logged but absent from the catalog.
+        links: link templates filled from the alert's fields (``links``, ``runbook``,
+            ``trace_url``), checked at configuration time.
+        delivery: ``message`` (posted as it happens), ``summary`` (stored and counted in the
+            periodic summary only) or ``mirror`` (written to the mirror file only).
+        resolve_by: fields that tell one incident of this category from another when
+            ``AlertLogger.resolve`` reports it over (``order_id``).
     """
 
     key: str
@@ -93,6 +109,9 @@ class Category:
     webhook_url: str | None = field(default=None, repr=False)
     key_fields: tuple[str, ...] = ()
     known: bool = True
+    links: LinkSet = field(default_factory=LinkSet)
+    delivery: str = "message"
+    resolve_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.emoji:
@@ -137,6 +156,7 @@ BUILTIN_CATEGORIES: dict[str, Category] = {
             "critical",
             ":rotating_light:",
             key_fields=(*_PAYMENT_FIELDS, "reason"),
+            resolve_by=("order_id",),
         ),
         Category(
             "report_success", "리포트 생성 성공", "info", ":bar_chart:", key_fields=("report_id",)
@@ -162,8 +182,23 @@ BUILTIN_CATEGORIES: dict[str, Category] = {
 }
 
 _ALLOWED_KEYS = frozenset(
-    {"title", "severity", "emoji", "color", "mention", "channel", "webhook_url", "key_fields"}
+    {
+        "title",
+        "severity",
+        "emoji",
+        "color",
+        "mention",
+        "channel",
+        "webhook_url",
+        "key_fields",
+        "links",
+        "runbook",
+        "trace_url",
+        "delivery",
+        "resolve_by",
+    }
 )
+_LINK_KEYS = ("links", "runbook", "trace_url")
 
 
 def _shown(value: object) -> str:
@@ -201,12 +236,30 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # 
                     f"{where}.mention: expected here, channel, everyone, a user id (U…) "
                     f"or a group id (S…), got {_shown(value)}"
                 )
-        elif name == "key_fields":
+        elif name in ("key_fields", "resolve_by"):
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ValueError(
-                    f"{where}.key_fields: expected a list of field names, got {_shown(value)}"
+                    f"{where}.{name}: expected a list of field names, got {_shown(value)}"
                 )
             out[name] = tuple(value)
+            continue
+        elif name in _LINK_KEYS:
+            if (
+                name == "links"
+                and isinstance(value, Mapping)
+                and not all(isinstance(label, str) for label in value)
+            ):
+                raise ValueError(f"{where}.links: labels must be strings")
+            continue  # compiled by Catalog with the top-level defaults (LinkDefaults)
+        elif name == "delivery":
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"{where}.delivery: expected message, summary or mirror, got {_shown(value)}"
+                )
+            # Imported here: _summary renders through _render, which imports this module.
+            from slack_logging._summary import check_delivery
+
+            out[name] = check_delivery(value, where=where)
             continue
         elif name == "webhook_url":
             if value is not None:
@@ -217,15 +270,52 @@ def _validate_override(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:  # 
     return out
 
 
+@dataclass(frozen=True)
+class LinkDefaults:
+    """The top-level ``runbook`` and ``trace_url``: every category's unless it sets its own
+    (``runbook: null`` in a category turns the default off there)."""
+
+    runbook: LinkTemplate | None = None
+    trace_url: LinkTemplate | None = None
+
+    @classmethod
+    def compile(cls, *, runbook: object = None, trace_url: object = None) -> LinkDefaults:
+        """Checked like a category's own; ``ValueError`` names ``runbook`` or ``trace_url``."""
+        return cls(
+            None if runbook is None else compile_link(RUNBOOK_LABEL, runbook, where="runbook"),
+            None
+            if trace_url is None
+            else compile_link(TRACE_LABEL, trace_url, where="trace_url", allowed=TRACE_FIELDS),
+        )
+
+    def links_for(self, key: str, spec: Mapping[str, Any]) -> LinkSet:
+        """A category's links: its own ``links``, then its runbook and trace link, each its own
+        if set (even to null), else the default."""
+        own = compile_links(links=spec.get("links"), where=f"categories.{key}").templates
+        extra: list[LinkTemplate] = []
+        for name, default in (("runbook", self.runbook), ("trace_url", self.trace_url)):
+            if name in spec:
+                own_set = compile_links(**{name: spec[name]}, where=f"categories.{key}")
+                extra.extend(own_set.templates)
+            elif default is not None:
+                extra.append(default)
+        return LinkSet((*own, *extra))
+
+
 class Catalog(Mapping[str, Category]):
     """The built-in categories with a user's overrides merged over them.
 
     ``Catalog({"payment_fail": {"mention": "here"}, "refund": {"title": "환불"}})`` keeps every
     built-in, changes one and adds one. Invalid overrides raise ``ValueError``
-    naming the key.
+    naming the key. ``defaults`` holds the top-level ``runbook`` and ``trace_url``.
     """
 
-    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        defaults: LinkDefaults | None = None,
+    ) -> None:
+        defaults = defaults or LinkDefaults()
         cats = dict(BUILTIN_CATEGORIES)
         if overrides is not None and not isinstance(overrides, Mapping):
             raise ValueError(
@@ -247,6 +337,11 @@ class Catalog(Mapping[str, Category]):
                 if "emoji" not in fields:
                     fields["emoji"] = DEFAULT_EMOJI[fields["severity"]]
             cats[key] = replace(base, **fields)
+        for key, cat in cats.items():
+            spec = (overrides or {}).get(key) or {}
+            links = defaults.links_for(key, spec)
+            if links:
+                cats[key] = replace(cat, links=links)
         self._cats = cats
 
     def __getitem__(self, key: str) -> Category:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from slack_logging._catalog import Catalog
+from slack_logging._catalog import Catalog, LinkDefaults
 from slack_logging._redact import Redactor
+from slack_logging._schedule import Schedule
 from slack_logging._urls import LOOPBACK, mask_url, validate_webhook_url
 
 __all__ = [
@@ -45,6 +46,8 @@ ENV_VARS: dict[str, str] = {
     "service": "SLACK_SERVICE_NAME",
     "environment": "SLACK_ENVIRONMENT",
     "coordination_url": "SLACK_LOGGING_REDIS_URL",
+    "summary_at": "SLACK_SUMMARY_AT",
+    "summary_zone": "SLACK_SUMMARY_ZONE",
 }
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -110,6 +113,10 @@ _OPTION_TYPES: dict[str, tuple[_Types, str]] = {
             "coordination_url",
             "coordination_namespace",
             "mirror_rotate",
+            "trace_url",
+            "runbook",
+            "summary_at",
+            "summary_zone",
         ),
         (_TEXT, "a string"),
     ),
@@ -198,6 +205,20 @@ class Settings:
     coordination_namespace: str = "slack_logging"
     coordination_gather: float = 0.3
     ignore_loggers: tuple[str, ...] = ()
+    #: Default link templates for every category (each may set its own, or null).
+    trace_url: str | None = None
+    runbook: str | None = None
+    #: When the periodic summary runs (``"09:00"``, ``"hourly"``, ``"*:30"``) and in which
+    #: IANA zone; no summary unless both are set.
+    summary_at: str | None = None
+    summary_zone: str | None = None
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The summary schedule, or ``None`` when ``summary_at`` is not set."""
+        if self.summary_at is None:
+            return None
+        return Schedule.parse(self.summary_at, self.summary_zone)
 
     @property
     def mode(self) -> str:
@@ -268,7 +289,15 @@ class Settings:
             "enabled": enabled,
             "alerts_dir": Path(pick("alerts_dir") or "slack_alerts"),
             "api_url": api_url,
-            "catalog": Catalog(kwargs.get("categories")),
+            "trace_url": kwargs.get("trace_url") or None,
+            "runbook": kwargs.get("runbook") or None,
+            "catalog": Catalog(
+                kwargs.get("categories"),
+                LinkDefaults.compile(
+                    runbook=kwargs.get("runbook") or None,
+                    trace_url=kwargs.get("trace_url") or None,
+                ),
+            ),
             "service": pick("service") or _default_service(),
             "environment": pick("environment"),
             "coordination_url": pick("coordination_url"),
@@ -331,6 +360,10 @@ class Settings:
             if not all(isinstance(n, str) and n for n in ignore):
                 raise ValueError("ignore_loggers: expected a list of logger names")
             out["ignore_loggers"] = tuple(ignore)
+        out.update(_summary_settings(pick("summary_at"), pick("summary_zone")))
+        _check_deliveries(
+            out["catalog"], mirror=out.get("mirror", True), summary=out.get("summary_at")
+        )
         return cls(**out)
 
     @property
@@ -363,6 +396,31 @@ class Settings:
             secret_keys=redact.get("secret_keys") or (),
             literals=self.secrets(),
         )
+
+
+def _summary_settings(at: Any, zone: Any) -> dict[str, Any]:
+    if at is None:
+        if zone is not None:
+            Schedule.parse("00:00", zone)  # a bad zone is still named, even unused
+        return {}
+    schedule = Schedule.parse(at, zone)
+    return {"summary_at": str(at).strip(), "summary_zone": schedule.zone.key}
+
+
+def _check_deliveries(catalog: Catalog, *, mirror: bool, summary: str | None) -> None:
+    """A ``delivery`` the rest of the settings cannot honour would lose alerts silently."""
+    for key, cat in catalog.items():
+        if cat.delivery == "mirror" and not mirror:
+            raise ValueError(
+                f"categories.{key}.delivery: 'mirror' writes the alert to the mirror file only, "
+                "and the mirror is off (mirror: false)"
+            )
+        if cat.delivery == "summary" and summary is None:
+            raise ValueError(
+                f"categories.{key}.delivery: 'summary' needs summary_at and summary_zone "
+                "(SLACK_SUMMARY_AT, SLACK_SUMMARY_ZONE), e.g. summary_at: '09:00', "
+                "summary_zone: Asia/Seoul"
+            )
 
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -498,6 +498,52 @@ class RedisCoordination:
         except _Unavailable:
             return
 
+    def shared_claim(self, key: str, value: str, ttl: float) -> bool | None:
+        """``SET key value NX PX ttl`` under the namespace: True if this call set it; None
+        while Redis does not answer."""
+        try:
+            done = self._call(self.client.set, self._key(key), value, nx=True, px=int(ttl * 1000))
+        except _Unavailable:
+            return None
+        return bool(done)
+
+    def shared_get(self, key: str) -> str | None:
+        """The value of ``key``; None if absent or while Redis does not answer."""
+        try:
+            value = self._call(self.client.get, self._key(key))
+        except _Unavailable:
+            return None
+        return None if value is None else _text(value)
+
+    def shared_put(self, key: str, value: str, ttl: float) -> None:
+        """``SET key value PX ttl``; skipped while Redis does not answer."""
+        with contextlib.suppress(_Unavailable):
+            self._call(self.client.set, self._key(key), value, px=int(ttl * 1000))
+
+    def shared_push(self, items: dict[str, list[str]], ttl: float) -> bool:
+        """Append values to lists (``RPUSH`` each key, then expire it); False while Redis
+        does not answer."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, values in items.items():
+                pipe.rpush(self._key(key), *values)
+                pipe.pexpire(self._key(key), int(ttl * 1000))
+            self._call(pipe.execute)
+        except _Unavailable:
+            return False
+        return True
+
+    def shared_lists(self, keys: Sequence[str]) -> list[str] | None:
+        """Every value of the lists ``keys``; None while Redis does not answer."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.lrange(self._key(key), 0, -1)
+            found = self._call(pipe.execute)
+        except _Unavailable:
+            return None
+        return [_text(v) for values in found for v in values]
+
     def reset_after_fork(self) -> None:
         """The parent's rounds (and the copies it took) are the parent's to send."""
         self._rounds = {}

@@ -18,6 +18,7 @@ from slack_logging._ingest import Ingest
 from slack_logging._outbox import Outbox
 from slack_logging._runtime import Runtime, ours
 from slack_logging._sender import Sender
+from slack_logging._traces import SPAN_ATTR, capture
 from slack_logging._urls import mask_url
 
 __all__ = ["SlackAlertHandler"]
@@ -64,6 +65,13 @@ class SlackAlertHandler(logging.Handler):
         coordination_url, coordination_namespace, coordination_gather: share pacing and dedup
             between hosts through Redis (env ``SLACK_LOGGING_REDIS_URL``).
         ignore_loggers: logger names whose records this handler never takes.
+        trace_url, runbook: link templates every category shows unless it sets its own, e.g.
+            ``"https://tempo.example/trace/{trace_id}"`` (``{trace_id}``/``{span_id}`` come from
+            the OpenTelemetry span active at log time).
+        summary_at, summary_zone: when the periodic summary is posted (``"09:00"`` daily,
+            ``"hourly"`` or ``"*:30"``) and in which IANA zone (env ``SLACK_SUMMARY_AT``,
+            ``SLACK_SUMMARY_ZONE``; no default zone). Categories with ``delivery: summary``
+            are only counted there.
         env: read these variables instead of ``os.environ`` (tests).
         settings: an already resolved :class:`~slack_logging._config.Settings`; the other
             parameters (but ``level``) are then ignored.
@@ -110,6 +118,10 @@ class SlackAlertHandler(logging.Handler):
         coordination_namespace: str | None = None,
         coordination_gather: float | str | None = None,
         ignore_loggers: Sequence[str] | None = None,
+        trace_url: str | None = None,
+        runbook: str | None = None,
+        summary_at: str | None = None,
+        summary_zone: str | None = None,
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
     ) -> None:
@@ -214,6 +226,8 @@ class SlackAlertHandler(logging.Handler):
             # while exc_info=True still means the exception being handled.
             record = lift_fields(copy.copy(record))
             record.message = safe_message(record)
+            # The span is only current on the caller's thread; its ids are formatted at ingest.
+            record.__dict__[SPAN_ATTR] = capture()
             self._submit(record)
         except Exception:
             self.handleError(record)

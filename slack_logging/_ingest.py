@@ -142,9 +142,13 @@ class Ingest:
                         untagged_level=self.untagged_level,
                     )
                     if alert is not None:
+                        alert_id, category = alert.alert_id, alert.category
+                        if self._mirror_only(alert.category):
+                            self.ledger.count("mirror_only")
+                            alert = None
+                    if alert is not None:
                         dest = self.routes.get(alert.category, self.default_dest)
                         alerts.append((alert, dest))
-                        alert_id, category = alert.alert_id, alert.category
                 except BaseException as exc:
                     self.ledger.drop("unbuildable")
                     self.diag.report(
@@ -172,6 +176,13 @@ class Ingest:
                         "check that the directory exists and is writable by this user",
                     )
             return not self._unsaved
+
+    def _mirror_only(self, key: str) -> bool:
+        """``delivery: mirror``: the mirror line is the alert's only record (never Slack).
+        Without a mirror (its directory unwritable) the alert is stored and sent instead:
+        an unwanted message beats a lost alert."""
+        found = self.catalog.get(key)
+        return found is not None and found.delivery == "mirror" and self.mirror is not None
 
     @property
     def unsaved(self) -> int:

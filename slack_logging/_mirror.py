@@ -46,6 +46,7 @@ from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import plain, safe_str, type_name
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import safe_message, snapshot
+from slack_logging._traces import SPAN_ATTR, trace_fields
 
 __all__ = ["Mirror"]
 
@@ -114,6 +115,9 @@ class _LineFormatter(JsonFormatter):
         fields = snap.fields
         if snap.message_fields:
             fields = {**snap.message_fields, **fields}
+        span = record.__dict__.get(SPAN_ATTR)
+        if span is not None:  # the trace ids, so log lines and traces correlate
+            fields = {**fields, **trace_fields(span)}
         self._add_extras(log_data, fields)
         return self.serialize_log_record(self.process_log_record(log_data))
 

@@ -896,6 +896,59 @@ class Outbox:
 
         self._run(put)
 
+    def claim_state(self, key: str, value: Any, ttl: float) -> bool:
+        """Set ``key`` only if it is absent or expired; True when this call set it.
+
+        One transaction on the shared file, so of several processes claiming the same key
+        (one summary per period and destination) exactly one wins until ``ttl`` runs out.
+        """
+        now = self.clock()
+        text = json.dumps(value)
+
+        def claim(conn: sqlite3.Connection) -> bool:
+            with self._tx(conn):
+                conn.execute(
+                    "DELETE FROM kv WHERE key = ? AND expires IS NOT NULL AND expires < ?",
+                    (key, now),
+                )
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO kv (key, value, expires, written) VALUES (?,?,?,?)",
+                    (key, text, now + ttl, now),
+                )
+                return cur.rowcount == 1
+
+        return self._run(claim)
+
+    def alerts_after(self, seq: int, limit: int = 1000) -> list[tuple[int, str, Alert]]:
+        """(seq, destination, alert) of every state with a seq above ``seq``, oldest first,
+        at most ``limit``: for sharing summary rows with other hosts."""
+        rows = self._query(
+            "SELECT seq, dest, body FROM alerts WHERE seq > ? AND state >= 0 ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        out: list[tuple[int, str, Alert]] = []
+        for found, dest, body in rows:
+            with suppress(ValueError, TypeError, KeyError):
+                out.append((int(found), dest, Alert.from_json(body)))
+        return out
+
+    def alerts_between(self, start: float, end: float) -> list[tuple[str, str, Alert]]:
+        """(destination, state name, alert) created in ``[start, end)``, oldest first.
+
+        Every state counts (a summary reports what happened, not what is still queued); rows
+        pruned by retention are gone, so a period longer than retention is reported partly.
+        """
+        rows = self._query(
+            "SELECT dest, state, body FROM alerts WHERE created >= ? AND created < ? "
+            "AND state >= 0 ORDER BY seq",
+            (start, end),
+        )
+        out: list[tuple[str, str, Alert]] = []
+        for dest, state, body in rows:
+            with suppress(ValueError, TypeError, KeyError):
+                out.append((dest, STATE_NAMES.get(state, str(state)), Alert.from_json(body)))
+        return out
+
 
 def _add_written(conn: sqlite3.Connection) -> None:
     """Outboxes made before ``kv.written`` existed get the column (older versions ignore it)."""

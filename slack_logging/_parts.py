@@ -21,6 +21,13 @@ from slack_logging._outbox import Outbox
 from slack_logging._planner import Planner
 from slack_logging._redact import Redactor
 from slack_logging._sender import Sender, SenderConfig
+from slack_logging._summary_job import (
+    Claims,
+    OutboxClaims,
+    RedisClaims,
+    SummaryJob,
+    summary_title,
+)
 from slack_logging._transport import Transport
 
 __all__ = ["LOCK_NAME", "make_mirror", "make_sender", "prepare_dir"]
@@ -85,7 +92,8 @@ def make_sender(
     # Longer than the longest a live leader goes without a heartbeat: one Slack request plus
     # one SQLite busy wait (5 s).
     lease = s.connect_timeout + s.read_timeout + 10.0
-    return Sender(
+    coord = _coordination(s, outbox, diag, clock, monotonic)
+    sender = Sender(
         outbox,
         transports,
         default_dest,
@@ -93,7 +101,7 @@ def make_sender(
         planner,
         SenderConfig(thread_ttl=s.thread_ttl, label=f"alerts directory {s.alerts_dir}"),
         diag,
-        _coordination(s, outbox, diag, clock, monotonic),
+        coord,
         Leadership(s.alerts_dir / LOCK_NAME if durable else None, lease=lease, clock=monotonic),
         ledger=ledger,
         clock=clock,
@@ -103,6 +111,26 @@ def make_sender(
         on_thread=on_thread,
         redactor=redactor,
     )
+    schedule = s.schedule
+    if schedule is not None:
+        claims: Claims = OutboxClaims(outbox)
+        if isinstance(coord, RedisCoordination):
+            claims = RedisClaims(coord, claims)
+        sender.summary = SummaryJob(
+            schedule,
+            outbox,
+            claims,
+            transports,
+            default_dest,
+            s.catalog,
+            diag,
+            title=summary_title(s.service, s.environment),
+            redactor=redactor,
+            ledger=ledger,
+            rng=rng,
+            took_token=planner.took_token,
+        )
+    return sender
 
 
 def _coordination(

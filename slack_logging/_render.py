@@ -28,17 +28,19 @@ follow-up for an alert already posted) do not ping again.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import DEFAULT_COLORS, Category
-from slack_logging._redact import neutralise_bidi
+from slack_logging._links import Link, to_mrkdwn
+from slack_logging._redact import Redactor, neutralise_bidi
 
 __all__ = [
     "ROUTING_FIELDS",
@@ -160,11 +162,15 @@ def clamp(text: str, limit: int, *, keep: Literal["head", "tail"] = "head") -> s
     return f"{note}{_separator(kept)}{kept}"
 
 
-def render_alert(alert: Alert, category: Category) -> dict[str, Any]:
-    """The Slack payload for one alert: header, message, fields, traceback tail, context.
+def render_alert(
+    alert: Alert, category: Category, *, redact: Callable[[str], str] | None = None
+) -> dict[str, Any]:
+    """The Slack payload for one alert: header, message, fields, links, traceback tail, context.
 
     Returns ``{"text", "blocks", "attachments", "metadata"}``; the caller adds routing
     (``channel``, ``thread_ts``). Always within Slack's limits, whatever the alert holds.
+    ``redact`` (the handler's ``Redactor.text``; default rules otherwise) decides which field
+    values may go into a link: one it would change is left out, with its link.
     """
     emoji, title = _emoji(category), _title(category)
     mention = mention_markup(category.mention)
@@ -176,6 +182,7 @@ def render_alert(alert: Alert, category: Category) -> dict[str, Any]:
         top.append(_section(prefix + clamp(message, SECTION_MAX - len(prefix))))
     details: list[dict[str, Any]] = []
     details.extend(_field_blocks(_fields(alert), category.key_fields))
+    details.extend(_link_blocks(_links([alert], category, redact)))
     if alert.traceback:
         details.append(_section(_code_block(alert.traceback, SECTION_MAX)))
     details.append(_context(_alert_context(alert)))
@@ -192,6 +199,7 @@ def render_digest(
     *,
     repeat: bool = False,
     window: float | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """One message for a burst of alerts of one category (``len(alerts) >= 1``).
 
@@ -200,7 +208,8 @@ def render_digest(
     amount-like numbers) and one sample traceback. ``repeat=True`` renders the dedup follow-up
     ("repeated N times between … and …") and does not ping again. ``window`` (the dedup setting)
     is accepted for callers but not shown: the message states when the alerts really happened.
-    Metadata ``count`` is ``len(alerts)``.
+    Metadata ``count`` is ``len(alerts)``. Links are shown when every alert gives the same one
+    (a runbook, one order's repeats), never one alert's link for a burst of many.
     """
     if not alerts:
         raise ValueError("render_digest needs at least one alert")
@@ -227,6 +236,7 @@ def render_digest(
     rest_text = _rest_summary(rest, ordered, fields)
     if rest_text:
         details.append(_section(rest_text))
+    details.extend(_link_blocks(_links(ordered, category, redact)))
     sample = next((a for a in ordered if a.traceback), None)
     if sample is not None and sample.traceback:
         label = f"*Sample traceback* (alert `{_inline(_user(sample.alert_id), 40)}`)\n"
@@ -278,6 +288,47 @@ def _metadata(category: Category, alerts: Sequence[Alert]) -> dict[str, Any]:
         payload["first"] = int(min(times))
         payload["last"] = int(max(times))
     return {"event_type": EVENT_TYPE, "event_payload": payload}
+
+
+@functools.cache
+def _default_redact() -> Callable[[str], str]:
+    return Redactor().text
+
+
+def _links(
+    alerts: Sequence[Alert], category: Category, redact: Callable[[str], str] | None
+) -> list[Link]:
+    """The category's links for these alerts: those every alert renders the same."""
+    if not category.links:
+        return []
+    redact = redact or _default_redact()
+    links = category.links.render(_linkable(alerts[0]), redact)
+    for alert in alerts[1:]:
+        if not links:
+            break
+        links = [link for link in links if link in category.links.render(_linkable(alert), redact)]
+    return links
+
+
+def _linkable(alert: Alert) -> dict[str, Any]:
+    fields = _fields(alert)
+    masked = alert.masked if isinstance(alert.masked, list | tuple) else ()
+    if not masked:
+        return fields
+    return {k: v for k, v in fields.items() if k not in masked}
+
+
+def _link_blocks(links: Sequence[Link]) -> list[dict[str, Any]]:
+    # A context block: links are a footnote to the fields, and its text limit (1000) is
+    # checked by dropping whole links rather than cutting one in half.
+    kept: list[Link] = []
+    for link in links:
+        if len(to_mrkdwn([*kept, link])) > CONTEXT_MAX:
+            break
+        kept.append(link)
+    if not kept:
+        return []
+    return [{"type": "context", "elements": [_mrkdwn(to_mrkdwn(kept))]}]
 
 
 def _header(text: str, *, suffix: str = "") -> dict[str, Any]:

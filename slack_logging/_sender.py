@@ -30,6 +30,7 @@ from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
 from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert, render_digest
+from slack_logging._summary_job import SummaryJob
 from slack_logging._transport import Outcome, SendResult, Transport
 
 __all__ = ["Sender", "SenderConfig"]
@@ -112,6 +113,8 @@ class Sender:
         self.release = threading.Event()
         #: Called when the thread ends, if set (stop() could not wait for a hung request).
         self.on_exit: Callable[[], None] | None = None
+        #: The periodic summary (``summary_at``), run by whichever process leads.
+        self.summary: SummaryJob | None = None
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -169,6 +172,8 @@ class Sender:
         self._lead_after = float("-inf")
         self.on_exit = None
         self.leadership.reset_after_fork()
+        if self.summary is not None:
+            self.summary.reset_after_fork()
         self._unmarked = []
         self._forget()
         self.stats = Ledger()
@@ -333,13 +338,33 @@ class Sender:
         # A retry time saved under another clock (or by a process whose clock was ahead) is
         # never believed further out than the longest backoff.
         latest = now + BACKOFF_CAP * 1.5
+        summarized: list[str] = []
         for ref in found:
+            self._last_seq = max(self._last_seq, ref.seq)
+            if self._summary_only(ref.category):
+                summarized.append(ref.alert_id)
+                continue
             if ref.dest not in self.transports:
                 ref.dest = self.default_dest
             ref.not_before = min(ref.not_before, latest)
             self._pending[ref.alert_id] = ref
-            self._last_seq = max(self._last_seq, ref.seq)
+        if summarized:
+            self._summarized(summarized)
         return bool(found)
+
+    def _summary_only(self, key: str) -> bool:
+        found = self.catalog.get(key)
+        return found is not None and found.delivery == "summary" and self.summary is not None
+
+    def _summarized(self, alert_ids: list[str]) -> None:
+        """``delivery: summary`` alerts are done once stored: the periodic summary reads them
+        from the outbox whatever their state, so nothing waits on them (flush, exit)."""
+        self.stats.count("summary_only", len(alert_ids))
+        try:
+            self.outbox.mark_delivered(alert_ids, "summary")
+        except Exception:
+            self._unmarked.append((alert_ids, "summary"))
+        self._announce()
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -349,6 +374,8 @@ class Sender:
         self._idle()
         self._retry_unmarked()
         now = self._now()
+        if self.summary is not None:
+            self.summary.tick(now)
         changed = self.refresh(now)
         if now - self._last_prune > 3600.0:
             self._last_prune = now
@@ -444,10 +471,11 @@ class Sender:
 
     def _payload(self, plan: Plan, alerts: Sequence[Alert]) -> dict[str, Any]:
         category = self.category_for(alerts, plan.category)
+        redact = None if self.redactor is None else self.redactor.text
         if plan.kind == "single" and len(alerts) == 1:
-            payload = render_alert(alerts[0], category)
+            payload = render_alert(alerts[0], category, redact=redact)
         else:
-            payload = render_digest(alerts, category, repeat=plan.kind == "repeat")
+            payload = render_digest(alerts, category, repeat=plan.kind == "repeat", redact=redact)
         return payload if self.redactor is None else seal(payload, self.redactor)
 
     def _delivered(

@@ -28,6 +28,7 @@ from slack_logging._alert import OWN_ID, Alert
 from slack_logging._diag import Diagnostics
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import snapshot
+from slack_logging._traces import SPAN_ATTR, portable
 
 __all__ = ["Spill"]
 
@@ -151,6 +152,9 @@ class Spill:
             own = record.__dict__.get(OWN_ID)
             if type(own) is str:
                 data[OWN_ID] = own
+            span = portable(record.__dict__.get(SPAN_ATTR))
+            if span is not None:
+                data[SPAN_ATTR] = span
             return data
         except BaseException as exc:  # even SystemExit from a user's __str__: keep the alert
             text = self.redactor.text

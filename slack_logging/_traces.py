@@ -18,10 +18,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["TRACE_MODULE", "capture", "trace_fields"]
+__all__ = ["SPAN_ATTR", "TRACE_MODULE", "capture", "portable", "trace_fields"]
 
 #: Looked up, never imported.
 TRACE_MODULE = "opentelemetry.trace"
+#: The record attribute the handler keeps the captured span in; the leading ``_`` keeps it out
+#: of the alert's fields and the mirror's extras.
+SPAN_ATTR = "_slack_logging_span"
 
 _modules = sys.modules
 
@@ -61,6 +64,15 @@ def trace_fields(captured: object) -> dict[str, str]:
     if not _valid(trace_id, 128) or not _valid(span_id, 64):
         return {}
     return {"trace_id": f"{trace_id:032x}", "span_id": f"{span_id:016x}"}
+
+
+def portable(captured: object) -> list[int] | None:
+    """The captured ids as a JSON-safe ``[trace_id, span_id]`` pair (a spill file keeps it),
+    which :func:`trace_fields` accepts back; ``None`` when there are none."""
+    ids = trace_fields(captured)
+    if not ids:
+        return None
+    return [int(ids["trace_id"], 16), int(ids["span_id"], 16)]
 
 
 def _valid(value: object, bits: int) -> bool:

@@ -6,6 +6,7 @@ slack-logging preview CATEGORY [MESSAGE] [--count N] the message as Slack shows 
 slack-logging status [--alerts-dir DIR] [--json]     pending, delivered and dead alerts
 slack-logging flush [--alerts-dir DIR]               deliver what is pending now (exit 1: some left)
 slack-logging replay [--alerts-dir DIR] [--send]     queue dead letters again after a fix
+slack-logging summary [--since 24h] [--json]         the periodic summary, for any period, now
 
 Settings come from the SLACK_* environment variables, or with ``--config logging.yaml`` from the
 SlackAlertHandler entry under its ``handlers`` (``${VAR:-default}`` expanded as ``configure()``
@@ -476,9 +477,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
             )
         )
     if args.count == 1:
-        payload = render_alert(alerts[0], category)
+        payload = render_alert(alerts[0], category, redact=redactor.text)
     else:
-        payload = render_digest(alerts, category)
+        payload = render_digest(alerts, category, redact=redactor.text)
     if s.mode == "chat":
         # WebApiTransport adds the channel; shown so routing can be checked too.
         payload = {"channel": category.channel or s.channel, **payload}
@@ -499,12 +500,70 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    """What the periodic summary would say about ``[now - since, now)``, from the outbox."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from slack_logging._redact import seal
+    from slack_logging._schedule import Schedule, parse_since
+    from slack_logging._summary import render_summary, summarize
+    from slack_logging._summary_job import summary_rows, summary_title
+
+    try:
+        span = parse_since(args.since)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    s = Settings.resolve(None, **_source(args).options)
+    zone_name = args.zone or s.summary_zone or "UTC"
+    zone: ZoneInfo = Schedule.parse("00:00", zone_name).zone  # names a bad zone like config
+    _, outbox = _existing_outbox(args)
+    end = dt.datetime.fromtimestamp(time.time(), tz=zone)
+    start = end - span
+    try:
+        found = outbox.alerts_between(start.timestamp(), end.timestamp())
+    finally:
+        outbox.close()
+    summary = summarize([row for _, row in summary_rows(found, s.catalog)], start, end)
+    payload = seal(
+        render_summary(summary, title=summary_title(s.service, s.environment)), s.redactor()
+    )
+    if args.json:
+        report = {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "total": summary.total,
+            "categories": [
+                {"category": c.category, "title": c.title, "count": c.count, "amount": c.amount}
+                for c in summary.categories
+            ],
+            "reasons": [
+                {"category": r.category, "reason": r.reason, "count": r.count}
+                for r in summary.reasons
+            ],
+            "ratios": [
+                {"label": r.label, "succeeded": r.succeeded, "failed": r.failed, "rate": r.rate}
+                for r in summary.ratios
+            ],
+            "payload": payload,
+        }
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    from slack_logging._preview import render_terminal
+
+    assert isinstance(payload, dict)
+    color = sys.stdout.isatty() if args.color is None else args.color
+    width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+    print(render_terminal(payload, color=color, width=min(width, 100)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     assert __doc__ is not None
     parser = argparse.ArgumentParser(
         prog="slack-logging",
         description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:9]),
+        epilog="\n".join(__doc__.splitlines()[2:10]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -630,6 +689,29 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
     replay.add_argument("--send", action="store_true", help="then deliver them, as flush does")
     replay.set_defaults(func=cmd_replay)
+
+    summary = sub.add_parser(
+        "summary",
+        parents=[config],
+        help="the periodic summary for the last N hours/days, from the outbox (no network)",
+        description=(
+            "Sum up the alerts of the alerts directory created in the last --since (24h, 90m, "
+            "7d): counts per category, top reasons, failed amounts and success ratios, drawn "
+            "as the summary message looks in Slack. Alerts are kept 7 days after delivery."
+        ),
+    )
+    summary.add_argument("--since", default="24h", help="how far back (default 24h)")
+    summary.add_argument("--alerts-dir", help="default: $SLACK_ALERTS_DIR or ./slack_alerts")
+    summary.add_argument(
+        "--zone", help="IANA zone for the times shown (default: summary_zone, else UTC)"
+    )
+    summary.add_argument("--json", action="store_true", help="the numbers and the payload")
+    summary_colors = summary.add_mutually_exclusive_group()
+    summary_colors.add_argument(
+        "--color", action="store_true", default=None, help="ANSI colours even when piped"
+    )
+    summary_colors.add_argument("--no-color", dest="color", action="store_false", help="no colours")
+    summary.set_defaults(func=cmd_summary)
     return parser
 
 

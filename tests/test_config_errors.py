@@ -86,6 +86,10 @@ OPTIONS = [
     "coordination_gather",
     "ignore_loggers",
     "level",
+    "trace_url",
+    "runbook",
+    "summary_at",
+    "summary_zone",
 ]
 
 
@@ -120,6 +124,11 @@ CATEGORY_FIELDS = [
     "channel",
     "webhook_url",
     "key_fields",
+    "links",
+    "runbook",
+    "trace_url",
+    "delivery",
+    "resolve_by",
 ]
 
 
