@@ -102,7 +102,7 @@ _PARAM_RE = re.compile(
             "(?:[^"\\\r\n]|\\.)*"
           | '(?:[^'\\\r\n]|\\.)*'
           | (?P<scheme>(?i:basic|bearer|digest|token|negotiate|ntlm)[ \t]+)?
-            (?P<cred>\[REDACTED[^\]\s]*\]|[^\s"'&,;)\]}>]+)
+            (?P<cred>[^\s"'&,;)\]}>\[]*\[REDACTED[^\]\s]*\][^\s"'&,;)\]}>]*|[^\s"'&,;)\]}>]+)
         )
     )
     """,

@@ -377,6 +377,8 @@ class TestSecrets:
             ("next: https://h.example/?token=t0k3n", "next: https://h.example/?token=[REDACTED]"),
             (":credit_card: 결제 시작 ×6", ":credit_card: 결제 시작 ×6"),
             (":key: password=abc", ":key: password=[REDACTED]"),
+            ("Authorization: Bearer xoxa-000", "Authorization: Bearer [REDACTED]"),
+            ("authorization=Bearer xoxa-0001=", "authorization=Bearer [REDACTED]"),
         ],
     )
     def test_secret_params_in_text(self, text: str, expected: str) -> None:
