@@ -139,6 +139,9 @@ _OPTION_TYPES: dict[str, tuple[_Types, str]] = {
     "categories": ((Mapping,), "a mapping of category name to its settings"),
     "redact": ((Mapping,), "a mapping"),
     "ignore_loggers": ((list, tuple, set, frozenset), "a list of logger names"),
+    "recovery_quiet_period": (_NUMBER, "a number"),
+    "live_updates": ((bool, str, int), "true or false"),
+    "live_updates_per_minute": (_NUMBER, "a number"),
 }
 
 
@@ -198,6 +201,12 @@ class Settings:
     coordination_namespace: str = "slack_logging"
     coordination_gather: float = 0.3
     ignore_loggers: tuple[str, ...] = ()
+    #: Seconds a success must stand before "recovered after …" is posted.
+    recovery_quiet_period: float = 60.0
+    #: Bot mode: edit a run's first message in place instead of posting follow-ups.
+    live_updates: bool = True
+    #: chat.update calls a minute for all live messages (Slack's Tier 3 allows about 50).
+    live_updates_per_minute: float = 40.0
 
     @property
     def mode(self) -> str:
@@ -331,6 +340,7 @@ class Settings:
             if not all(isinstance(n, str) and n for n in ignore):
                 raise ValueError("ignore_loggers: expected a list of logger names")
             out["ignore_loggers"] = tuple(ignore)
+        _followup_options(kwargs, out)
         return cls(**out)
 
     @property
@@ -363,6 +373,24 @@ class Settings:
             secret_keys=redact.get("secret_keys") or (),
             literals=self.secrets(),
         )
+
+
+def _followup_options(kwargs: Mapping[str, Any], out: dict[str, Any]) -> None:
+    """Live messages and recovery notices (issue 17)."""
+    quiet = kwargs.get("recovery_quiet_period")
+    if quiet is not None:
+        out["recovery_quiet_period"] = _positive(quiet, key="recovery_quiet_period", zero_ok=True)
+    if kwargs.get("live_updates") is not None:
+        out["live_updates"] = parse_bool(kwargs["live_updates"], key="live_updates")
+    per_minute = kwargs.get("live_updates_per_minute")
+    if per_minute is not None:
+        value = _positive(per_minute, key="live_updates_per_minute")
+        if not 1 <= value <= 50:
+            raise ValueError(
+                "live_updates_per_minute: expected 1 to 50 (chat.update is Slack's Tier 3, "
+                f"about 50 a minute), got {per_minute!r}"
+            )
+        out["live_updates_per_minute"] = value
 
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -64,6 +64,11 @@ class SlackAlertHandler(logging.Handler):
         coordination_url, coordination_namespace, coordination_gather: share pacing and dedup
             between hosts through Redis (env ``SLACK_LOGGING_REDIS_URL``).
         ignore_loggers: logger names whose records this handler never takes.
+        recovery_quiet_period: seconds a success must stand before "recovered after …" is
+            posted (default 60).
+        live_updates: bot mode: edit a run's first message in place (``chat.update``) instead
+            of posting "repeated N times" follow-ups (default true; webhooks cannot edit).
+        live_updates_per_minute: ``chat.update`` calls a minute, 1-50 (default 40).
         env: read these variables instead of ``os.environ`` (tests).
         settings: an already resolved :class:`~slack_logging._config.Settings`; the other
             parameters (but ``level``) are then ignored.
@@ -110,6 +115,9 @@ class SlackAlertHandler(logging.Handler):
         coordination_namespace: str | None = None,
         coordination_gather: float | str | None = None,
         ignore_loggers: Sequence[str] | None = None,
+        recovery_quiet_period: float | str | None = None,
+        live_updates: bool | str | None = None,
+        live_updates_per_minute: float | str | None = None,
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
     ) -> None:

@@ -824,6 +824,28 @@ class Outbox:
 
         return self._run(replay)
 
+    def requeue(self, alert_ids: Sequence[str]) -> int:
+        """Put delivered alerts back to pending (a live message that can no longer be edited
+        hands back the alerts it counted but never showed). Returns how many moved."""
+        now = self.clock()
+        ids = list(alert_ids)
+
+        def requeue(conn: sqlite3.Connection) -> int:
+            moved = 0
+            with self._tx(conn):
+                for alert_id in ids:
+                    # A fresh seq, as in replay_dead: a running sender reads only newer rows.
+                    cur = conn.execute(
+                        "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts), state = 0, "
+                        "not_before = 0, message = NULL, updated = ? "
+                        "WHERE alert_id = ? AND state = 1",
+                        (now, alert_id),
+                    )
+                    moved += cur.rowcount
+            return moved
+
+        return self._run(requeue)
+
     def prune(self, delivered_older_than: float, dead_older_than: float) -> int:
         """Forget delivered alerts (and very old dead letters) past their retention.
 
@@ -856,6 +878,13 @@ class Outbox:
         return self._run(prune)
 
     # -- small shared state --------------------------------------------------------------------
+
+    def delete_state(self, key: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            with self._tx(conn):
+                conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+        self._run(delete)
 
     def get_state(self, key: str) -> Any:
         return self.get_states(key, exact=True).get(key)

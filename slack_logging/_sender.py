@@ -12,6 +12,7 @@ together.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -22,20 +23,35 @@ from typing import Any
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog, Category
-from slack_logging._coordination import Coordination
+from slack_logging._coordination import Admission, Coordination
 from slack_logging._diag import Diagnostics
+from slack_logging._followups import (
+    HEADLINE_MAX,
+    MAX_NOTICE_ATTEMPTS,
+    MAX_UPDATE_FAILURES,
+    Followups,
+    LiveEntry,
+    PendingNotice,
+    incident_scope,
+    live_key,
+    scope_categories,
+)
 from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
+from slack_logging._live import Action, LiveMessage
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
+from slack_logging._recovery import INFRA_LABELS, INFRA_SCOPE, labels_from
 from slack_logging._redact import Redactor, seal
-from slack_logging._render import render_alert, render_digest
+from slack_logging._render import render_alert, render_digest, render_live, render_recovery
 from slack_logging._transport import Outcome, SendResult, Transport
 
 __all__ = ["Sender", "SenderConfig"]
 
 #: A wall-clock jump bigger than this (against the monotonic clock) counts as a step.
 CLOCK_STEP = 2.0
+#: Alerts of these severities open incidents a success can close (successes do not).
+FAILURE_SEVERITIES = frozenset({"warning", "error", "critical"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,9 @@ class SenderConfig:
     label: str = "alerts directory"
     retention_delivered: float = 7 * 86400.0
     retention_dead: float = 30 * 86400.0
+    live_updates: bool = True
+    live_updates_per_minute: float = 40.0
+    recovery_quiet_period: float = 60.0
 
 
 class Sender:
@@ -112,6 +131,12 @@ class Sender:
         self.release = threading.Event()
         #: Called when the thread ends, if set (stop() could not wait for a hung request).
         self.on_exit: Callable[[], None] | None = None
+        self.followups = Followups(
+            outbox,
+            diag,
+            quiet_period=config.recovery_quiet_period,
+            per_minute=config.live_updates_per_minute,
+        )
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -171,6 +196,7 @@ class Sender:
         self.leadership.reset_after_fork()
         self._unmarked = []
         self._forget()
+        self.followups.forget()
         self.stats = Ledger()
 
     def _forget(self) -> None:
@@ -206,10 +232,12 @@ class Sender:
         }
         windows = []
         for key, value in self.outbox.get_states("dedup:").items():
-            _, dest, dkey = key.split(":", 2)
+            # The destination id has a colon of its own ("chat:C0123"); the dedup key is hex.
+            dest, _, dkey = key.removeprefix("dedup:").rpartition(":")
             windows.append([dest, dkey, value])
         self.planner.load({"buckets": buckets, "windows": windows}, now)
         self._forget()
+        self.followups.load()
 
     def _save_state(self, plan: Plan) -> None:
         state = self.planner.to_dict()
@@ -281,6 +309,9 @@ class Sender:
             wake = self.planner.wake_at(
                 list(self._pending.values()), now, release=self.release.is_set()
             )
+            later = self._followup_wake(now)
+            if later is not None and (wake is None or later < wake):
+                wake = later
             delay = self.config.poll_interval
             self._due = None
             if wake is not None:
@@ -357,6 +388,8 @@ class Sender:
         if self.coord.shared:
             changed = self._settle(now) or changed
         release = self.release.is_set()
+        if self._followup_step(now, release):
+            return True
         # Planning is O(pending): during a long outage with a big backlog, skip it until
         # something arrives or the time it said to look again has come.
         if not changed and not release and now < self._next_look:
@@ -403,18 +436,16 @@ class Sender:
             self.coord.hold(list(plan.refs), admission.await_key, now)
             return None
         alerts.extend(admission.remote)
+        live = self._live_mode(plan, transport)
+        if live and self._absorb(plan, alerts, admission, now):
+            return SendResult(Outcome.OK)
         try:
-            payload = self._payload(plan, alerts)
+            # A live message replaces follow-ups: a run it no longer takes starts a new message.
+            payload = self._payload(plan, alerts, repeat=plan.kind == "repeat" and not live)
         except Exception as exc:
             self._unbuildable(plan, exc)
             return None
-        thread_key = _thread_key(alerts, transport)
-        if thread_key is not None:
-            ts = self.coord.thread_ts(plan.dest, thread_key)
-            if ts:
-                payload["thread_ts"] = ts
-                if any(a.severity == "critical" for a in alerts):
-                    payload["reply_broadcast"] = True
+        thread_key = self._place_in_thread(payload, plan.dest, alerts, transport)
         self.planner.took_token(plan.dest, now)
         self.stats.count("requests")
         result = transport.send(payload)
@@ -422,6 +453,9 @@ class Sender:
         if result.outcome is Outcome.OK:
             self._delivered(plan, result, after, thread_key)
             self.coord.delivered(plan, admission, result.ts or "sent")
+            if live:
+                self._start_live(plan, alerts, result, transport, after)
+            self._feed_failures(plan.dest, alerts)
         elif result.outcome is Outcome.RATE_LIMITED:
             self.stats.count("rate_limited")
             retry_after = result.retry_after or 30.0
@@ -435,6 +469,19 @@ class Sender:
         self._announce()
         return result
 
+    def _place_in_thread(
+        self, payload: dict[str, Any], dest: str, alerts: Sequence[Alert], transport: Transport
+    ) -> str | None:
+        """Put the message in its Slack thread, if its alerts have one open; the thread key."""
+        thread_key = _thread_key(alerts, transport)
+        if thread_key is not None:
+            ts = self.coord.thread_ts(dest, thread_key)
+            if ts:
+                payload["thread_ts"] = ts
+                if any(a.severity == "critical" for a in alerts):
+                    payload["reply_broadcast"] = True
+        return thread_key
+
     def category_for(self, alerts: Sequence[Alert], key: str) -> Category:
         """The category resolved at ingest and stored with the alerts (never looked up anew)."""
         if not alerts:
@@ -442,12 +489,12 @@ class Sender:
         a = alerts[0]
         return self.catalog.stored(key, a.title, a.severity, a.known)
 
-    def _payload(self, plan: Plan, alerts: Sequence[Alert]) -> dict[str, Any]:
+    def _payload(self, plan: Plan, alerts: Sequence[Alert], *, repeat: bool) -> dict[str, Any]:
         category = self.category_for(alerts, plan.category)
         if plan.kind == "single" and len(alerts) == 1:
             payload = render_alert(alerts[0], category)
         else:
-            payload = render_digest(alerts, category, repeat=plan.kind == "repeat")
+            payload = render_digest(alerts, category, repeat=repeat)
         return payload if self.redactor is None else seal(payload, self.redactor)
 
     def _delivered(
@@ -529,6 +576,270 @@ class Sender:
             self._pending.pop(r.alert_id, None)
         self.stats.count("dead", len(plan.refs))
         self.diag.report(f"unbuildable:{type(exc).__name__}", f"{reason}; kept as dead letters")
+
+    # -- live messages and recovery notices (see _followups) ---------------------------------
+
+    def _live_mode(self, plan: Plan, transport: Transport) -> bool:
+        """Whether this plan's run is (or becomes) a live message: bot mode, one kind of alert."""
+        return (
+            self.config.live_updates
+            and bool(getattr(transport, "supports_updates", False))
+            and len(plan.dedup_keys) == 1
+        )
+
+    def _absorb(
+        self, plan: Plan, alerts: Sequence[Alert], admission: Admission, now: float
+    ) -> bool:
+        """Count the plan's alerts in the run's live message instead of posting; True if it
+        took them (the edit follows, paced, in :meth:`_update_live`)."""
+        entry = self.followups.live.get(live_key(plan.dest, plan.dedup_keys[0]))
+        if entry is None or not alerts or not all(entry.live.accepts(a.created) for a in alerts):
+            return False
+        key_fields = self.category_for(alerts, plan.category).key_fields
+        known = set(entry.ids)
+        for a in alerts:
+            if a.alert_id not in known:
+                entry.live.observe(a.created, a.fields, key_fields)
+                entry.ids.append(a.alert_id)
+        # Saved before the alerts are marked delivered: a crash in between sends them again
+        # (counted twice at worst), never loses them.
+        self.followups.save_live(entry)
+        message = f"live:{entry.live.ts}"
+        for r in plan.refs:
+            self._pending.pop(r.alert_id, None)
+        self.stats.count("delivered", len(plan.refs))
+        try:
+            self.outbox.mark_delivered(plan.alert_ids, message)
+        except Exception:
+            self._unmarked.append((plan.alert_ids, message))
+        self.planner.delivered(plan, now)
+        self._save_state(plan)
+        self.coord.delivered(plan, admission, message)
+        self._feed_failures(plan.dest, alerts)
+        self._announce()
+        return True
+
+    def _start_live(
+        self,
+        plan: Plan,
+        alerts: Sequence[Alert],
+        result: SendResult,
+        transport: Transport,
+        now: float,
+    ) -> None:
+        channel = result.channel or getattr(transport, "channel", None)
+        if not result.ts or not channel or not alerts:
+            return
+        category = self.category_for(alerts, plan.category)
+        try:
+            live = LiveMessage.start(
+                dedup_key=plan.dedup_keys[0],
+                channel=channel,
+                ts=result.ts,
+                posted_at=now,
+                alerts=[(a.created, a.fields) for a in alerts],
+                key_fields=category.key_fields,
+            )
+        except ValueError:
+            return
+        entry = LiveEntry(plan.dest, plan.category, live, str(alerts[0].message)[:HEADLINE_MAX])
+        self.followups.live[entry.key] = entry
+        self.followups.save_live(entry)
+
+    def _feed_failures(self, dest: str, alerts: Sequence[Alert]) -> None:
+        """Delivered alerts open (or add to) incidents that a later success can close.
+        Successes (info) are not failures; infra alerts are keyed by service and endpoint,
+        others by their category's ``resolve_by`` fields (none: the whole category)."""
+        tracker = self.followups.tracker
+        fed = False
+        for a in alerts:
+            scope = incident_scope(a.category)
+            if scope == INFRA_SCOPE:
+                names: tuple[str, ...] = INFRA_LABELS
+            elif a.severity in FAILURE_SEVERITIES:
+                category = self.category_for([a], a.category)
+                names = tuple(getattr(category, "resolve_by", ()) or ())
+            else:
+                continue
+            tracker.failure(
+                scope,
+                labels_from(a.fields, names),
+                now=a.created,
+                category=a.category,
+                ref=live_key(dest, a.dedup_key),
+            )
+            fed = True
+        if fed:
+            self.followups.save_recovery()
+
+    def _followup_step(self, now: float, release: bool) -> bool:
+        """Apply successes, then post one owed notice or send one due edit. True if a request
+        was made."""
+        self._apply_resolutions(now)
+        return self._post_notice(now) or self._update_live(now, release=release)
+
+    def _apply_resolutions(self, now: float) -> None:
+        fu = self.followups
+        found = fu.resolutions()
+        done = []
+        if found:
+            oldest: dict[str, float] = {}
+            for r in self._pending.values():
+                oldest[r.category] = min(r.created, oldest.get(r.category, math.inf))
+            for res in found:
+                # An older alert of the scope still waiting would open or extend the incident
+                # once delivered: the success waits for it, or it would close nothing.
+                if any(oldest.get(c, math.inf) <= res.created for c in scope_categories(res.scope)):
+                    continue
+                fu.tracker.success(res.scope, res.labels, now=res.created)
+                done.append(res.key)
+        notices = fu.tracker.due(now=now)
+        fu.notices.extend(PendingNotice(n) for n in notices)
+        if done or notices:
+            fu.save_recovery()
+            for key in done:
+                self.outbox.delete_state(key)
+
+    def _post_notice(self, now: float) -> bool:
+        """Post one recovery notice that is due: in the thread of the incident's live message
+        (which then shows it resolved), else as a short message of its own."""
+        fu = self.followups
+        for pending in list(fu.notices):
+            notice = pending.notice
+            dest, _, dkey = (notice.ref or "").removeprefix("live:").rpartition(":")
+            if dest not in self.transports:
+                dest = self.default_dest
+            if pending.not_before > now or self.planner.ready_at(dest, now) > now:
+                continue
+            transport = self.transports[dest]
+            entry = fu.live.get(live_key(dest, dkey))
+            key = notice.categories[0] if notice.categories else notice.scope
+            payload = render_recovery(notice, self.catalog.lookup(key).title)
+            if entry is not None and transport.supports_threads:
+                payload["thread_ts"] = entry.live.ts
+                entry.live.resolve(notice.recovered_at)
+                fu.save_live(entry)
+            if self.redactor is not None:
+                payload = seal(payload, self.redactor)
+            self.planner.took_token(dest, now)
+            self.stats.count("requests")
+            result = transport.send(payload)
+            after = self._now()
+            if result.ok:
+                fu.notices.remove(pending)
+                self.stats.count("recoveries")
+            elif result.outcome is Outcome.RATE_LIMITED:
+                self.planner.rate_limited(dest, result.retry_after or 30.0, after)
+            else:
+                pending.attempts += 1
+                pending.not_before = after + backoff(pending.attempts, self.rng)
+                if result.outcome is Outcome.PERMANENT and pending.attempts >= MAX_NOTICE_ATTEMPTS:
+                    fu.notices.remove(pending)
+                    self.diag.report(
+                        f"notice:{result.error}",
+                        f"Slack rejected a recovery notice ({_describe(result)}); dropped "
+                        "(no alert is lost)",
+                        once=True,
+                    )
+            fu.save_recovery()
+            self._announce()
+            return True
+        return False
+
+    def _update_live(self, now: float, *, release: bool) -> bool:
+        """Send the most overdue live edit, if the budget has a token. On flush and shutdown
+        (``release``) an edit goes without waiting out its interval."""
+        fu = self.followups
+        entry = self._due_live(now, release=release)
+        if entry is None:
+            return False
+        transport = self.transports.get(entry.dest)
+        update = getattr(transport, "update", None)
+        if transport is None or not getattr(transport, "supports_updates", False) or not update:
+            entry.live.closed = True
+            self._repost(entry, "its destination cannot edit messages")
+            return False
+        if not fu.budget.take(now):
+            return False
+        sent = entry.live.view()
+        payload = render_live(sent, self.catalog.lookup(entry.category), headline=entry.headline)
+        if self.redactor is not None:
+            payload = seal(payload, self.redactor)
+        self.stats.count("requests")
+        result: SendResult = update(entry.live.channel, entry.live.ts, payload)
+        after = self._now()
+        error = None if result.ok else (result.error or result.outcome.value)
+        if result.outcome is Outcome.RATE_LIMITED:
+            error = "ratelimited"
+            self.stats.count("rate_limited")
+            fu.budget.rate_limited(after, result.retry_after)
+        action = entry.live.apply(error, sent=sent, now=after, retry_after=result.retry_after)
+        if result.ok:
+            entry.ids.clear()
+            self.stats.count("live_updates")
+        elif (
+            result.outcome is Outcome.PERMANENT
+            and action is Action.RETRY
+            and entry.live.failures >= MAX_UPDATE_FAILURES
+        ):
+            entry.live.closed = True
+            action = Action.REPOST
+        if action is Action.REPOST:
+            self._repost(entry, f"Slack refused to edit it ({_describe(result)})")
+        fu.save_live(entry)
+        fu.save_budget()
+        self._announce()
+        return True
+
+    def _due_live(self, now: float, *, release: bool) -> LiveEntry | None:
+        """The most overdue live message (alerts a closed one holds go back first)."""
+        fu = self.followups
+        for entry in list(fu.live.values()):
+            if entry.live.closed and entry.ids:
+                self._repost(entry, "the message can no longer be edited")
+        fu.prune(now)
+        best: tuple[float, LiveEntry] | None = None
+        for entry in fu.live.values():
+            due = entry.live.next_update_at()
+            if due is None:
+                continue
+            if release and (entry.live.retry_at is None or entry.live.retry_at <= now):
+                due = min(due, now)
+            if due <= now and (best is None or due < best[0]):
+                best = (due, entry)
+        return None if best is None else best[1]
+
+    def _repost(self, entry: LiveEntry, why: str) -> None:
+        """A live message that cannot be edited any more hands the alerts Slack does not show
+        back to the outbox; the planner posts them as a new message (a new live run)."""
+        ids, entry.ids = entry.ids, []
+        if not ids:
+            return
+        try:
+            self.outbox.requeue(ids)
+        except Exception:
+            entry.ids = ids  # tried again on the next turn: these alerts are not shown yet
+            return
+        self.followups.save_live(entry)
+        self.stats.count("live_reposts")
+        self.diag.report(
+            f"live:{entry.dest}",
+            f"a live Slack message was not updated: {why}; its {len(ids)} alert(s) not yet "
+            "shown are posted as a new message",
+        )
+
+    def _followup_wake(self, now: float) -> float | None:
+        """When the next edit, notice or end of a quiet period is due (None: nothing)."""
+        fu = self.followups
+        times = [n.not_before for n in fu.notices]
+        for entry in fu.live.values():
+            due = entry.live.next_update_at()
+            if due is not None:
+                times.append(max(due, fu.budget.next_free(now)))
+        quiet_end = fu.tracker.next_due()
+        if quiet_end is not None:
+            times.append(quiet_end)
+        return min(times) if times else None
 
     # -- waiting -------------------------------------------------------------------------------
 

@@ -32,6 +32,14 @@ class Collect(logging.Handler):
         self.records.append(record)
 
 
+@pytest.fixture(autouse=True)
+def no_outage_seen() -> Iterator[None]:
+    """Each test starts with no failure seen (the set is per process, like an outage)."""
+    _infra._failing.clear()
+    yield
+    _infra._failing.clear()
+
+
 @pytest.fixture
 def records(logger: logging.Logger) -> Iterator[list[logging.LogRecord]]:
     collect = Collect()

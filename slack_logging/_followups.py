@@ -1,0 +1,301 @@
+"""What follows an alert's first message: live messages edited in place, open incidents and
+the recovery notices they owe. The leader's state, kept in the outbox so a restart, or another
+process taking over the directory, carries on with the same Slack message.
+
+The decisions are pure and live elsewhere (:mod:`~slack_logging._live` paces the edits,
+:mod:`~slack_logging._recovery` decides when an incident is over); this module holds their
+state, names the outbox keys and turns a ``resolve`` record into a resolution row. The sender
+does the requests.
+
+Keys in the outbox's state table:
+
+- ``live:<dest>:<dedup_key>``: a :class:`LiveEntry` (the message, the ids of the alerts it
+  counts that Slack does not show yet, the first alert's message);
+- ``live-budget``: the workspace's :class:`~slack_logging._live.UpdateBudget`;
+- ``recovery``: the :class:`~slack_logging._recovery.RecoveryTracker` and the notices not yet
+  posted;
+- ``resolve:<created>:<id>``: a success (``AlertLogger.resolve``, ``infra_alert``) waiting for
+  the leader, written by whichever process logged it.
+
+State that does not load (another version, a corrupt row) is reported once and dropped: that
+loses an edit or a notice, never an alert (alerts are counted by the outbox rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_logging._alert_logger import RESOLVE_ATTR
+from slack_logging._diag import Diagnostics
+from slack_logging._live import LIVE_WINDOW, MAX_AGE, LiveMessage, UpdateBudget
+from slack_logging._outbox import Outbox
+from slack_logging._recovery import INFRA_SCOPE, LABEL_MAX, RecoveryNotice, RecoveryTracker
+from slack_logging._redact import Redactor
+
+__all__ = [
+    "INFRA_CATEGORIES",
+    "RESOLVE_ATTR",
+    "Followups",
+    "LiveEntry",
+    "Resolution",
+    "live_key",
+    "resolution_from_record",
+    "scope_categories",
+]
+
+INFRA_CATEGORIES = frozenset({"api_timeout", "network_error"})
+LIVE_PREFIX = "live:"
+BUDGET_KEY = "live-budget"
+RECOVERY_KEY = "recovery"
+RESOLVE_PREFIX = "resolve:"
+LIVE_TTL = LIVE_WINDOW + MAX_AGE
+#: A resolution waits this long at most for the leader (and for older alerts of its scope).
+RESOLVE_TTL = 7 * 86400.0
+HEADLINE_MAX = 300
+MAX_NOTICES = 200
+#: Non-closing errors in a row (``invalid_auth``, ``invalid_blocks``…) before a live message is
+#: given up and what it holds is posted as a new message.
+MAX_UPDATE_FAILURES = 3
+MAX_NOTICE_ATTEMPTS = 5
+
+
+def live_key(dest: str, dedup_key: str) -> str:
+    return f"{LIVE_PREFIX}{dest}:{dedup_key}"
+
+
+def scope_categories(scope: str) -> frozenset[str]:
+    """The categories whose alerts open incidents of ``scope``."""
+    return INFRA_CATEGORIES if scope == INFRA_SCOPE else frozenset({scope})
+
+
+def incident_scope(category: str) -> str:
+    return INFRA_SCOPE if category in INFRA_CATEGORIES else category
+
+
+@dataclass
+class LiveEntry:
+    """One live message and what only the sender needs about it."""
+
+    dest: str
+    category: str
+    live: LiveMessage
+    headline: str = ""
+    #: Alerts counted in ``live`` that Slack does not show yet, oldest first: a repost
+    #: (the message can no longer be edited) puts exactly these back in the outbox.
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return live_key(self.dest, self.live.dedup_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "category": self.category,
+            "headline": self.headline,
+            "ids": list(self.ids),
+            "live": self.live.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LiveEntry:
+        try:
+            ids = data.get("ids", [])
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError("ids: expected a list of alert ids")
+            return cls(
+                dest=str(data["dest"]),
+                category=str(data["category"]),
+                live=LiveMessage.from_dict(data["live"]),
+                headline=str(data.get("headline", ""))[:HEADLINE_MAX],
+                ids=list(ids),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"invalid live entry: {exc!r}") from None
+
+
+@dataclass
+class PendingNotice:
+    """A recovery notice the tracker gave and Slack has not taken yet."""
+
+    notice: RecoveryNotice
+    not_before: float = 0.0
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        n = self.notice
+        return {
+            "scope": n.scope,
+            "labels": dict(n.labels),
+            "categories": list(n.categories),
+            "started": n.started,
+            "recovered_at": n.recovered_at,
+            "failures": n.failures,
+            "ref": n.ref,
+            "not_before": self.not_before,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingNotice:
+        ref = data.get("ref")
+        notice = RecoveryNotice(
+            scope=str(data["scope"]),
+            labels={str(k): str(v) for k, v in dict(data["labels"]).items()},
+            categories=tuple(str(c) for c in data["categories"]),
+            started=_number(data["started"]),
+            recovered_at=_number(data["recovered_at"]),
+            failures=int(data["failures"]),
+            ref=None if ref is None else str(ref),
+        )
+        return cls(notice, _number(data.get("not_before", 0.0)), int(data.get("attempts", 0)))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A success reported by some process: ``scope`` and ``labels`` name the incidents."""
+
+    key: str
+    scope: str
+    labels: dict[str, str]
+    created: float
+
+    @classmethod
+    def from_state(cls, key: str, data: object) -> Resolution:
+        if not isinstance(data, dict):
+            raise ValueError("expected an object")
+        labels = data.get("labels", {})
+        if not isinstance(labels, dict):
+            raise ValueError("labels: expected an object")
+        return cls(
+            key,
+            str(data["scope"]),
+            {str(k): str(v) for k, v in labels.items()},
+            _number(data["created"]),
+        )
+
+
+def resolution_from_record(
+    record: logging.LogRecord, redactor: Redactor
+) -> tuple[str, dict[str, Any]] | None:
+    """The outbox state row for a ``resolve`` record, or ``None`` if it is not one.
+
+    Labels are redacted like alert fields, so they match the labels the failures were stored
+    with (a masked order id matches the same masked order id).
+    """
+    raw = record.__dict__.get(RESOLVE_ATTR)
+    if not isinstance(raw, dict) or not isinstance(raw.get("scope"), str):
+        return None
+    given = raw.get("labels")
+    given = dict(given) if isinstance(given, dict) else {}
+    labels = redactor.value({str(k): v for k, v in given.items() if v is not None})
+    if not isinstance(labels, dict):
+        labels = {}
+    created = record.created if math.isfinite(record.created) else 0.0
+    # Zero-padded time first: the leader reads resolutions in the order they happened.
+    key = f"{RESOLVE_PREFIX}{created:020.6f}:{uuid.uuid4().hex[:12]}"
+    value = {
+        "scope": raw["scope"][:LABEL_MAX],
+        "labels": {str(k)[:LABEL_MAX]: str(v)[:LABEL_MAX] for k, v in labels.items()},
+        "created": created,
+    }
+    return key, value
+
+
+class Followups:
+    """The leader's live messages, update budget, incidents and owed notices."""
+
+    def __init__(
+        self, outbox: Outbox, diag: Diagnostics, *, quiet_period: float, per_minute: float
+    ) -> None:
+        self.outbox = outbox
+        self.diag = diag
+        self.quiet_period = quiet_period
+        self.per_minute = per_minute
+        self.live: dict[str, LiveEntry] = {}
+        self.budget = UpdateBudget(per_minute=per_minute)
+        self.tracker = RecoveryTracker(quiet_period=quiet_period)
+        self.notices: list[PendingNotice] = []
+
+    def forget(self) -> None:
+        """Nothing cached (a forked child, or before loading what the last leader left)."""
+        self.live = {}
+        self.budget = UpdateBudget(per_minute=self.per_minute)
+        self.tracker = RecoveryTracker(quiet_period=self.quiet_period)
+        self.notices = []
+
+    def load(self) -> None:
+        """Take over what the last leader saved."""
+        self.forget()
+        for key, value in self.outbox.get_states(LIVE_PREFIX).items():
+            try:
+                entry = LiveEntry.from_dict(value)
+            except ValueError as exc:
+                self._unreadable("live", exc)
+                continue
+            self.live[key] = entry
+        budget = self.outbox.get_state(BUDGET_KEY)
+        if budget is not None:
+            try:
+                self.budget = UpdateBudget.from_dict(budget)
+            except ValueError as exc:
+                self._unreadable("budget", exc)
+        saved = self.outbox.get_state(RECOVERY_KEY)
+        if isinstance(saved, dict):
+            try:
+                tracker = RecoveryTracker.from_dict(saved["tracker"])
+                tracker.quiet_period = self.quiet_period  # the setting wins over saved state
+                self.tracker = tracker
+                self.notices = [PendingNotice.from_dict(n) for n in saved.get("notices", [])]
+            except (ValueError, KeyError, TypeError) as exc:
+                self._unreadable("recovery", exc)
+
+    def _unreadable(self, what: str, exc: Exception) -> None:
+        self.diag.report(
+            f"followups:{what}",
+            f"could not read saved {what} state ({exc}); starting without it "
+            "(an edit or a recovery notice may be missed, no alert is)",
+            once=True,
+        )
+
+    def save_live(self, entry: LiveEntry) -> None:
+        self.outbox.set_state(entry.key, entry.to_dict(), ttl=LIVE_TTL)
+
+    def save_budget(self) -> None:
+        self.outbox.set_state(BUDGET_KEY, self.budget.to_dict(), ttl=3600.0)
+
+    def save_recovery(self) -> None:
+        del self.notices[:-MAX_NOTICES]
+        value = {
+            "tracker": self.tracker.to_dict(),
+            "notices": [n.to_dict() for n in self.notices],
+        }
+        self.outbox.set_state(RECOVERY_KEY, value)
+
+    def resolutions(self) -> list[Resolution]:
+        """Resolution rows waiting, oldest first; unreadable ones are dropped."""
+        found = []
+        for key, value in sorted(self.outbox.get_states(RESOLVE_PREFIX).items()):
+            try:
+                found.append(Resolution.from_state(key, value))
+            except (ValueError, KeyError, TypeError) as exc:
+                self._unreadable("resolution", exc)
+                self.outbox.delete_state(key)
+        return found
+
+    def prune(self, now: float) -> None:
+        """Forget live messages that take no more alerts and have nothing left to show."""
+        for key, entry in list(self.live.items()):
+            if not entry.ids and not entry.live.pending and not entry.live.accepts(now):
+                del self.live[key]
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
