@@ -62,6 +62,10 @@ MAX_NOTICES = 200
 #: given up and what it holds is posted as a new message.
 MAX_UPDATE_FAILURES = 3
 MAX_NOTICE_ATTEMPTS = 5
+#: Failures change the incidents with every message: saved at most this often (seconds), so a
+#: busy destination does not pay a second disk write per message. A crash loses at most this
+#: much of the failure count, never an alert.
+SAVE_EVERY = 5.0
 
 
 def live_key(dest: str, dedup_key: str) -> str:
@@ -221,6 +225,8 @@ class Followups:
         self.budget = UpdateBudget(per_minute=per_minute)
         self.tracker = RecoveryTracker(quiet_period=quiet_period)
         self.notices: list[PendingNotice] = []
+        self._saved_at = -math.inf
+        self._dirty = False
 
     def forget(self) -> None:
         """Nothing cached (a forked child, or before loading what the last leader left)."""
@@ -269,13 +275,28 @@ class Followups:
     def save_budget(self) -> None:
         self.outbox.set_state(BUDGET_KEY, self.budget.to_dict(), ttl=3600.0)
 
-    def save_recovery(self) -> None:
+    def recovery_changed(self, now: float) -> None:
+        """Failures were counted: save now, or soon (see :data:`SAVE_EVERY`)."""
+        if not self._saved_at <= now < self._saved_at + SAVE_EVERY:
+            self.save_recovery(now)
+        else:
+            self._dirty = True
+
+    def save_recovery(self, now: float | None = None) -> None:
+        if now is not None:
+            self._saved_at = now
+        self._dirty = False
         del self.notices[:-MAX_NOTICES]
         value = {
             "tracker": self.tracker.to_dict(),
             "notices": [n.to_dict() for n in self.notices],
         }
         self.outbox.set_state(RECOVERY_KEY, value)
+
+    def flush_recovery(self, now: float) -> None:
+        """Save failures counted since the last save, once :data:`SAVE_EVERY` has passed."""
+        if self._dirty and not self._saved_at <= now < self._saved_at + SAVE_EVERY:
+            self.save_recovery(now)
 
     def resolutions(self) -> list[Resolution]:
         """Resolution rows waiting, oldest first; unreadable ones are dropped."""

@@ -670,12 +670,13 @@ class Sender:
             )
             fed = True
         if fed:
-            self.followups.save_recovery()
+            self.followups.recovery_changed(self._now())
 
     def _followup_step(self, now: float, release: bool) -> bool:
         """Apply successes, then post one owed notice or send one due edit. True if a request
         was made."""
         self._apply_resolutions(now)
+        self.followups.flush_recovery(now)
         return self._post_notice(now) or self._update_live(now, release=release)
 
     def _apply_resolutions(self, now: float) -> None:
