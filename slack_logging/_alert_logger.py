@@ -181,19 +181,20 @@ class AlertLogger:
 
         ``key_fields`` narrow it to the incidents whose fields match (the category's
         ``resolve_by`` fields, e.g. ``order_id``); none closes every incident of the category.
-        Logged at INFO (let INFO through to the handler), never counted as an alert::
+        Logged at INFO (let INFO through to the handler) without the ``alert`` tag: it is never
+        counted as an alert::
 
             alerts.resolve("net_cancel_fail", order_id="ORD-1")
         """
         key = category if isinstance(category, str) else category_key(category)
-        self._resolution(key, key, key_fields, 1)
+        self._resolution(key, key_fields, 1)
 
-    def _resolution(
-        self, scope: str, category: str, labels: Mapping[str, Any], stacklevel: int
-    ) -> None:
+    def _resolution(self, scope: str, labels: Mapping[str, Any], stacklevel: int) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        extra = alert_extra(category, labels)
+        # Not tagged "alert": filters and counters that look for the tag must not count it.
+        extra = alert_extra(scope, labels)
+        del extra["alert"]
         extra[RESOLVE_ATTR] = {"scope": scope, "labels": dict(labels)}
         shown = " ".join(f"{k}={v}" for k, v in labels.items())
         self.logger.info(

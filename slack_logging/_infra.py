@@ -283,7 +283,7 @@ class InfraAlert:
             _failing.discard(key)
         try:
             labels = {"service": self.service, "endpoint": self.endpoint}
-            self._alerts._resolution(INFRA_SCOPE, INFRA_SCOPE, labels, 2)
+            self._alerts._resolution(INFRA_SCOPE, labels, 2)
         except Exception as error:
             sys.stderr.write(
                 f"slack-logging: infra_alert could not log a recovery "

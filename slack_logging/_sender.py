@@ -375,6 +375,11 @@ class Sender:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    def live_pending(self) -> int:
+        """Live messages that show less than they count (their edit is owed): flush waits for
+        them as for pending alerts, so Slack shows every alert once it returns."""
+        return sum(1 for e in list(self.followups.live.values()) if e.live.pending or e.ids)
+
     def step(self) -> bool:
         """Send at most one message. True if one was attempted."""
         self._idle()

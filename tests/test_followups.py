@@ -534,11 +534,15 @@ class TestEndToEnd:
         with calls:
             pass  # a second success logs nothing more
         assert handler.flush(10.0)
+        assert fake_slack.alerts_covered == 5  # flush waits for the live message's edit
         messages = fake_slack.wait_for(2, timeout=10.0)
         notices = [m for m in messages if "recovered" in str(m.payload["text"])]
         assert len(notices) == 1
         assert "5 failures" in notices[0].payload["text"]
         assert notices[0].thread_ts == messages[0].ts
+        assert handler.flush(10.0)
+        first = fake_slack.message(str(messages[0].ts))
+        assert first is not None and "(resolved)" in first.payload["text"]
         assert fake_slack.alerts_covered == 5
         assert handler.stats()["alerts"] == 5
 
@@ -552,7 +556,10 @@ class TestEndToEnd:
         alerts.net_cancel_fail("망취소 실패", order_id="ORD-1")
         assert handler.flush(10.0)
         fake_slack.wait_for(1)
+        seen: list[logging.LogRecord] = []
+        logger.addFilter(lambda r: seen.append(r) or True)
         alerts.resolve("net_cancel_fail")
+        assert [hasattr(r, "alert") for r in seen] == [False]  # a success, not an alert
         messages = fake_slack.wait_for(2, timeout=10.0)
         assert "recovered after" in str(messages[1].payload["text"])
         assert messages[1].thread_ts == messages[0].ts
