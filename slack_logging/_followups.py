@@ -26,15 +26,23 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from slack_logging._alert import Alert
 from slack_logging._alert_logger import RESOLVE_ATTR
 from slack_logging._diag import Diagnostics
 from slack_logging._live import LIVE_WINDOW, MAX_AGE, LiveMessage, UpdateBudget
-from slack_logging._outbox import Outbox
-from slack_logging._recovery import INFRA_SCOPE, LABEL_MAX, RecoveryNotice, RecoveryTracker
+from slack_logging._outbox import Outbox, PendingRef
+from slack_logging._recovery import (
+    INFRA_LABELS,
+    INFRA_SCOPE,
+    LABEL_MAX,
+    RecoveryNotice,
+    RecoveryTracker,
+    labels_from,
+)
 from slack_logging._redact import Redactor
 
 __all__ = [
@@ -49,6 +57,8 @@ __all__ = [
 ]
 
 INFRA_CATEGORIES = frozenset({"api_timeout", "network_error"})
+#: Alerts of these severities open incidents a success can close (successes do not).
+FAILURE_SEVERITIES = frozenset({"warning", "error", "critical"})
 LIVE_PREFIX = "live:"
 BUDGET_KEY = "live-budget"
 RECOVERY_KEY = "recovery"
@@ -308,6 +318,89 @@ class Followups:
                 self._unreadable("resolution", exc)
                 self.outbox.delete_state(key)
         return found
+
+    def feed(
+        self,
+        dest: str,
+        alerts: Sequence[Alert],
+        resolve_by: Callable[[Alert], tuple[str, ...]],
+        now: float,
+    ) -> None:
+        """Delivered alerts open (or add to) incidents that a later success can close.
+        Successes (info) are not failures; infra alerts are keyed by service and endpoint,
+        others by their category's ``resolve_by`` fields (none: the whole category)."""
+        fed = False
+        for a in alerts:
+            scope = incident_scope(a.category)
+            if scope == INFRA_SCOPE:
+                names: tuple[str, ...] = INFRA_LABELS
+            elif a.severity in FAILURE_SEVERITIES:
+                names = resolve_by(a)
+            else:
+                continue
+            self.tracker.failure(
+                scope,
+                labels_from(a.fields, names),
+                now=a.created,
+                category=a.category,
+                ref=live_key(dest, a.dedup_key),
+            )
+            fed = True
+        if fed:
+            self.recovery_changed(now)
+
+    def apply_resolutions(self, pending: Iterable[PendingRef], now: float) -> None:
+        """Feed waiting successes to the tracker and queue the notices that are due."""
+        found = self.resolutions()
+        done = []
+        if found:
+            oldest: dict[str, float] = {}
+            for r in pending:
+                oldest[r.category] = min(r.created, oldest.get(r.category, math.inf))
+            for res in found:
+                # An older alert of the scope still waiting would open or extend the incident
+                # once delivered: the success waits for it, or it would close nothing.
+                if any(oldest.get(c, math.inf) <= res.created for c in scope_categories(res.scope)):
+                    continue
+                self.tracker.success(res.scope, res.labels, now=res.created)
+                done.append(res.key)
+        notices = self.tracker.due(now=now)
+        self.notices.extend(PendingNotice(n) for n in notices)
+        if done or notices:
+            self.save_recovery(now)
+            for key in done:
+                self.outbox.delete_state(key)
+
+    def closed_with_alerts(self) -> list[LiveEntry]:
+        """Live messages that can no longer be edited but count alerts Slack does not show."""
+        return [e for e in self.live.values() if e.live.closed and e.ids]
+
+    def due_live(self, now: float, *, release: bool) -> LiveEntry | None:
+        """The most overdue live message. ``release`` (flush, shutdown): an edit is due at once
+        unless Slack asked to wait."""
+        self.prune(now)
+        best: tuple[float, LiveEntry] | None = None
+        for entry in self.live.values():
+            due = entry.live.next_update_at()
+            if due is None:
+                continue
+            if release and (entry.live.retry_at is None or entry.live.retry_at <= now):
+                due = min(due, now)
+            if due <= now and (best is None or due < best[0]):
+                best = (due, entry)
+        return None if best is None else best[1]
+
+    def wake(self, now: float) -> float | None:
+        """When the next edit, notice or end of a quiet period is due (None: nothing)."""
+        times = [n.not_before for n in self.notices]
+        for entry in self.live.values():
+            due = entry.live.next_update_at()
+            if due is not None:
+                times.append(max(due, self.budget.next_free(now)))
+        quiet_end = self.tracker.next_due()
+        if quiet_end is not None:
+            times.append(quiet_end)
+        return min(times) if times else None
 
     def prune(self, now: float) -> None:
         """Forget live messages that take no more alerts and have nothing left to show."""

@@ -5,14 +5,14 @@ others stand by (doing the runtime's housekeeping) and take over when the leader
 the monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
 processes), and a step of that clock is detected against the monotonic one and shifted out.
 
-About 500 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
+About 800 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
 buildable) is a short method here because it changes the outbox, the planner and the ledger
-together.
+together; so are the two requests that follow a message (a live message's ``chat.update`` and a
+recovery notice), whose state and choices live in :mod:`~slack_logging._followups`.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -31,17 +31,13 @@ from slack_logging._followups import (
     MAX_UPDATE_FAILURES,
     Followups,
     LiveEntry,
-    PendingNotice,
-    incident_scope,
     live_key,
-    scope_categories,
 )
 from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
 from slack_logging._live import Action, LiveMessage
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
-from slack_logging._recovery import INFRA_LABELS, INFRA_SCOPE, labels_from
 from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert, render_digest, render_live, render_recovery
 from slack_logging._transport import Outcome, SendResult, Transport
@@ -50,8 +46,6 @@ __all__ = ["Sender", "SenderConfig"]
 
 #: A wall-clock jump bigger than this (against the monotonic clock) counts as a step.
 CLOCK_STEP = 2.0
-#: Alerts of these severities open incidents a success can close (successes do not).
-FAILURE_SEVERITIES = frozenset({"warning", "error", "critical"})
 
 
 @dataclass(frozen=True)
@@ -309,7 +303,7 @@ class Sender:
             wake = self.planner.wake_at(
                 list(self._pending.values()), now, release=self.release.is_set()
             )
-            later = self._followup_wake(now)
+            later = self.followups.wake(now)
             if later is not None and (wake is None or later < wake):
                 wake = later
             delay = self.config.poll_interval
@@ -652,59 +646,18 @@ class Sender:
         self.followups.save_live(entry)
 
     def _feed_failures(self, dest: str, alerts: Sequence[Alert]) -> None:
-        """Delivered alerts open (or add to) incidents that a later success can close.
-        Successes (info) are not failures; infra alerts are keyed by service and endpoint,
-        others by their category's ``resolve_by`` fields (none: the whole category)."""
-        tracker = self.followups.tracker
-        fed = False
-        for a in alerts:
-            scope = incident_scope(a.category)
-            if scope == INFRA_SCOPE:
-                names: tuple[str, ...] = INFRA_LABELS
-            elif a.severity in FAILURE_SEVERITIES:
-                category = self.category_for([a], a.category)
-                names = tuple(getattr(category, "resolve_by", ()) or ())
-            else:
-                continue
-            tracker.failure(
-                scope,
-                labels_from(a.fields, names),
-                now=a.created,
-                category=a.category,
-                ref=live_key(dest, a.dedup_key),
-            )
-            fed = True
-        if fed:
-            self.followups.recovery_changed(self._now())
+        def resolve_by(a: Alert) -> tuple[str, ...]:
+            category = self.category_for([a], a.category)
+            return tuple(getattr(category, "resolve_by", ()) or ())
+
+        self.followups.feed(dest, alerts, resolve_by, self._now())
 
     def _followup_step(self, now: float, release: bool) -> bool:
         """Apply successes, then post one owed notice or send one due edit. True if a request
         was made."""
-        self._apply_resolutions(now)
+        self.followups.apply_resolutions(self._pending.values(), now)
         self.followups.flush_recovery(now)
         return self._post_notice(now) or self._update_live(now, release=release)
-
-    def _apply_resolutions(self, now: float) -> None:
-        fu = self.followups
-        found = fu.resolutions()
-        done = []
-        if found:
-            oldest: dict[str, float] = {}
-            for r in self._pending.values():
-                oldest[r.category] = min(r.created, oldest.get(r.category, math.inf))
-            for res in found:
-                # An older alert of the scope still waiting would open or extend the incident
-                # once delivered: the success waits for it, or it would close nothing.
-                if any(oldest.get(c, math.inf) <= res.created for c in scope_categories(res.scope)):
-                    continue
-                fu.tracker.success(res.scope, res.labels, now=res.created)
-                done.append(res.key)
-        notices = fu.tracker.due(now=now)
-        fu.notices.extend(PendingNotice(n) for n in notices)
-        if done or notices:
-            fu.save_recovery()
-            for key in done:
-                self.outbox.delete_state(key)
 
     def _post_notice(self, now: float) -> bool:
         """Post one recovery notice that is due: in the thread of the incident's live message
@@ -756,7 +709,9 @@ class Sender:
         """Send the most overdue live edit, if the budget has a token. On flush and shutdown
         (``release``) an edit goes without waiting out its interval."""
         fu = self.followups
-        entry = self._due_live(now, release=release)
+        for closed in fu.closed_with_alerts():
+            self._repost(closed, "the message can no longer be edited")
+        entry = fu.due_live(now, release=release)
         if entry is None:
             return False
         transport = self.transports.get(entry.dest)
@@ -797,24 +752,6 @@ class Sender:
         self._announce()
         return True
 
-    def _due_live(self, now: float, *, release: bool) -> LiveEntry | None:
-        """The most overdue live message (alerts a closed one holds go back first)."""
-        fu = self.followups
-        for entry in list(fu.live.values()):
-            if entry.live.closed and entry.ids:
-                self._repost(entry, "the message can no longer be edited")
-        fu.prune(now)
-        best: tuple[float, LiveEntry] | None = None
-        for entry in fu.live.values():
-            due = entry.live.next_update_at()
-            if due is None:
-                continue
-            if release and (entry.live.retry_at is None or entry.live.retry_at <= now):
-                due = min(due, now)
-            if due <= now and (best is None or due < best[0]):
-                best = (due, entry)
-        return None if best is None else best[1]
-
     def _repost(self, entry: LiveEntry, why: str) -> None:
         """A live message that cannot be edited any more hands the alerts Slack does not show
         back to the outbox; the planner posts them as a new message (a new live run)."""
@@ -833,19 +770,6 @@ class Sender:
             f"a live Slack message was not updated: {why}; its {len(ids)} alert(s) not yet "
             "shown are posted as a new message",
         )
-
-    def _followup_wake(self, now: float) -> float | None:
-        """When the next edit, notice or end of a quiet period is due (None: nothing)."""
-        fu = self.followups
-        times = [n.not_before for n in fu.notices]
-        for entry in fu.live.values():
-            due = entry.live.next_update_at()
-            if due is not None:
-                times.append(max(due, fu.budget.next_free(now)))
-        quiet_end = fu.tracker.next_due()
-        if quiet_end is not None:
-            times.append(quiet_end)
-        return min(times) if times else None
 
     # -- waiting -------------------------------------------------------------------------------
 
