@@ -564,3 +564,59 @@ class TestEndToEnd:
         assert "recovered after" in str(messages[1].payload["text"])
         assert messages[1].thread_ts == messages[0].ts
         assert handler.stats()["alerts"] == 1
+
+
+class TestSettings:
+    @pytest.mark.parametrize(
+        ("options", "key"),
+        [
+            ({"live_updates_per_minute": 60}, "live_updates_per_minute"),
+            ({"live_updates_per_minute": 0}, "live_updates_per_minute"),
+            ({"recovery_quiet_period": -1}, "recovery_quiet_period"),
+            ({"recovery_quiet_period": "soon"}, "recovery_quiet_period"),
+            ({"live_updates": "maybe"}, "live_updates"),
+        ],
+    )
+    def test_bad_values_name_the_key(self, options: dict[str, Any], key: str) -> None:
+        """Configuration time: a ValueError that names the setting."""
+        from slack_logging._config import Settings
+
+        with pytest.raises(ValueError, match=f"^{key}:"):
+            Settings.resolve({}, **options)
+
+    def test_dictconfig_strings_reach_the_sender(
+        self, fake_slack: FakeSlack, tmp_path: Path
+    ) -> None:
+        """logging.yaml gives strings; the sender gets numbers and a bool."""
+        import logging.config
+
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "slack": {
+                        "class": "slack_logging.SlackAlertHandler",
+                        "token": fake_slack.token,
+                        "channel": CHANNEL,
+                        "api_url": fake_slack.api_url,
+                        "alerts_dir": str(tmp_path),
+                        "live_updates": "false",
+                        "live_updates_per_minute": "20",
+                        "recovery_quiet_period": "30",
+                    }
+                },
+                "loggers": {"tests.settings": {"handlers": ["slack"], "propagate": False}},
+            }
+        )
+        (handler,) = logging.getLogger("tests.settings").handlers
+        try:
+            sender = handler.sender  # type: ignore[attr-defined]
+            assert sender is not None
+            config = sender.config
+            assert (config.live_updates, config.live_updates_per_minute) == (False, 20.0)
+            assert config.recovery_quiet_period == 30.0
+            assert sender.followups.budget.per_minute == 20.0
+        finally:
+            logging.getLogger("tests.settings").handlers.clear()
+            handler.close()
