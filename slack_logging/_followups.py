@@ -9,8 +9,8 @@ does the requests.
 
 Keys in the outbox's state table:
 
-- ``live:<dest>:<dedup_key>``: a :class:`LiveEntry` (the message, the ids of the alerts it
-  counts that Slack does not show yet, the first alert's message);
+- ``live:<dest>:<dedup_key>``: a :class:`LiveEntry` (the message, where the alerts it counts
+  but Slack does not show yet start in the outbox, the first alert's message);
 - ``live-budget``: the workspace's :class:`~slack_logging._live.UpdateBudget`;
 - ``recovery``: the :class:`~slack_logging._recovery.RecoveryTracker` and the notices not yet
   posted;
@@ -27,7 +27,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from slack_logging._alert import Alert
@@ -60,6 +60,7 @@ INFRA_CATEGORIES = frozenset({"api_timeout", "network_error"})
 #: Alerts of these severities open incidents a success can close (successes do not).
 FAILURE_SEVERITIES = frozenset({"warning", "error", "critical"})
 LIVE_PREFIX = "live:"
+UNSHOWN_PREFIX = "live-unshown:"
 BUDGET_KEY = "live-budget"
 RECOVERY_KEY = "recovery"
 RESOLVE_PREFIX = "resolve:"
@@ -101,33 +102,47 @@ class LiveEntry:
     headline: str = ""
     #: Alerts counted in ``live`` that Slack does not show yet, oldest first: a repost
     #: (the message can no longer be edited) puts exactly these back in the outbox.
-    ids: list[str] = field(default_factory=list)
+    #: The lowest outbox seq of the alerts taken in since the last edit Slack accepted (None:
+    #: Slack shows them all). Those rows are delivered with message :attr:`unshown_message`,
+    #: and become ``live:<ts>`` once an edit shows them; a message that can no longer be edited
+    #: hands exactly them back to the outbox (see :meth:`Outbox.requeue_message`).
+    unshown_from: int | None = None
 
     @property
     def key(self) -> str:
         return live_key(self.dest, self.live.dedup_key)
+
+    @property
+    def unshown_message(self) -> str:
+        return f"{UNSHOWN_PREFIX}{self.live.ts}"
+
+    @property
+    def shown_message(self) -> str:
+        return f"{LIVE_PREFIX}{self.live.ts}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dest": self.dest,
             "category": self.category,
             "headline": self.headline,
-            "ids": list(self.ids),
+            "unshown_from": self.unshown_from,
             "live": self.live.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LiveEntry:
         try:
-            ids = data.get("ids", [])
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise ValueError("ids: expected a list of alert ids")
+            unshown_from = data.get("unshown_from")
+            if unshown_from is not None and (
+                isinstance(unshown_from, bool) or not isinstance(unshown_from, int)
+            ):
+                raise ValueError(f"unshown_from: expected a seq, got {unshown_from!r}")
             return cls(
                 dest=str(data["dest"]),
                 category=str(data["category"]),
                 live=LiveMessage.from_dict(data["live"]),
                 headline=str(data.get("headline", ""))[:HEADLINE_MAX],
-                ids=list(ids),
+                unshown_from=unshown_from,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"invalid live entry: {exc!r}") from None
@@ -373,7 +388,7 @@ class Followups:
 
     def closed_with_alerts(self) -> list[LiveEntry]:
         """Live messages that can no longer be edited but count alerts Slack does not show."""
-        return [e for e in self.live.values() if e.live.closed and e.ids]
+        return [e for e in self.live.values() if e.live.closed and e.unshown_from is not None]
 
     def due_live(self, now: float, *, release: bool) -> LiveEntry | None:
         """The most overdue live message. ``release`` (flush, shutdown): an edit is due at once
@@ -405,7 +420,11 @@ class Followups:
     def prune(self, now: float) -> None:
         """Forget live messages that take no more alerts and have nothing left to show."""
         for key, entry in list(self.live.items()):
-            if not entry.ids and not entry.live.pending and not entry.live.accepts(now):
+            if (
+                entry.unshown_from is None
+                and not entry.live.pending
+                and not entry.live.accepts(now)
+            ):
                 del self.live[key]
 
 

@@ -372,7 +372,11 @@ class Sender:
     def live_pending(self) -> int:
         """Live messages that show less than they count (their edit is owed): flush waits for
         them as for pending alerts, so Slack shows every alert once it returns."""
-        return sum(1 for e in list(self.followups.live.values()) if e.live.pending or e.ids)
+        return sum(
+            1
+            for e in list(self.followups.live.values())
+            if e.live.pending or e.unshown_from is not None
+        )
 
     def step(self) -> bool:
         """Send at most one message. True if one was attempted."""
@@ -595,15 +599,15 @@ class Sender:
         if entry is None or not alerts or not all(entry.live.accepts(a.created) for a in alerts):
             return False
         key_fields = self.category_for(alerts, plan.category).key_fields
-        known = set(entry.ids)
         for a in alerts:
-            if a.alert_id not in known:
-                entry.live.observe(a.created, a.fields, key_fields)
-                entry.ids.append(a.alert_id)
+            entry.live.observe(a.created, a.fields, key_fields)
+        lowest = min(r.seq for r in plan.refs)
+        if entry.unshown_from is None or lowest < entry.unshown_from:
+            entry.unshown_from = lowest
         # Saved before the alerts are marked delivered: a crash in between sends them again
         # (counted twice at worst), never loses them.
         self.followups.save_live(entry)
-        message = f"live:{entry.live.ts}"
+        message = entry.unshown_message
         for r in plan.refs:
             self._pending.pop(r.alert_id, None)
         self.stats.count("delivered", len(plan.refs))
@@ -736,7 +740,7 @@ class Sender:
             fu.budget.rate_limited(after, result.retry_after)
         action = entry.live.apply(error, sent=sent, now=after, retry_after=result.retry_after)
         if result.ok:
-            entry.ids.clear()
+            self._shown(entry)
             self.stats.count("live_updates")
         elif (
             result.outcome is Outcome.PERMANENT
@@ -752,24 +756,36 @@ class Sender:
         self._announce()
         return True
 
+    def _shown(self, entry: LiveEntry) -> None:
+        """Slack shows every alert the message counts: their rows say so."""
+        if entry.unshown_from is None:
+            return
+        try:
+            self.outbox.rename_message(
+                entry.unshown_message, entry.shown_message, entry.unshown_from
+            )
+        except Exception:
+            return  # still marked unshown: a later repost would send them twice, never lose one
+        entry.unshown_from = None
+
     def _repost(self, entry: LiveEntry, why: str) -> None:
         """A live message that cannot be edited any more hands the alerts Slack does not show
         back to the outbox; the planner posts them as a new message (a new live run)."""
-        ids, entry.ids = entry.ids, []
-        if not ids:
+        if entry.unshown_from is None:
             return
         try:
-            self.outbox.requeue(ids)
+            moved = self.outbox.requeue_message(entry.unshown_message, entry.unshown_from)
         except Exception:
-            entry.ids = ids  # tried again on the next turn: these alerts are not shown yet
-            return
+            return  # tried again on the next turn: these alerts are not shown yet
+        entry.unshown_from = None
         self.followups.save_live(entry)
-        self.stats.count("live_reposts")
-        self.diag.report(
-            f"live:{entry.dest}",
-            f"a live Slack message was not updated: {why}; its {len(ids)} alert(s) not yet "
-            "shown are posted as a new message",
-        )
+        if moved:
+            self.stats.count("live_reposts")
+            self.diag.report(
+                f"live:{entry.dest}",
+                f"a live Slack message was not updated: {why}; its {moved} alert(s) not yet "
+                "shown are posted as a new message",
+            )
 
     # -- waiting -------------------------------------------------------------------------------
 

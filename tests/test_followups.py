@@ -191,6 +191,10 @@ class TestLiveMessages:
         assert count_of(message) == logged == slack.alerts_covered
         assert f"×{logged}" in message.payload["blocks"][0]["text"]["text"]
         assert not any("epeated" in t for t in texts(slack))
+        # Each row names the message that shows it: the post, or the live edits of it.
+        rows = outbox.rows(1, limit=1000)
+        assert len(rows) == logged
+        assert {r["message"] for r in rows} == {message.ts, f"live:{message.ts}"}
 
     def test_distinct_values_shown(self, slack: FakeSlack, clocks: Clocks, outbox: Outbox) -> None:
         """The edit lists the run's distinct key values (order_id), ten and "N more"."""
