@@ -32,6 +32,7 @@ from typing import Any
 
 from slack_logging._alert import Alert
 from slack_logging._alert_logger import RESOLVE_ATTR
+from slack_logging._coordination import Coordination
 from slack_logging._diag import Diagnostics
 from slack_logging._live import LIVE_WINDOW, MAX_AGE, LiveMessage, UpdateBudget
 from slack_logging._outbox import Outbox, PendingRef
@@ -240,10 +241,19 @@ class Followups:
     """The leader's live messages, update budget, incidents and owed notices."""
 
     def __init__(
-        self, outbox: Outbox, diag: Diagnostics, *, quiet_period: float, per_minute: float
+        self,
+        outbox: Outbox,
+        diag: Diagnostics,
+        *,
+        quiet_period: float,
+        per_minute: float,
+        shared: Coordination | None = None,
     ) -> None:
         self.outbox = outbox
         self.diag = diag
+        #: Redis coordination across hosts: live messages are also kept there, so the host that
+        #: sends the next round of a run edits the message another host posted.
+        self.shared = shared
         self.quiet_period = quiet_period
         self.per_minute = per_minute
         self.live: dict[str, LiveEntry] = {}
@@ -296,6 +306,26 @@ class Followups:
 
     def save_live(self, entry: LiveEntry) -> None:
         self.outbox.set_state(entry.key, entry.to_dict(), ttl=LIVE_TTL)
+        if self.shared is not None:
+            self.shared.save_live_entry(entry.key, entry.to_dict(), LIVE_TTL)
+
+    def refresh(self, key: str) -> LiveEntry | None:
+        """The live message ``key`` as the last host to change it left it (shared mode), or as
+        this leader has it. ``unshown_from`` is a seq in this host's outbox: it stays ours."""
+        local = self.live.get(key)
+        if self.shared is None:
+            return local
+        value = self.shared.live_entry(key)
+        if value is None:
+            return local
+        try:
+            entry = LiveEntry.from_dict(value)
+        except ValueError as exc:
+            self._unreadable("shared live", exc)
+            return local
+        entry.unshown_from = local.unshown_from if local is not None else None
+        self.live[key] = entry
+        return entry
 
     def save_budget(self) -> None:
         self.outbox.set_state(BUDGET_KEY, self.budget.to_dict(), ttl=3600.0)

@@ -130,6 +130,7 @@ class Sender:
             diag,
             quiet_period=config.recovery_quiet_period,
             per_minute=config.live_updates_per_minute,
+            shared=coord if coord.shared else None,
         )
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
@@ -595,7 +596,7 @@ class Sender:
     ) -> bool:
         """Count the plan's alerts in the run's live message instead of posting; True if it
         took them (the edit follows, paced, in :meth:`_update_live`)."""
-        entry = self.followups.live.get(live_key(plan.dest, plan.dedup_keys[0]))
+        entry = self.followups.refresh(live_key(plan.dest, plan.dedup_keys[0]))
         if entry is None or not alerts or not all(entry.live.accepts(a.created) for a in alerts):
             return False
         key_fields = self.category_for(alerts, plan.category).key_fields
@@ -713,6 +714,8 @@ class Sender:
         """Send the most overdue live edit, if the budget has a token. On flush and shutdown
         (``release``) an edit goes without waiting out its interval."""
         fu = self.followups
+        if fu.shared is not None:
+            self._sync_live()
         for closed in fu.closed_with_alerts():
             self._repost(closed, "the message can no longer be edited")
         entry = fu.due_live(now, release=release)
@@ -755,6 +758,17 @@ class Sender:
         fu.save_budget()
         self._announce()
         return True
+
+    def _sync_live(self) -> None:
+        """Shared mode: take what other hosts did to the live messages this one has alerts in
+        or owes an edit (it may have been shown, or closed, meanwhile)."""
+        fu = self.followups
+        for key, entry in list(fu.live.items()):
+            if entry.unshown_from is None and not entry.live.pending:
+                continue
+            fresh = fu.refresh(key)
+            if fresh is not None and not fresh.live.pending and not fresh.live.closed:
+                self._shown(fresh)
 
     def _shown(self, entry: LiveEntry) -> None:
         """Slack shows every alert the message counts: their rows say so."""

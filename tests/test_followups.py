@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_redis import RedisServer, redis_server  # noqa: F401 - the fixture
 
 from slack_logging._alert import build_alert
 from slack_logging._alert_logger import AlertLogger
@@ -624,3 +625,51 @@ class TestSettings:
         finally:
             logging.getLogger("tests.settings").handlers.clear()
             handler.close()
+
+
+class TestAcrossHosts:
+    def test_second_host_edits_the_first_hosts_message(
+        self,
+        fake_slack: FakeSlack,
+        redis_server: RedisServer,  # noqa: F811 - the fixture imported above
+        tmp_path: Path,
+    ) -> None:
+        """Two hosts (own alerts directories, own leaders) on one Redis: the run's later
+        alerts, logged on the other host, are counted in the same message by an edit."""
+        from slack_logging import SlackAlertHandler
+
+        hosts = []
+        for name in ("a", "b"):
+            handler = SlackAlertHandler(
+                token=fake_slack.token,
+                channel=CHANNEL,
+                api_url=fake_slack.api_url,
+                alerts_dir=tmp_path / name,
+                coordination_url=redis_server.url,
+                coordination_namespace="live-test",
+            )
+            log = logging.getLogger(f"tests.host.{name}")
+            log.propagate = False
+            log.addHandler(handler)
+            hosts.append((handler, log))
+
+        def fail(log: logging.Logger, order_id: str) -> None:
+            # One call site, as the same code on two hosts: one dedup key.
+            log.error("card declined", extra={"alert": "payment_fail", "order_id": order_id})
+
+        try:
+            (a, log_a), (b, log_b) = hosts
+            fail(log_a, "A-1")
+            assert a.flush(10.0)
+            fake_slack.wait_for(1)
+            for i in range(3):
+                fail(log_b, f"B-{i}")
+            assert b.flush(10.0)
+            (message,) = fake_slack.messages
+            assert count_of(message) == 4 == fake_slack.alerts_covered
+            assert len(message.edits) >= 1
+            assert b.stats()["live_updates"] >= 1
+        finally:
+            for handler, log in hosts:
+                log.handlers.clear()
+                handler.close()
