@@ -108,6 +108,8 @@ class LiveEntry:
     #: and become ``live:<ts>`` once an edit shows them; a message that can no longer be edited
     #: hands exactly them back to the outbox (see :meth:`Outbox.requeue_message`).
     unshown_from: int | None = None
+    #: The Slack thread the message was posted in (its ``thread_key``), where notices go too.
+    thread_ts: str | None = None
 
     @property
     def key(self) -> str:
@@ -127,6 +129,7 @@ class LiveEntry:
             "category": self.category,
             "headline": self.headline,
             "unshown_from": self.unshown_from,
+            "thread_ts": self.thread_ts,
             "live": self.live.to_dict(),
         }
 
@@ -144,6 +147,7 @@ class LiveEntry:
                 live=LiveMessage.from_dict(data["live"]),
                 headline=str(data.get("headline", ""))[:HEADLINE_MAX],
                 unshown_from=unshown_from,
+                thread_ts=None if data.get("thread_ts") is None else str(data["thread_ts"]),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"invalid live entry: {exc!r}") from None

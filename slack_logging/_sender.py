@@ -458,7 +458,7 @@ class Sender:
             self._delivered(plan, result, after, thread_key)
             self.coord.delivered(plan, admission, result.ts or "sent")
             if live:
-                self._start_live(plan, alerts, result, transport, after)
+                self._start_live(plan, alerts, result, transport, after, payload.get("thread_ts"))
             self._feed_failures(plan.dest, alerts)
         elif result.outcome is Outcome.RATE_LIMITED:
             self.stats.count("rate_limited")
@@ -630,6 +630,7 @@ class Sender:
         result: SendResult,
         transport: Transport,
         now: float,
+        thread_ts: str | None,
     ) -> None:
         channel = result.channel or getattr(transport, "channel", None)
         if not result.ts or not channel or not alerts:
@@ -646,7 +647,8 @@ class Sender:
             )
         except ValueError:
             return
-        entry = LiveEntry(plan.dest, plan.category, live, str(alerts[0].message)[:HEADLINE_MAX])
+        headline = str(alerts[0].message)[:HEADLINE_MAX]
+        entry = LiveEntry(plan.dest, plan.category, live, headline, thread_ts=thread_ts)
         self.followups.live[entry.key] = entry
         self.followups.save_live(entry)
 
@@ -680,7 +682,8 @@ class Sender:
             key = notice.categories[0] if notice.categories else notice.scope
             payload = render_recovery(notice, self.catalog.lookup(key).title)
             if entry is not None and transport.supports_threads:
-                payload["thread_ts"] = entry.live.ts
+                # A reply goes under the thread's parent, not under another reply.
+                payload["thread_ts"] = entry.thread_ts or entry.live.ts
                 entry.live.resolve(notice.recovered_at)
                 fu.save_live(entry)
             if self.redactor is not None:

@@ -470,6 +470,24 @@ class TestRecovery:
         assert len(notices) == 1 and "2 failures" in notices[0].payload["text"]
         assert notices[0].thread_ts == slack.messages[0].ts
 
+    def test_notice_for_a_reply_goes_under_the_threads_parent(
+        self, slack: FakeSlack, clocks: Clocks, outbox: Outbox
+    ) -> None:
+        """A live message that is itself a reply (thread_key): the notice replies to the
+        thread's parent, as Slack wants, not to the reply."""
+        transport = bot(slack, clocks)
+        sender = make_sender(outbox, clocks, transport, recovery_quiet_period=5.0)
+        store(outbox, clocks, transport.destination, 1, alert="payment_start", thread_key="O-1")
+        run(sender, clocks, 5)
+        store(outbox, clocks, transport.destination, 2, alert="net_cancel_fail", thread_key="O-1")
+        run(sender, clocks, 30)
+        resolve(outbox, clocks, "net_cancel_fail")
+        run(sender, clocks, 30)
+        parent, reply = slack.messages[:2]
+        assert reply.thread_ts == parent.ts
+        notices = [m for m in slack.messages if "recovered" in str(m.payload["text"])]
+        assert len(notices) == 1 and notices[0].thread_ts == parent.ts
+
     def test_webhook_notice_is_a_message_of_its_own(
         self, slack: FakeSlack, clocks: Clocks, outbox: Outbox
     ) -> None:
