@@ -74,9 +74,10 @@ MAX_NOTICES = 200
 #: given up and what it holds is posted as a new message.
 MAX_UPDATE_FAILURES = 3
 MAX_NOTICE_ATTEMPTS = 5
-#: Failures change the incidents with every message: saved at most this often (seconds), so a
-#: busy destination does not pay a second disk write per message. A crash loses at most this
-#: much of the failure count, never an alert.
+RESOLVE_LOOK = 1.0
+#: Failures change the incidents with every message: saved this long after the first change
+#: (seconds), so delivery never waits for a second disk write. A crash loses at most this much
+#: of the failure count (a notice may then be missing), never an alert.
 SAVE_EVERY = 5.0
 
 
@@ -266,6 +267,7 @@ class Followups:
         self.notices: list[PendingNotice] = []
         self._saved_at = -math.inf
         self._dirty = False
+        self._looked_at = -math.inf
 
     def forget(self) -> None:
         """Nothing cached (a forked child, or before loading what the last leader left)."""
@@ -335,11 +337,13 @@ class Followups:
         self.outbox.set_state(BUDGET_KEY, self.budget.to_dict(), ttl=3600.0)
 
     def recovery_changed(self, now: float) -> None:
-        """Failures were counted: save now, or soon (see :data:`SAVE_EVERY`)."""
-        if not self._saved_at <= now < self._saved_at + SAVE_EVERY:
-            self.save_recovery(now)
-        else:
+        """Failures were counted: saved by :meth:`flush_recovery` within :data:`SAVE_EVERY`.
+        Never at once: the delivery path (and a process's last second before exit) stays
+        free of this write; a process gone sooner loses those counts, never an alert."""
+        if not self._dirty:
             self._dirty = True
+            if not self._saved_at <= now < self._saved_at + SAVE_EVERY:
+                self._saved_at = now
 
     def save_recovery(self, now: float | None = None) -> None:
         if now is not None:
@@ -399,8 +403,13 @@ class Followups:
             self.recovery_changed(now)
 
     def apply_resolutions(self, pending: Iterable[PendingRef], now: float) -> None:
-        """Feed waiting successes to the tracker and queue the notices that are due."""
-        found = self.resolutions()
+        """Feed waiting successes to the tracker and queue the notices that are due. The
+        outbox is read for new successes at most every :data:`RESOLVE_LOOK` seconds: they
+        wait out a quiet period anyway, and sending alerts must not pay for the look."""
+        found: list[Resolution] = []
+        if not self._looked_at <= now < self._looked_at + RESOLVE_LOOK:
+            self._looked_at = now
+            found = self.resolutions()
         done = []
         if found:
             oldest: dict[str, float] = {}
