@@ -24,6 +24,7 @@ from slack_logging._snapshot import category_key
 
 __all__ = [
     "FIELD_PREFIX",
+    "RESOLVE_ATTR",
     "SEVERITY_LEVELS",
     "AlertLogger",
     "ExcInfo",
@@ -45,6 +46,9 @@ FIELD_PREFIX = "field_"
 """Prepended to a field whose name a LogRecord already uses (``message`` → ``field_message``)."""
 
 _BUILTIN = Catalog()
+
+RESOLVE_ATTR = "_slack_logging_resolve"
+"""Set on a :meth:`AlertLogger.resolve` record: a success that closes incidents, not an alert."""
 
 
 def alert_extra(category: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +170,38 @@ class AlertLogger:
             exc_info=exc_info,
             extra=alert_extra(key, fields),
             # + 2: this frame and the public method above it sit between logging and the caller.
+            stacklevel=stacklevel + 2,
+        )
+
+    def resolve(self, category: str, /, **key_fields: Any) -> None:
+        """Report that ``category``'s incident is over (a net-cancel retried successfully, a
+        payment provider answering again). No Slack message now: once the success has stood
+        for ``recovery_quiet_period`` (60 s), the sender posts "recovered after 3 m 12 s, 41
+        failures" in the thread of the incident's message, which shows it resolved.
+
+        ``key_fields`` narrow it to the incidents whose fields match (the category's
+        ``resolve_by`` fields, e.g. ``order_id``); none closes every incident of the category.
+        Logged at INFO (let INFO through to the handler) without the ``alert`` tag: it is never
+        counted as an alert::
+
+            alerts.resolve("net_cancel_fail", order_id="ORD-1")
+        """
+        key = category if isinstance(category, str) else category_key(category)
+        self._resolution(key, key_fields, 1)
+
+    def _resolution(self, scope: str, labels: Mapping[str, Any], stacklevel: int) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        # Not tagged "alert": filters and counters that look for the tag must not count it.
+        extra = alert_extra(scope, labels)
+        del extra["alert"]
+        extra[RESOLVE_ATTR] = {"scope": scope, "labels": dict(labels)}
+        shown = " ".join(f"{k}={v}" for k, v in labels.items())
+        self.logger.info(
+            "%s resolved%s",
+            scope,
+            f" ({shown})" if shown else "",
+            extra=extra,
             stacklevel=stacklevel + 2,
         )
 

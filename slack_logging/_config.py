@@ -146,6 +146,9 @@ _OPTION_TYPES: dict[str, tuple[_Types, str]] = {
     "categories": ((Mapping,), "a mapping of category name to its settings"),
     "redact": ((Mapping,), "a mapping"),
     "ignore_loggers": ((list, tuple, set, frozenset), "a list of logger names"),
+    "recovery_quiet_period": (_NUMBER, "a number"),
+    "live_updates": ((bool, str, int), "true or false"),
+    "live_updates_per_minute": (_NUMBER, "a number"),
 }
 
 
@@ -219,6 +222,13 @@ class Settings:
         if self.summary_at is None:
             return None
         return Schedule.parse(self.summary_at, self.summary_zone)
+
+    #: Seconds a success must stand before "recovered after …" is posted.
+    recovery_quiet_period: float = 60.0
+    #: Bot mode: edit a run's first message in place instead of posting follow-ups.
+    live_updates: bool = True
+    #: chat.update calls a minute for all live messages (Slack's Tier 3 allows about 50).
+    live_updates_per_minute: float = 40.0
 
     @property
     def mode(self) -> str:
@@ -364,6 +374,7 @@ class Settings:
         _check_deliveries(
             out["catalog"], mirror=out.get("mirror", True), summary=out.get("summary_at")
         )
+        _followup_options(kwargs, out)
         return cls(**out)
 
     @property
@@ -421,6 +432,24 @@ def _check_deliveries(catalog: Catalog, *, mirror: bool, summary: str | None) ->
                 "(SLACK_SUMMARY_AT, SLACK_SUMMARY_ZONE), e.g. summary_at: '09:00', "
                 "summary_zone: Asia/Seoul"
             )
+
+
+def _followup_options(kwargs: Mapping[str, Any], out: dict[str, Any]) -> None:
+    """Live messages and recovery notices (issue 17)."""
+    quiet = kwargs.get("recovery_quiet_period")
+    if quiet is not None:
+        out["recovery_quiet_period"] = _positive(quiet, key="recovery_quiet_period", zero_ok=True)
+    if kwargs.get("live_updates") is not None:
+        out["live_updates"] = parse_bool(kwargs["live_updates"], key="live_updates")
+    per_minute = kwargs.get("live_updates_per_minute")
+    if per_minute is not None:
+        value = _positive(per_minute, key="live_updates_per_minute")
+        if not 1 <= value <= 50:
+            raise ValueError(
+                "live_updates_per_minute: expected 1 to 50 (chat.update is Slack's Tier 3, "
+                f"about 50 a minute), got {per_minute!r}"
+            )
+        out["live_updates_per_minute"] = value
 
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -13,6 +13,7 @@ Over 400 lines because the Redis side carries its Lua scripts and the whole roun
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,12 @@ class Coordination(Protocol):
 
     def close(self) -> None: ...
 
+    def live_entry(self, key: str) -> Any:
+        """A live message's state as another host's leader left it (None: unknown here)."""
+        ...
+
+    def save_live_entry(self, key: str, value: Any, ttl: float) -> None: ...
+
 
 class LocalCoordination:
     """One host: the elected sender sees every alert, so only the thread map needs storing."""
@@ -121,6 +128,12 @@ class LocalCoordination:
         return None
 
     def close(self) -> None:
+        return None
+
+    def live_entry(self, key: str) -> Any:
+        return None  # one host: the leader's own outbox state is the only copy
+
+    def save_live_entry(self, key: str, value: Any, ttl: float) -> None:
         return None
 
 
@@ -207,7 +220,8 @@ class RedisCoordination:
     ``win:<dest>:<dedup key>`` dedup window (hash: start_ms, round),
     ``round:<dest>:<key>:<start>:<n>`` alerts published into a round (list of JSON),
     ``lease:…`` / ``done:<dest>:<key>:<start>:<n>`` the host sending a round is alive / the message
-    that covered it, ``thread:<dest>:<thread key>`` the thread's parent ts.
+    that covered it, ``thread:<dest>:<thread key>`` the thread's parent ts,
+    ``live:<dest>:<dedup key>`` a live message's state (so the next round's host edits it).
 
     Redis holds coordination state and copies, never the only copy of an alert: every host keeps
     its alerts pending in its own outbox until the message covering them is announced.
@@ -543,6 +557,23 @@ class RedisCoordination:
         except _Unavailable:
             return None
         return [_text(v) for values in found for v in values]
+
+    def live_entry(self, key: str) -> Any:
+        """``live:<dest>:<dedup key>`` as the last host to change it saved it (JSON)."""
+        try:
+            raw = self._call(self.client.get, self._key(key))
+        except _Unavailable:
+            return None
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+    def save_live_entry(self, key: str, value: Any, ttl: float) -> None:
+        with contextlib.suppress(_Unavailable):
+            self._call(self.client.set, self._key(key), json.dumps(value), px=int(ttl * 1000))
 
     def reset_after_fork(self) -> None:
         """The parent's rounds (and the copies it took) are the parent's to send."""

@@ -72,6 +72,11 @@ class SlackAlertHandler(logging.Handler):
             ``"hourly"`` or ``"*:30"``) and in which IANA zone (env ``SLACK_SUMMARY_AT``,
             ``SLACK_SUMMARY_ZONE``; no default zone). Categories with ``delivery: summary``
             are only counted there.
+        recovery_quiet_period: seconds a success must stand before "recovered after …" is
+            posted (default 60).
+        live_updates: bot mode: edit a run's first message in place (``chat.update``) instead
+            of posting "repeated N times" follow-ups (default true; webhooks cannot edit).
+        live_updates_per_minute: ``chat.update`` calls a minute, 1-50 (default 40).
         env: read these variables instead of ``os.environ`` (tests).
         settings: an already resolved :class:`~slack_logging._config.Settings`; the other
             parameters (but ``level``) are then ignored.
@@ -122,6 +127,9 @@ class SlackAlertHandler(logging.Handler):
         runbook: str | None = None,
         summary_at: str | None = None,
         summary_zone: str | None = None,
+        recovery_quiet_period: float | str | None = None,
+        live_updates: bool | str | None = None,
+        live_updates_per_minute: float | str | None = None,
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
     ) -> None:

@@ -12,6 +12,11 @@ A timeout is logged as an ``api_timeout`` alert and a connection failure as a ``
 alert, with ``service``, ``endpoint``, ``elapsed_ms``, your extra fields and the exception; the
 exception always propagates. Anything else propagates without an alert.
 
+After a failure, the first call of the same ``service`` and ``endpoint`` that succeeds in this
+process logs a resolution (not an alert); once no failure follows for ``recovery_quiet_period``
+(60 s), Slack gets "recovered after 3 m 12 s, 41 failures" in the outage's thread. A service
+that never failed here stays silent.
+
 Which exceptions count: the built-in ``TimeoutError`` (``socket.timeout``, and on 3.11+
 ``asyncio.TimeoutError``), ``ConnectionError`` (refused, reset, broken pipe), DNS failures
 (``socket.gaierror``), ``urllib.error.URLError`` by its reason, and those of requests, urllib3,
@@ -29,6 +34,7 @@ import inspect
 import logging
 import socket
 import sys
+import threading
 import time
 import urllib.error
 from collections.abc import Callable
@@ -36,6 +42,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 from slack_logging._alert_logger import AlertLogger
+from slack_logging._recovery import INFRA_SCOPE
 from slack_logging._render import human_duration
 
 __all__ = ["DEFAULT_LOGGER", "InfraAlert", "classify", "infra_alert"]
@@ -77,6 +84,11 @@ _BUILTIN_NETWORK: tuple[type[BaseException], ...] = (
 )
 
 _now = time.perf_counter
+
+# (service, endpoint) pairs this process saw fail since their last success: only the first
+# success after a failure logs a resolution, so a healthy service's calls stay silent.
+_failing: set[tuple[str, str]] = set()
+_failing_lock = threading.Lock()
 
 
 def _loaded(pairs: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
@@ -173,6 +185,8 @@ class InfraAlert:
         start = self._pop()
         if exc is not None:
             self._report(exc, start)
+        else:
+            self._succeeded()
 
     async def __aenter__(self) -> InfraAlert:
         return self.__enter__()
@@ -187,6 +201,8 @@ class InfraAlert:
         start = self._pop()
         if exc is not None:
             self._report(exc, start)
+        else:
+            self._succeeded()
 
     def _pop(self) -> float:
         starts = self._starts.get()
@@ -204,10 +220,12 @@ class InfraAlert:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 start = _now()
                 try:
-                    return await func(*args, **kwargs)
+                    result = await func(*args, **kwargs)
                 except BaseException as exc:
                     self._report(exc, start)
                     raise
+                self._succeeded()
+                return result
 
             return cast(F, async_wrapper)
 
@@ -215,10 +233,12 @@ class InfraAlert:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             start = _now()
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
             except BaseException as exc:
                 self._report(exc, start)
                 raise
+            self._succeeded()
+            return result
 
         return cast(F, wrapper)
 
@@ -248,11 +268,31 @@ class InfraAlert:
                     "elapsed_ms": elapsed_ms,
                 },
             )
+            with _failing_lock:
+                _failing.add((self.service, self.endpoint))
         except Exception as report_error:
             # Never replace the caller's exception with ours; say so where operators look.
             sys.stderr.write(
                 f"slack-logging: infra_alert could not log {type(exc).__name__} "
                 f"({type(report_error).__name__}: {report_error})\n"
+            )
+
+    def _succeeded(self) -> None:
+        """The call worked: if this process saw it fail, say the outage is over (once)."""
+        key = (self.service, self.endpoint)
+        if key not in _failing:  # the common case, without the lock
+            return
+        with _failing_lock:
+            if key not in _failing:
+                return
+            _failing.discard(key)
+        try:
+            labels = {"service": self.service, "endpoint": self.endpoint}
+            self._alerts._resolution(INFRA_SCOPE, labels, 2)
+        except Exception as error:
+            sys.stderr.write(
+                f"slack-logging: infra_alert could not log a recovery "
+                f"({type(error).__name__}: {error})\n"
             )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from slack_logging._alert import Alert, build_alert, category_key
 from slack_logging._catalog import DEFAULT_EMOJI, Catalog, Category
 from slack_logging._diag import Diagnostics
+from slack_logging._followups import RESOLVE_TTL, resolution_from_record
 from slack_logging._jsonsafe import safe_str
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
@@ -128,6 +129,7 @@ class Ingest:
         with self.lock:
             lines: list[str] = []
             alerts: list[tuple[Alert, str]] = []
+            resolutions: list[tuple[str, dict[str, object]]] = []
             for record in batch:
                 self.stats.records += 1
                 alert_id = category = None
@@ -141,6 +143,10 @@ class Ingest:
                         environment=self.environment,
                         untagged_level=self.untagged_level,
                     )
+                    resolution = resolution_from_record(record, self.redactor)
+                    if resolution is not None:  # a success, not an alert: mirrored only
+                        resolutions.append(resolution)
+                        alert = None
                     if alert is not None:
                         alert_id, category = alert.alert_id, alert.category
                         if self._mirror_only(alert.category):
@@ -165,6 +171,7 @@ class Ingest:
             self.stats.alerts += len(alerts)
             self.ledger.count("alerts", len(alerts))
             self._store(alerts)
+            self._store_resolutions(resolutions)
             if lines and self.mirror is not None:
                 try:
                     self.mirror.write(lines)
@@ -194,6 +201,22 @@ class Ingest:
         if self._unsaved:
             with self.lock:
                 self._store([])
+
+    def _store_resolutions(self, resolutions: list[tuple[str, dict[str, object]]]) -> None:
+        """Successes go to the outbox after the batch's alerts, so the leader never sees a
+        success before the failures logged ahead of it. A lost one loses a recovery notice."""
+        if self.outbox is None:
+            return
+        for key, value in resolutions:
+            try:
+                self.outbox.set_state(key, value, ttl=RESOLVE_TTL)
+            except Exception as exc:
+                self.ledger.count("outbox_errors")
+                self.diag.report(
+                    "outbox:resolve",
+                    f"could not store a resolution in the {self.label} ({type(exc).__name__}); "
+                    "its recovery notice will be missing",
+                )
 
     def _store(self, alerts: list[tuple[Alert, str]]) -> None:
         if self.outbox is None:

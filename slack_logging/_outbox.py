@@ -824,6 +824,45 @@ class Outbox:
 
         return self._run(replay)
 
+    def requeue_message(self, message: str, from_seq: int = 0) -> int:
+        """Put the delivered alerts marked ``message`` (seq ``>= from_seq``) back to pending: a
+        live Slack message that can no longer be edited hands back the alerts it counted but
+        never showed. Returns how many moved."""
+        now = self.clock()
+
+        def requeue(conn: sqlite3.Connection) -> int:
+            with self._tx(conn):
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT alert_id FROM alerts WHERE state = 1 AND seq >= ? AND message = ?",
+                        (from_seq, message),
+                    )
+                ]
+                for alert_id in ids:
+                    # A fresh seq, as in replay_dead: a running sender reads only newer rows.
+                    conn.execute(
+                        "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts), state = 0, "
+                        "not_before = 0, message = NULL, updated = ? WHERE alert_id = ?",
+                        (now, alert_id),
+                    )
+                return len(ids)
+
+        return self._run(requeue)
+
+    def rename_message(self, old: str, new: str, from_seq: int = 0) -> int:
+        """Re-mark delivered alerts (seq ``>= from_seq``) from message ``old`` to ``new``."""
+
+        def rename(conn: sqlite3.Connection) -> int:
+            with self._tx(conn):
+                cur = conn.execute(
+                    "UPDATE alerts SET message = ? WHERE state = 1 AND seq >= ? AND message = ?",
+                    (new, from_seq, old),
+                )
+                return cur.rowcount
+
+        return self._run(rename)
+
     def prune(self, delivered_older_than: float, dead_older_than: float) -> int:
         """Forget delivered alerts (and very old dead letters) past their retention.
 
@@ -856,6 +895,13 @@ class Outbox:
         return self._run(prune)
 
     # -- small shared state --------------------------------------------------------------------
+
+    def delete_state(self, key: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            with self._tx(conn):
+                conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+        self._run(delete)
 
     def get_state(self, key: str) -> Any:
         return self.get_states(key, exact=True).get(key)

@@ -40,6 +40,8 @@ from typing import Any, Literal
 from slack_logging._alert import Alert
 from slack_logging._catalog import DEFAULT_COLORS, Category
 from slack_logging._links import Link, to_mrkdwn
+from slack_logging._live import LiveView
+from slack_logging._recovery import RecoveryNotice
 from slack_logging._redact import Redactor, neutralise_bidi
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
     "mention_markup",
     "render_alert",
     "render_digest",
+    "render_live",
+    "render_recovery",
 ]
 
 #: Slack's documented limits, in characters: header 150, section text 3000, section fields
@@ -70,6 +74,7 @@ DIGEST_TRACEBACK_MAX = 1500
 METADATA_IDS_MAX = 50
 
 EVENT_TYPE = "slack_logging_alert"
+RECOVERY_EVENT_TYPE = "slack_logging_recovery"
 
 #: Extras that steer delivery (which Slack thread) and mean nothing to a reader: never a field.
 ROUTING_FIELDS = frozenset({"thread_key"})
@@ -252,6 +257,64 @@ def render_digest(
         f"{head}: {headline}" if headline else head, FALLBACK_MAX - len(prefix)
     )
     return _payload(fallback, top, details, category, _metadata(category, ordered))
+
+
+def render_live(view: LiveView, category: Category, *, headline: str = "") -> dict[str, Any]:
+    """The content a live message is edited to (``chat.update``): the run's count, first and
+    last seen, span, distinct key values and, once over, when it was resolved.
+
+    ``headline`` is the first alert's message (redacted at ingest). No mention: an edit never
+    notifies, and the first post already did. Metadata ``count`` is ``view.count``, every alert
+    the message now stands for.
+    """
+    emoji, title = _emoji(category), _title(category)
+    count = view.count
+    state = "Resolved" if view.resolved_at is not None else "Ongoing"
+    summary = f"*{count:,} alert{_s(count)}* {_span(view.first_seen, view.last_seen)}"
+    text = _user(_one_line(headline)) if headline else ""
+    top: list[dict[str, Any]] = [
+        _header(f"{emoji} {title}", suffix=f" {_TIMES}{count:,}"),
+        _section(clamp(_join_lines(summary, text), SECTION_MAX)),
+    ]
+    pairs = dict(view.fields())
+    details = _field_blocks(pairs, list(pairs))
+    details.append(_context([f"{state} · updated in place by slack-logging"]))
+    head = f"{emoji} {title} {_TIMES}{count:,}"
+    head += f" ({state.lower()})" if view.resolved_at is not None else ""
+    fallback = clamp(f"{head}: {text}" if text else head, FALLBACK_MAX)
+    payload: dict[str, Any] = {
+        "category": category.key,
+        "severity": category.severity,
+        "count": count,
+        "live": True,
+    }
+    if _is_epoch(view.first_seen) and _is_epoch(view.last_seen):
+        payload["first"] = int(view.first_seen)
+        payload["last"] = int(view.last_seen)
+    metadata = {"event_type": EVENT_TYPE, "event_payload": payload}
+    return _payload(fallback, top, details, category, metadata)
+
+
+def render_recovery(notice: RecoveryNotice, title: str) -> dict[str, Any]:
+    """A short "recovered after 3 m 12 s, 41 failures" message (in the alert's thread in
+    bot mode). It covers no alert: its metadata has no ``count``."""
+    name = _one_line(_user(title)) or "Incident"
+    labels = " · ".join(f"{_user(k)}={_user(_one_line(v))}" for k, v in notice.labels.items())
+    line = f":white_check_mark: *{name}*: {_user(notice.text)}"
+    blocks: list[dict[str, Any]] = [_section(line)]
+    if labels:
+        blocks.append(_context([labels]))
+    fallback = clamp(f"✅ {name}: {_user(notice.text)}", FALLBACK_MAX)
+    payload: dict[str, Any] = {
+        "scope": notice.scope[:100],
+        "failures": notice.failures,
+        "duration": round(notice.duration),
+    }
+    return {
+        "text": fallback,
+        "blocks": blocks,
+        "metadata": {"event_type": RECOVERY_EVENT_TYPE, "event_payload": payload},
+    }
 
 
 def _payload(

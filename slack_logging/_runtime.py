@@ -496,7 +496,7 @@ class Runtime:
             self.take_spills()
         sender.release.set()
         try:
-            while self.pending():
+            while self.pending() or sender.live_pending():
                 if self.monotonic() >= deadline:
                     return False
                 sender.notify()

@@ -5,9 +5,10 @@ others stand by (doing the runtime's housekeeping) and take over when the leader
 the monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
 processes), and a step of that clock is detected against the monotonic one and shifted out.
 
-About 500 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
+About 800 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
 buildable) is a short method here because it changes the outbox, the planner and the ledger
-together.
+together; so are the two requests that follow a message (a live message's ``chat.update`` and a
+recovery notice), whose state and choices live in :mod:`~slack_logging._followups`.
 """
 
 from __future__ import annotations
@@ -22,14 +23,23 @@ from typing import Any
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog, Category
-from slack_logging._coordination import Coordination
+from slack_logging._coordination import Admission, Coordination
 from slack_logging._diag import Diagnostics
+from slack_logging._followups import (
+    HEADLINE_MAX,
+    MAX_NOTICE_ATTEMPTS,
+    MAX_UPDATE_FAILURES,
+    Followups,
+    LiveEntry,
+    live_key,
+)
 from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
+from slack_logging._live import Action, LiveMessage
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
 from slack_logging._redact import Redactor, seal
-from slack_logging._render import render_alert, render_digest
+from slack_logging._render import render_alert, render_digest, render_live, render_recovery
 from slack_logging._summary_job import SummaryJob
 from slack_logging._transport import Outcome, SendResult, Transport
 
@@ -50,6 +60,9 @@ class SenderConfig:
     label: str = "alerts directory"
     retention_delivered: float = 7 * 86400.0
     retention_dead: float = 30 * 86400.0
+    live_updates: bool = True
+    live_updates_per_minute: float = 40.0
+    recovery_quiet_period: float = 60.0
 
 
 class Sender:
@@ -115,6 +128,13 @@ class Sender:
         self.on_exit: Callable[[], None] | None = None
         #: The periodic summary (``summary_at``), run by whichever process leads.
         self.summary: SummaryJob | None = None
+        self.followups = Followups(
+            outbox,
+            diag,
+            quiet_period=config.recovery_quiet_period,
+            per_minute=config.live_updates_per_minute,
+            shared=coord if coord.shared else None,
+        )
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -176,6 +196,7 @@ class Sender:
             self.summary.reset_after_fork()
         self._unmarked = []
         self._forget()
+        self.followups.forget()
         self.stats = Ledger()
 
     def _forget(self) -> None:
@@ -211,10 +232,12 @@ class Sender:
         }
         windows = []
         for key, value in self.outbox.get_states("dedup:").items():
-            _, dest, dkey = key.split(":", 2)
+            # The destination id has a colon of its own ("chat:C0123"); the dedup key is hex.
+            dest, _, dkey = key.removeprefix("dedup:").rpartition(":")
             windows.append([dest, dkey, value])
         self.planner.load({"buckets": buckets, "windows": windows}, now)
         self._forget()
+        self.followups.load()
 
     def _save_state(self, plan: Plan) -> None:
         state = self.planner.to_dict()
@@ -286,6 +309,9 @@ class Sender:
             wake = self.planner.wake_at(
                 list(self._pending.values()), now, release=self.release.is_set()
             )
+            later = self.followups.wake(now)
+            if later is not None and (wake is None or later < wake):
+                wake = later
             delay = self.config.poll_interval
             self._due = None
             if wake is not None:
@@ -369,6 +395,15 @@ class Sender:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    def live_pending(self) -> int:
+        """Live messages that show less than they count (their edit is owed): flush waits for
+        them as for pending alerts, so Slack shows every alert once it returns."""
+        return sum(
+            1
+            for e in list(self.followups.live.values())
+            if e.live.pending or e.unshown_from is not None
+        )
+
     def step(self) -> bool:
         """Send at most one message. True if one was attempted."""
         self._idle()
@@ -384,6 +419,8 @@ class Sender:
         if self.coord.shared:
             changed = self._settle(now) or changed
         release = self.release.is_set()
+        if self._followup_step(now, release):
+            return True
         # Planning is O(pending): during a long outage with a big backlog, skip it until
         # something arrives or the time it said to look again has come.
         if not changed and not release and now < self._next_look:
@@ -430,18 +467,16 @@ class Sender:
             self.coord.hold(list(plan.refs), admission.await_key, now)
             return None
         alerts.extend(admission.remote)
+        live = self._live_mode(plan, transport)
+        if live and self._absorb(plan, alerts, admission, now):
+            return SendResult(Outcome.OK)
         try:
-            payload = self._payload(plan, alerts)
+            # A live message replaces follow-ups: a run it no longer takes starts a new message.
+            payload = self._payload(plan, alerts, repeat=plan.kind == "repeat" and not live)
         except Exception as exc:
             self._unbuildable(plan, exc)
             return None
-        thread_key = _thread_key(alerts, transport)
-        if thread_key is not None:
-            ts = self.coord.thread_ts(plan.dest, thread_key)
-            if ts:
-                payload["thread_ts"] = ts
-                if any(a.severity == "critical" for a in alerts):
-                    payload["reply_broadcast"] = True
+        thread_key = self._place_in_thread(payload, plan.dest, alerts, transport)
         self.planner.took_token(plan.dest, now)
         self.stats.count("requests")
         result = transport.send(payload)
@@ -449,6 +484,9 @@ class Sender:
         if result.outcome is Outcome.OK:
             self._delivered(plan, result, after, thread_key)
             self.coord.delivered(plan, admission, result.ts or "sent")
+            if live:
+                self._start_live(plan, alerts, result, transport, after, payload.get("thread_ts"))
+            self._feed_failures(plan.dest, alerts)
         elif result.outcome is Outcome.RATE_LIMITED:
             self.stats.count("rate_limited")
             retry_after = result.retry_after or 30.0
@@ -462,6 +500,19 @@ class Sender:
         self._announce()
         return result
 
+    def _place_in_thread(
+        self, payload: dict[str, Any], dest: str, alerts: Sequence[Alert], transport: Transport
+    ) -> str | None:
+        """Put the message in its Slack thread, if its alerts have one open; the thread key."""
+        thread_key = _thread_key(alerts, transport)
+        if thread_key is not None:
+            ts = self.coord.thread_ts(dest, thread_key)
+            if ts:
+                payload["thread_ts"] = ts
+                if any(a.severity == "critical" for a in alerts):
+                    payload["reply_broadcast"] = True
+        return thread_key
+
     def category_for(self, alerts: Sequence[Alert], key: str) -> Category:
         """The category resolved at ingest and stored with the alerts (never looked up anew)."""
         if not alerts:
@@ -469,13 +520,13 @@ class Sender:
         a = alerts[0]
         return self.catalog.stored(key, a.title, a.severity, a.known)
 
-    def _payload(self, plan: Plan, alerts: Sequence[Alert]) -> dict[str, Any]:
+    def _payload(self, plan: Plan, alerts: Sequence[Alert], *, repeat: bool) -> dict[str, Any]:
         category = self.category_for(alerts, plan.category)
         redact = None if self.redactor is None else self.redactor.text
         if plan.kind == "single" and len(alerts) == 1:
             payload = render_alert(alerts[0], category, redact=redact)
         else:
-            payload = render_digest(alerts, category, repeat=plan.kind == "repeat", redact=redact)
+            payload = render_digest(alerts, category, repeat=repeat, redact=redact)
         return payload if self.redactor is None else seal(payload, self.redactor)
 
     def _delivered(
@@ -557,6 +608,229 @@ class Sender:
             self._pending.pop(r.alert_id, None)
         self.stats.count("dead", len(plan.refs))
         self.diag.report(f"unbuildable:{type(exc).__name__}", f"{reason}; kept as dead letters")
+
+    # -- live messages and recovery notices (see _followups) ---------------------------------
+
+    def _live_mode(self, plan: Plan, transport: Transport) -> bool:
+        """Whether this plan's run is (or becomes) a live message: bot mode, one kind of alert."""
+        return (
+            self.config.live_updates
+            and bool(getattr(transport, "supports_updates", False))
+            and len(plan.dedup_keys) == 1
+        )
+
+    def _absorb(
+        self, plan: Plan, alerts: Sequence[Alert], admission: Admission, now: float
+    ) -> bool:
+        """Count the plan's alerts in the run's live message instead of posting; True if it
+        took them (the edit follows, paced, in :meth:`_update_live`)."""
+        entry = self.followups.refresh(live_key(plan.dest, plan.dedup_keys[0]))
+        if entry is None or not alerts or not all(entry.live.accepts(a.created) for a in alerts):
+            return False
+        key_fields = self.category_for(alerts, plan.category).key_fields
+        for a in alerts:
+            entry.live.observe(a.created, a.fields, key_fields)
+        lowest = min(r.seq for r in plan.refs)
+        if entry.unshown_from is None or lowest < entry.unshown_from:
+            entry.unshown_from = lowest
+        # Saved before the alerts are marked delivered: a crash in between sends them again
+        # (counted twice at worst), never loses them.
+        self.followups.save_live(entry)
+        message = entry.unshown_message
+        for r in plan.refs:
+            self._pending.pop(r.alert_id, None)
+        self.stats.count("delivered", len(plan.refs))
+        try:
+            self.outbox.mark_delivered(plan.alert_ids, message)
+        except Exception:
+            self._unmarked.append((plan.alert_ids, message))
+        self.planner.delivered(plan, now)
+        self._save_state(plan)
+        self.coord.delivered(plan, admission, message)
+        self._feed_failures(plan.dest, alerts)
+        self._announce()
+        return True
+
+    def _start_live(
+        self,
+        plan: Plan,
+        alerts: Sequence[Alert],
+        result: SendResult,
+        transport: Transport,
+        now: float,
+        thread_ts: str | None,
+    ) -> None:
+        channel = result.channel or getattr(transport, "channel", None)
+        if not result.ts or not channel or not alerts:
+            return
+        category = self.category_for(alerts, plan.category)
+        try:
+            live = LiveMessage.start(
+                dedup_key=plan.dedup_keys[0],
+                channel=channel,
+                ts=result.ts,
+                posted_at=now,
+                alerts=[(a.created, a.fields) for a in alerts],
+                key_fields=category.key_fields,
+            )
+        except ValueError:
+            return
+        headline = str(alerts[0].message)[:HEADLINE_MAX]
+        entry = LiveEntry(plan.dest, plan.category, live, headline, thread_ts=thread_ts)
+        self.followups.live[entry.key] = entry
+        self.followups.save_live(entry)
+
+    def _feed_failures(self, dest: str, alerts: Sequence[Alert]) -> None:
+        def resolve_by(a: Alert) -> tuple[str, ...]:
+            category = self.category_for([a], a.category)
+            return tuple(getattr(category, "resolve_by", ()) or ())
+
+        self.followups.feed(dest, alerts, resolve_by, self._now())
+
+    def _followup_step(self, now: float, release: bool) -> bool:
+        """Apply successes, then post one owed notice or send one due edit. True if a request
+        was made."""
+        self.followups.apply_resolutions(self._pending.values(), now)
+        self.followups.flush_recovery(now)
+        return self._post_notice(now) or self._update_live(now, release=release)
+
+    def _post_notice(self, now: float) -> bool:
+        """Post one recovery notice that is due: in the thread of the incident's live message
+        (which then shows it resolved), else as a short message of its own."""
+        fu = self.followups
+        for pending in list(fu.notices):
+            notice = pending.notice
+            dest, _, dkey = (notice.ref or "").removeprefix("live:").rpartition(":")
+            if dest not in self.transports:
+                dest = self.default_dest
+            if pending.not_before > now or self.planner.ready_at(dest, now) > now:
+                continue
+            transport = self.transports[dest]
+            entry = fu.live.get(live_key(dest, dkey))
+            key = notice.categories[0] if notice.categories else notice.scope
+            payload = render_recovery(notice, self.catalog.lookup(key).title)
+            if entry is not None and transport.supports_threads:
+                # A reply goes under the thread's parent, not under another reply.
+                payload["thread_ts"] = entry.thread_ts or entry.live.ts
+                entry.live.resolve(notice.recovered_at)
+                fu.save_live(entry)
+            if self.redactor is not None:
+                payload = seal(payload, self.redactor)
+            self.planner.took_token(dest, now)
+            self.stats.count("requests")
+            result = transport.send(payload)
+            after = self._now()
+            if result.ok:
+                fu.notices.remove(pending)
+                self.stats.count("recoveries")
+            elif result.outcome is Outcome.RATE_LIMITED:
+                self.planner.rate_limited(dest, result.retry_after or 30.0, after)
+            else:
+                pending.attempts += 1
+                pending.not_before = after + backoff(pending.attempts, self.rng)
+                if result.outcome is Outcome.PERMANENT and pending.attempts >= MAX_NOTICE_ATTEMPTS:
+                    fu.notices.remove(pending)
+                    self.diag.report(
+                        f"notice:{result.error}",
+                        f"Slack rejected a recovery notice ({_describe(result)}); dropped "
+                        "(no alert is lost)",
+                        once=True,
+                    )
+            fu.save_recovery()
+            self._announce()
+            return True
+        return False
+
+    def _update_live(self, now: float, *, release: bool) -> bool:
+        """Send the most overdue live edit, if the budget has a token. On flush and shutdown
+        (``release``) an edit goes without waiting out its interval."""
+        fu = self.followups
+        if fu.shared is not None:
+            self._sync_live()
+        for closed in fu.closed_with_alerts():
+            self._repost(closed, "the message can no longer be edited")
+        entry = fu.due_live(now, release=release)
+        if entry is None:
+            return False
+        transport = self.transports.get(entry.dest)
+        update = getattr(transport, "update", None)
+        if transport is None or not getattr(transport, "supports_updates", False) or not update:
+            entry.live.closed = True
+            self._repost(entry, "its destination cannot edit messages")
+            return False
+        if not fu.budget.take(now):
+            return False
+        sent = entry.live.view()
+        payload = render_live(sent, self.catalog.lookup(entry.category), headline=entry.headline)
+        if self.redactor is not None:
+            payload = seal(payload, self.redactor)
+        self.stats.count("requests")
+        result: SendResult = update(entry.live.channel, entry.live.ts, payload)
+        after = self._now()
+        error = None if result.ok else (result.error or result.outcome.value)
+        if result.outcome is Outcome.RATE_LIMITED:
+            error = "ratelimited"
+            self.stats.count("rate_limited")
+            fu.budget.rate_limited(after, result.retry_after)
+        action = entry.live.apply(error, sent=sent, now=after, retry_after=result.retry_after)
+        if result.ok:
+            self._shown(entry)
+            self.stats.count("live_updates")
+        elif (
+            result.outcome is Outcome.PERMANENT
+            and action is Action.RETRY
+            and entry.live.failures >= MAX_UPDATE_FAILURES
+        ):
+            entry.live.closed = True
+            action = Action.REPOST
+        if action is Action.REPOST:
+            self._repost(entry, f"Slack refused to edit it ({_describe(result)})")
+        fu.save_live(entry)
+        fu.save_budget()
+        self._announce()
+        return True
+
+    def _sync_live(self) -> None:
+        """Shared mode: take what other hosts did to the live messages this one has alerts in
+        or owes an edit (it may have been shown, or closed, meanwhile)."""
+        fu = self.followups
+        for key, entry in list(fu.live.items()):
+            if entry.unshown_from is None and not entry.live.pending:
+                continue
+            fresh = fu.refresh(key)
+            if fresh is not None and not fresh.live.pending and not fresh.live.closed:
+                self._shown(fresh)
+
+    def _shown(self, entry: LiveEntry) -> None:
+        """Slack shows every alert the message counts: their rows say so."""
+        if entry.unshown_from is None:
+            return
+        try:
+            self.outbox.rename_message(
+                entry.unshown_message, entry.shown_message, entry.unshown_from
+            )
+        except Exception:
+            return  # still marked unshown: a later repost would send them twice, never lose one
+        entry.unshown_from = None
+
+    def _repost(self, entry: LiveEntry, why: str) -> None:
+        """A live message that cannot be edited any more hands the alerts Slack does not show
+        back to the outbox; the planner posts them as a new message (a new live run)."""
+        if entry.unshown_from is None:
+            return
+        try:
+            moved = self.outbox.requeue_message(entry.unshown_message, entry.unshown_from)
+        except Exception:
+            return  # tried again on the next turn: these alerts are not shown yet
+        entry.unshown_from = None
+        self.followups.save_live(entry)
+        if moved:
+            self.stats.count("live_reposts")
+            self.diag.report(
+                f"live:{entry.dest}",
+                f"a live Slack message was not updated: {why}; its {moved} alert(s) not yet "
+                "shown are posted as a new message",
+            )
 
     # -- waiting -------------------------------------------------------------------------------
 

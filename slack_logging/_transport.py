@@ -530,6 +530,8 @@ class WebhookTransport(_HttpTransport):
     __slots__ = ()
     #: Webhook answers carry no message ts, so replies cannot be threaded.
     supports_threads = False
+    #: A webhook cannot edit what it posted.
+    supports_updates = False
 
     def __init__(
         self,
@@ -576,6 +578,8 @@ class WebApiTransport(_HttpTransport):
     __slots__ = ("_api_url", "channel")
     #: chat.postMessage answers with the message ts, which later replies thread under.
     supports_threads = True
+    #: chat.update can edit a message this token posted (live messages).
+    supports_updates = True
 
     def __init__(
         self,
@@ -603,6 +607,20 @@ class WebApiTransport(_HttpTransport):
         body.setdefault("channel", self.channel)
         return self._post(
             f"{self._api_url}/chat.postMessage",
+            body,
+            {"Authorization": f"Bearer {self._secret.reveal()}"},
+        )
+
+    def update(self, channel: str, ts: str, payload: Mapping[str, Any]) -> SendResult:
+        """Replace the content of message ``ts`` in ``channel`` with ``chat.update``; never
+        raises. Answers like :meth:`send` (``ts`` is the edited message's); Slack's reasons an
+        edit can never succeed (``message_not_found``, ``cant_update_message``,
+        ``edit_window_closed``) come back PERMANENT with that ``error``."""
+        body = {k: v for k, v in payload.items() if k not in ("thread_ts", "reply_broadcast")}
+        body["channel"] = channel
+        body["ts"] = ts
+        return self._post(
+            f"{self._api_url}/chat.update",
             body,
             {"Authorization": f"Bearer {self._secret.reveal()}"},
         )

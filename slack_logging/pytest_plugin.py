@@ -41,7 +41,7 @@ import requests.adapters
 
 from slack_logging import _transport
 from slack_logging._alert import IGNORED_LOGGERS, Alert
-from slack_logging._alert_logger import catalog_for
+from slack_logging._alert_logger import RESOLVE_ATTR, catalog_for
 from slack_logging._catalog import Catalog
 from slack_logging._config import parse_bool
 from slack_logging._frameworks import lift_fields
@@ -132,6 +132,8 @@ class _Capture(logging.Handler):
             if name in IGNORED_LOGGERS or name.startswith(_IGNORED_DOTTED):
                 return
             record = lift_fields(logging.makeLogRecord(record.__dict__))
+            if RESOLVE_ATTR in record.__dict__:
+                return  # AlertLogger.resolve(): a success, never a Slack alert
             if "alert" not in record.__dict__:
                 self._owner._untagged(record)
                 return

@@ -49,6 +49,9 @@ Surface = Literal["webhook", "chat"]
 
 _WEBHOOK_PATH = re.compile(r"/services/[^/]+/[^/]+/[^/]+")
 _CHAT_PATH = "/api/chat.postMessage"
+_UPDATE_PATH = "/api/chat.update"
+#: Slack's Tier 3 (chat.update): about 50 calls a minute per workspace and app.
+UPDATE_PER_MINUTE = 50
 _MAX_REQUEST = 10 * 1024 * 1024
 _DEFAULT_BODIES = {
     400: "invalid_payload",
@@ -75,6 +78,9 @@ class Received:
     thread_ts: str | None = None
     ts: str | None = None
     """The ts answered (chat.postMessage only)."""
+    edits: tuple[dict[str, Any], ...] = ()
+    """Each ``chat.update`` body that edited this message, oldest first; ``payload`` is then
+    the content of the last one (as Slack shows the message now)."""
 
     def preview(self, *, color: bool = False, width: int = 80) -> str:
         """The message drawn for a terminal as Slack shows it: header, text, fields in two
@@ -113,6 +119,8 @@ class _Fault:
     body: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
+    method: str | None = None
+    """Only a request to this method consumes it (``"chat.update"``); None: any request."""
 
 
 @dataclass
@@ -221,6 +229,18 @@ def _refusal(rejection: Rejection) -> dict[str, Any]:
         "errors": list(rejection.errors),
         "response_metadata": {"messages": [f"[ERROR] {e}" for e in rejection.errors]},
     }
+
+
+def _destination(surface: Surface | None, path: str, payload: dict[str, Any] | None) -> str | None:
+    """The rate-limit key of a request: the webhook path, ``chat:<channel>``, or
+    ``chat.update`` (Tier 3 counts per method and workspace)."""
+    if surface == "webhook":
+        return path
+    if path == _UPDATE_PATH:
+        return "chat.update"
+    if payload is not None and isinstance(payload.get("channel"), str):
+        return f"chat:{payload['channel']}"
+    return None
 
 
 def _has_content(payload: Mapping[str, Any]) -> bool:
@@ -359,6 +379,14 @@ class FakeSlack:
         self._retry_until: dict[str, float] = {}
         self._ts_second = 0
         self._ts_counter = 0
+        #: Message index by ts, the token that posted it, and edits that can no longer happen.
+        self._by_ts: dict[str, int] = {}
+        self._posted_by: dict[str, str] = {}
+        self._edit_closed: set[str] = set()
+        self._edit_log: list[dict[str, Any]] = []
+        self._all_edits_closed = False
+        self._update_rate: float | None = UPDATE_PER_MINUTE / 60.0
+        self._update_burst = UPDATE_PER_MINUTE
         self.set_rate_limit(rate_limit, burst, retry_after)
 
     def start(self) -> FakeSlack:
@@ -449,10 +477,55 @@ class FakeSlack:
         with self._lock:
             return [r for r in self._requests if r.early]
 
+    def message(self, ts: str) -> Received | None:
+        """The message posted as ``ts`` as Slack shows it now (after any ``chat.update``),
+        with its :attr:`Received.edits`; None if no such message was posted."""
+        with self._lock:
+            index = self._by_ts.get(ts)
+            return None if index is None else self._messages[index]
+
+    @property
+    def edits(self) -> list[dict[str, Any]]:
+        """Every accepted ``chat.update`` body, oldest first."""
+        with self._lock:
+            return list(self._edit_log)
+
+    def close_edit_window(self, ts: str | None = None) -> None:
+        """From now on, ``chat.update`` of message ``ts`` (None: of every message, also those
+        posted later) answers ``edit_window_closed``, as when a workspace limits edits."""
+        with self._lock:
+            if ts is None:
+                self._all_edits_closed = True
+            else:
+                self._edit_closed.add(ts)
+
+    def set_update_rate_limit(self, per_minute: float | None, burst: int | None = None) -> None:
+        """Pace ``chat.update`` like Slack's Tier 3 (default 50 a minute for the workspace,
+        bursts of as many); None disables it. Over budget: 429 ``ratelimited`` with
+        ``Retry-After``."""
+        if per_minute is not None and not per_minute > 0:
+            raise ValueError("per_minute must be positive or None")
+        with self._lock:
+            self._update_rate = None if per_minute is None else per_minute / 60.0
+            self._update_burst = max(1, int(burst if burst is not None else per_minute or 1))
+            self._buckets.pop("chat.update", None)
+
+    def wait_for_edits(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Block until at least `n` ``chat.update`` calls were accepted; return their bodies."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._edit_log) >= n, timeout):
+                done = len(self._edit_log)
+                raise TimeoutError(
+                    f"FakeSlack accepted {done} chat.update call(s) within {timeout:g} s, "
+                    f"expected at least {n}"
+                )
+        return self.edits
+
     @property
     def alerts_covered(self) -> int:
         """Alerts covered by every accepted message (slack-logging's metadata ``count``): the
-        number to compare with the alerts logged."""
+        number to compare with the alerts logged. An edited message counts once, with the
+        count it shows now."""
         total = 0
         for m in self.messages:
             meta = m.payload.get("metadata") or {}
@@ -476,6 +549,8 @@ class FakeSlack:
         """Forget recorded messages, requests and counters; scripted faults and modes stay."""
         with self._lock:
             self._messages.clear()
+            self._by_ts.clear()
+            self._edit_log.clear()
             self._requests.clear()
             self._rate_limited = 0
 
@@ -511,6 +586,7 @@ class FakeSlack:
         *,
         headers: Mapping[str, str] | None = None,
         count: int = 1,
+        method: str | None = None,
     ) -> None:
         """Answer the next `count` requests with `status` and `body`.
 
@@ -524,15 +600,17 @@ class FakeSlack:
             status=status,
             body=_default_body(status) if body is None else body,
             headers=tuple((headers or {}).items()),
+            method=method,
         )
         self._script(fault, count)
 
-    def api_error_next(self, error: str, count: int = 1) -> None:
+    def api_error_next(self, error: str, count: int = 1, *, method: str | None = None) -> None:
         """Answer the next `count` requests with ``200 {"ok": false, "error": error}``.
 
-        A webhook request consuming it gets ``400 <error>`` instead.
+        A webhook request consuming it gets ``400 <error>`` instead. ``method``
+        (``"chat.update"``, ``"chat.postMessage"``, ``"webhook"``): only requests to it.
         """
-        self._script(_Fault("api_error", body=error), count)
+        self._script(_Fault("api_error", body=error, method=method), count)
 
     def hang_next(self, seconds: float, count: int = 1) -> None:
         """Hold the next `count` requests for `seconds` before answering; `stop()` cuts it short."""
@@ -598,20 +676,17 @@ class FakeSlack:
         surface: Surface | None = None
         if handler.command == "POST" and _WEBHOOK_PATH.fullmatch(path):
             surface = "webhook"
-        elif handler.command == "POST" and path == _CHAT_PATH:
+        elif handler.command == "POST" and path in (_CHAT_PATH, _UPDATE_PATH):
             surface = "chat"
         payload = _parse_body(raw, headers.get("content-type", ""), surface) if surface else None
-        destination: str | None = None
-        if surface == "webhook":
-            destination = path
-        elif payload is not None and isinstance(payload.get("channel"), str):
-            destination = f"chat:{payload['channel']}"
+        destination = _destination(surface, path, payload)
+        method = "webhook" if surface == "webhook" else path.removeprefix("/api/")
 
         with self._lock:
             early = destination is not None and arrived < self._retry_until.get(
                 destination, -math.inf
             )
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._take_fault(method)
             incoming = RecordedRequest(
                 method=handler.command,
                 path=path,
@@ -648,7 +723,7 @@ class FakeSlack:
                     self._requests[index] = answered
                     break
             if message is not None:
-                self._messages.append(message)
+                message = self._keep(message, path)
             self._changed.notify_all()
         self._answer(handler, answer)
         try:  # a test's callback must not break the fake
@@ -677,6 +752,8 @@ class FakeSlack:
             return _json_answer({"ok": False, "error": fault.body}), None
         if incoming.surface == "webhook":
             return self._webhook(incoming)
+        if incoming.surface == "chat" and incoming.path == _UPDATE_PATH:
+            return self._update(incoming)
         if incoming.surface == "chat":
             return self._chat(incoming)
         if incoming.path.startswith("/api/"):
@@ -740,6 +817,7 @@ class FakeSlack:
         if rejection is not None:
             return _json_answer(_refusal(rejection)), None
         ts = self._next_ts()
+        self._posted_by[ts] = token
         thread_ts = payload.get("thread_ts")
         thread_ts = thread_ts if isinstance(thread_ts, str) else None
         posted: dict[str, Any] = {
@@ -772,13 +850,88 @@ class FakeSlack:
         )
         return _json_answer(body), message
 
+    def _take_fault(self, method: str) -> _Fault | None:
+        for index, fault in enumerate(self._faults):
+            if fault.method is None or fault.method == method:
+                del self._faults[index]
+                return fault
+        return None
+
+    def _update(  # noqa: PLR0911, PLR0912 - one answer per chat.update error Slack gives
+        self, incoming: RecordedRequest
+    ) -> tuple[_Answer, Received | None]:
+        """``chat.update`` (api.slack.com/methods/chat.update): the Web API's checks, then the
+        message's own (found, ours, still editable), then the content's."""
+        payload, headers = incoming.payload, incoming.headers
+        authorization = headers.get("authorization", "")
+        token = authorization[7:] if authorization.startswith("Bearer ") else None
+        if token is None and payload is not None and isinstance(payload.get("token"), str):
+            token = payload["token"]
+        if not token:
+            return _json_answer({"ok": False, "error": "not_authed"}), None
+        if token != self.token:
+            return _json_answer({"ok": False, "error": "invalid_auth"}), None
+        if self._revoked:
+            return _json_answer({"ok": False, "error": "token_revoked"}), None
+        if payload is None:
+            return _json_answer({"ok": False, "error": "invalid_json"}), None
+        channel, ts = payload.get("channel"), payload.get("ts")
+        if not isinstance(channel, str) or not channel:
+            return _json_answer({"ok": False, "error": "channel_not_found"}), None
+        if self._over_budget("chat.update", incoming.received_at, incoming.early):
+            limited = {"ok": False, "error": "ratelimited"}
+            return _json_answer(limited, 429, **{"Retry-After": str(self._retry_after)}), None
+        if self.channels and channel not in self.channels:
+            return _json_answer({"ok": False, "error": "channel_not_found"}), None
+        index = self._by_ts.get(ts) if isinstance(ts, str) else None
+        if index is None or self._messages[index].channel != channel:
+            return _json_answer({"ok": False, "error": "message_not_found"}), None
+        assert isinstance(ts, str)
+        if self._posted_by.get(ts) != token:
+            return _json_answer({"ok": False, "error": "cant_update_message"}), None
+        if self._all_edits_closed or ts in self._edit_closed:
+            return _json_answer({"ok": False, "error": "edit_window_closed"}), None
+        if not _has_content(payload):
+            return _json_answer({"ok": False, "error": "no_text"}), None
+        rejection = check_payload(payload) if self.strict else None
+        if rejection is not None:
+            return _json_answer(_refusal(rejection)), None
+        body: dict[str, Any] = {"ok": True, "channel": channel, "ts": ts}
+        body["text"] = payload.get("text", "")
+        edited = replace(self._messages[index], payload=payload, headers=headers)
+        return _json_answer(body), edited
+
+    def _keep(self, message: Received, path: str) -> Received:
+        """Store an accepted post, or apply an accepted update (under the lock)."""
+        if path == _UPDATE_PATH:
+            return self._edited(message)
+        if message.ts is not None:
+            self._by_ts[message.ts] = len(self._messages)
+        self._messages.append(message)
+        return message
+
+    def _edited(self, edit: Received) -> Received:
+        assert edit.ts is not None
+        index = self._by_ts[edit.ts]
+        old = self._messages[index]
+        content = {
+            k: v for k, v in edit.payload.items() if k not in ("channel", "ts", "token", "as_user")
+        }
+        current = replace(old, payload=content, edits=(*old.edits, edit.payload))
+        self._messages[index] = current
+        self._edit_log.append(edit.payload)
+        return current
+
     def _over_budget(self, destination: str, now: float, early: bool) -> bool:
         if early:
             return True
-        if self._rate is None:
+        rate, burst = self._rate, self._burst
+        if destination == "chat.update":
+            rate, burst = self._update_rate, self._update_burst
+        if rate is None:
             return False
-        bucket = self._buckets.setdefault(destination, _Bucket(float(self._burst), now))
-        bucket.tokens = min(float(self._burst), bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket = self._buckets.setdefault(destination, _Bucket(float(burst), now))
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0

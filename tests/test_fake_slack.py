@@ -187,7 +187,7 @@ class TestChatSurface:
 
     def test_unknown_method(self, slack: FakeSlack) -> None:
         """Another Web API method answers unknown_method."""
-        response = post_raw(slack.api_url + "/chat.update", json={})
+        response = post_raw(slack.api_url + "/chat.delete", json={})
         assert response.json() == {"ok": False, "error": "unknown_method"}
 
     @pytest.mark.parametrize(

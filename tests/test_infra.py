@@ -32,6 +32,14 @@ class Collect(logging.Handler):
         self.records.append(record)
 
 
+@pytest.fixture(autouse=True)
+def no_outage_seen() -> Iterator[None]:
+    """Each test starts with no failure seen (the set is per process, like an outage)."""
+    _infra._failing.clear()
+    yield
+    _infra._failing.clear()
+
+
 @pytest.fixture
 def records(logger: logging.Logger) -> Iterator[list[logging.LogRecord]]:
     collect = Collect()
@@ -404,3 +412,73 @@ class TestDecorator:
 
         with pytest.raises(TypeError, match="generator"):
             infra_alert(service="s", endpoint="e")(gen if kind == "generator" else agen)
+
+
+class TestRecovery:
+    def test_first_success_after_a_failure_logs_one_resolution(
+        self, logger: logging.Logger, records: list[logging.LogRecord]
+    ) -> None:
+        """Fail, succeed, succeed: one alert and one resolution (untagged, never an alert)."""
+        calls = infra_alert(service="toss", endpoint="/confirm", logger=logger)
+        with pytest.raises(TimeoutError), calls:
+            raise TimeoutError
+        with calls:
+            pass
+        with calls:
+            pass
+        alert, resolution = records
+        assert alert.__dict__["alert"] == "api_timeout"
+        assert "alert" not in resolution.__dict__
+        assert resolution.levelno == logging.INFO
+        assert resolution.__dict__["_slack_logging_resolve"] == {
+            "scope": "infra",
+            "labels": {"service": "toss", "endpoint": "/confirm"},
+        }
+        assert resolution.filename == "test_infra.py"  # points at the caller's `with`
+
+    def test_healthy_calls_stay_silent(
+        self, logger: logging.Logger, records: list[logging.LogRecord]
+    ) -> None:
+        """A service that never failed in this process logs nothing on success."""
+        calls = infra_alert(service="toss", endpoint="/confirm", logger=logger)
+        for _ in range(3):
+            with calls:
+                pass
+        assert records == []
+
+    def test_other_endpoint_not_resolved(
+        self, logger: logging.Logger, records: list[logging.LogRecord]
+    ) -> None:
+        """Only the endpoint that failed is resolved by its own success."""
+        with pytest.raises(ConnectionError), infra_alert(service="s", endpoint="/a", logger=logger):
+            raise ConnectionError
+        with infra_alert(service="s", endpoint="/b", logger=logger):
+            pass
+        assert len(records) == 1
+
+    def test_decorated_function_success_resolves(
+        self, logger: logging.Logger, records: list[logging.LogRecord]
+    ) -> None:
+        """The decorator form resolves too, sync and async."""
+
+        @infra_alert(service="pg", endpoint="/approve", logger=logger)
+        def approve(fail: bool) -> str:
+            if fail:
+                raise TimeoutError
+            return "ok"
+
+        @infra_alert(service="pg", endpoint="/refund", logger=logger)
+        async def refund(fail: bool) -> str:
+            if fail:
+                raise ConnectionResetError
+            return "ok"
+
+        for call in (approve, lambda fail: asyncio.run(refund(fail))):
+            with pytest.raises((TimeoutError, ConnectionResetError)):
+                call(True)
+            assert call(False) == "ok"
+        resolved = [r for r in records if "_slack_logging_resolve" in r.__dict__]
+        assert [r.__dict__["_slack_logging_resolve"]["labels"]["endpoint"] for r in resolved] == [
+            "/approve",
+            "/refund",
+        ]
