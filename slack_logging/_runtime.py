@@ -503,6 +503,11 @@ class Runtime:
         finally:
             sender.release.clear()
 
+    def wait_ingested(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until the ingest thread has taken every queued record
+        (mirror written, alerts stored); False if records were still queued at the end."""
+        return self._drain_queue(self.monotonic() + max(0.0, timeout))
+
     def _drain_queue(self, deadline: float) -> bool:
         q = self._queue
         with q.all_tasks_done:
