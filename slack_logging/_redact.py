@@ -443,8 +443,11 @@ class Redactor:
         if m.group("ckey") is not None:
             return f"{m.group('ckey')}{m.group('csep')}{REDACTED}"
         key, sep, val, cred = m.group("key", "sep", "val", "cred")
-        if (cred or val[1:]).startswith("[REDACTED") or not self.is_secret_key(key):
+        if (cred or val[1:]).startswith("[REDACTED"):
             return m.group(0)
+        if not self.is_secret_key(key):
+            # The value can hold pairs of its own: "url=https://h/?token=..." or "https://h/?key=".
+            return f"{key}{sep}{_PARAM_RE.sub(self._mask_param, val)}"
         if cred is None:
             return f"{key}{sep}{val[0]}{REDACTED}{val[0]}"
         return f"{key}{sep}{m.group('scheme') or ''}{REDACTED}"
