@@ -134,12 +134,50 @@ class JsonSafe:
         self.max_str = max_str
         self.max_nodes = max_nodes
         self.max_chars = max_chars
+        # Within these limits a flat dict can never hit the depth, node or character budget.
+        self._flat_ok = max_depth >= 1 and max_nodes > max_items and max_chars >= 4 * max_str
 
     def __call__(self, obj: object) -> JSONValue:
         try:
+            if type(obj) is dict and self._flat_ok and len(obj) <= self.max_items:
+                flat = self._flat(obj)
+                if flat is not None:
+                    return flat
             return self._value(obj, 0, _Budget(self.max_nodes, self.max_chars))
         except BaseException:
             return f"<unrepresentable {type_name(obj)}>"
+
+    def _flat(self, obj: dict[Any, Any]) -> dict[str, JSONValue] | None:
+        """The walk's result for the common case (a record's extras): str keys, short str and
+        plain number values; ``None`` (take the full walk) for anything else."""
+        out: dict[str, JSONValue] = {}
+        chars = 0
+        limit = min(self.max_str, self.max_chars // 8)
+        text, key_hook = self._text, self._key_hook
+        for key, item in obj.items():
+            if type(key) is not str:
+                return None
+            kind = type(item)
+            if kind is str:
+                chars += len(item)
+                if len(item) > limit or chars > limit:
+                    return None
+            elif kind is not int and kind is not float and kind is not bool and item is not None:
+                return None
+            shown, secret = key_hook(utf8_safe(key[:_MAX_KEY]))
+            while shown in out:  # 1 and "1" both became "1": keep both
+                shown += "'"
+            if secret:
+                out[shown] = self._secret
+            elif kind is str:
+                out[shown] = text(item)
+            elif kind is int:
+                out[shown] = self._int(item)
+            elif kind is float:
+                out[shown] = self._float(item)
+            else:
+                out[shown] = item
+        return out
 
     def _value(self, obj: object, depth: int, walk: _Budget) -> JSONValue:  # noqa: PLR0911, PLR0912 - one case per type
         walk.nodes -= 1
