@@ -20,6 +20,7 @@ from slack_logging._jsonsafe import safe_str
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
+from slack_logging._overflow import GapRecord
 from slack_logging._redact import Redactor
 
 __all__ = ["Ingest", "IngestStats", "alert_from_record", "resolve_category"]
@@ -132,14 +133,19 @@ class Ingest:
                 self.stats.records += 1
                 alert_id = category = None
                 try:
-                    alert = alert_from_record(
-                        record,
-                        self.catalog,
-                        self.redactor,
-                        host=self.host,
-                        service=self.service,
-                        environment=self.environment,
-                        untagged_level=self.untagged_level,
+                    # A gap line (records dropped on a full queue) is for the mirror only.
+                    alert = (
+                        None
+                        if type(record) is GapRecord
+                        else alert_from_record(
+                            record,
+                            self.catalog,
+                            self.redactor,
+                            host=self.host,
+                            service=self.service,
+                            environment=self.environment,
+                            untagged_level=self.untagged_level,
+                        )
                     )
                     if alert is not None:
                         dest = self.routes.get(alert.category, self.default_dest)

@@ -36,6 +36,7 @@ from slack_logging._ingest import Ingest
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import DB_NAME, Outbox
+from slack_logging._overflow import Overflow
 from slack_logging._parts import make_mirror, make_sender, prepare_dir
 from slack_logging._sender import Sender
 from slack_logging._spill import PREFIX as SPILL_PREFIX
@@ -105,6 +106,9 @@ class Runtime:
         self.spill: Spill | None = None
         self.sender: Sender | None = None
         self.ingest = self._make_ingest()
+        self.overflow = Overflow(
+            lambda: self.spill, ledger=self.ledger, diag=diag, on_thread=_mark_ours
+        )
         self._lock = threading.RLock()
         self._opened = False
         self._thread: threading.Thread | None = None
@@ -228,20 +232,39 @@ class Runtime:
     # -- the caller's side ------------------------------------------------------------------------
 
     def submit(self, record: logging.LogRecord) -> None:
-        """Enqueue (the caller's thread). Never blocks; a full queue spills alerts to disk."""
+        """Enqueue (the caller's thread). Never blocks, no file I/O: on a full queue an alert
+        goes to the overflow writer (:mod:`slack_logging._overflow`), anything else is
+        dropped, counted, and shown in the mirror as a gap line."""
         if self._closed:  # e.g. an atexit hook that logs after ours ran
             self._spill_or_drop(record)
             return
         try:
+            if self.overflow.gap is not None:
+                self._put_gap()
             self._queue.put_nowait(record)
         except queue.Full:
-            self._spill_or_drop(record)
+            if "alert" in record.__dict__ and self.overflow.hold(record):
+                self.ledger.count("spilled")
+            else:
+                self._spill_or_drop(record)
         if not self._started:
             self.start(blocking=False)
 
+    def _put_gap(self) -> None:
+        """The first record after a run of drops: the gap's mirror line goes ahead of it."""
+        gap = self.overflow.take_gap()
+        if gap is None:
+            return
+        try:
+            self._queue.put_nowait(gap)
+        except queue.Full:
+            self.overflow.restore_gap(gap)
+            raise
+
     def _spill_or_drop(self, record: logging.LogRecord) -> None:
-        """The queue is full (or we are closed): an alert goes to a spill file, which this or a
-        later process moves into the outbox; anything else is counted as dropped."""
+        """Closed, or the queue and the overflow writer are both full: an alert goes to a spill
+        file from this thread, which this or a later process moves into the outbox; anything
+        else is counted as dropped."""
         reason = "closed" if self._closed else "queue_full"
         if "alert" in record.__dict__:
             if self.spill is None and not self._opened and self.settings.enabled:
@@ -257,7 +280,8 @@ class Runtime:
                 except Exception:  # noqa: S110 - counted as a drop below
                     pass
             reason = "spill_failed"
-        n = self.ledger.drop(reason)
+        # After close there is no mirror to show a gap in.
+        n = self.ledger.drop(reason) if self._closed else self.overflow.lost(record, reason)
         if n in (1, 100, 10_000) or n % 100_000 == 0:
             why = {
                 "closed": "the handler is closed",
@@ -484,7 +508,8 @@ class Runtime:
         """This process's alerts not yet delivered (or given up)."""
         if self.outbox is None:
             return 0
-        held = self.ingest.unsaved + (1 if self.spill is not None and self.spill.dirty else 0)
+        held = self.ingest.unsaved + self.overflow.waiting
+        held += 1 if self.spill is not None and self.spill.dirty else 0
         return held + self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
 
     def flush(self, deadline: float) -> bool:
@@ -494,6 +519,7 @@ class Runtime:
             return self._left_at_close == 0
         if not self._started:
             return self.pending() == 0
+        self.overflow.drain()
         if not self._drain_queue(deadline):
             return False
         sender = self.sender
@@ -543,6 +569,7 @@ class Runtime:
             self._close_files()
 
     def _shutdown(self, deadline: float) -> None:
+        self.overflow.close()  # overflowing alerts to spill files, taken below
         if self.outbox is not None:
             self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
         # The queue drains to disk first; a little extra time here is worth it.
