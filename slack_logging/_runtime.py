@@ -243,12 +243,19 @@ class Runtime:
                 self._put_gap()
             self._queue.put_nowait(record)
         except queue.Full:
-            if "alert" in record.__dict__ and self.overflow.hold(record):
+            if self._is_alert(record) and self.overflow.hold(record):
                 self.ledger.count("spilled")
             else:
                 self._spill_or_drop(record)
         if not self._started:
             self.start(blocking=False)
+
+    def _is_alert(self, record: logging.LogRecord) -> bool:
+        """Tagged, or sent by its level (``untagged_level``): kept on overflow, not dropped."""
+        if "alert" in record.__dict__:
+            return True
+        level = self.settings.untagged_level
+        return level is not None and isinstance(record.levelno, int) and record.levelno >= level
 
     def _put_gap(self) -> None:
         """The first record after a run of drops: the gap's mirror line goes ahead of it."""
@@ -261,12 +268,23 @@ class Runtime:
             self.overflow.restore_gap(gap)
             raise
 
+    def _close_gap(self, timeout: float) -> None:
+        """Flush and stop: a gap no later record closed gets its line now (this thread may
+        wait up to ``timeout`` for room in the queue)."""
+        gap = self.overflow.take_gap()
+        if gap is None:
+            return
+        try:
+            self._queue.put(gap, timeout=max(timeout, 0.001))
+        except queue.Full:
+            self.overflow.restore_gap(gap)
+
     def _spill_or_drop(self, record: logging.LogRecord) -> None:
         """Closed, or the queue and the overflow writer are both full: an alert goes to a spill
         file from this thread, which this or a later process moves into the outbox; anything
         else is counted as dropped."""
         reason = "closed" if self._closed else "queue_full"
-        if "alert" in record.__dict__:
+        if self._is_alert(record):
             if self.spill is None and not self._opened and self.settings.enabled:
                 # Closed before anything opened storage: a spill file needs only the directory.
                 with self._lock:
@@ -520,6 +538,7 @@ class Runtime:
         if not self._started:
             return self.pending() == 0
         self.overflow.drain()
+        self._close_gap(deadline - self.monotonic())
         if not self._drain_queue(deadline):
             return False
         sender = self.sender
@@ -570,6 +589,7 @@ class Runtime:
 
     def _shutdown(self, deadline: float) -> None:
         self.overflow.close()  # overflowing alerts to spill files, taken below
+        self._close_gap(min(0.1, (deadline - self.monotonic()) / 4))
         if self.outbox is not None:
             self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
         # The queue drains to disk first; a little extra time here is worth it.
