@@ -19,16 +19,18 @@ it, so the mirror shows where records are missing::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
 import time
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from slack_logging._alert import OWN_ID, new_alert_id
 from slack_logging._diag import Diagnostics
 from slack_logging._ledger import Ledger
 from slack_logging._spill import Spill
@@ -37,6 +39,8 @@ __all__ = ["MAX_WAITING", "GapRecord", "Overflow"]
 
 #: Where a gap record keeps its gap (private: a leading underscore keeps it out of the line).
 _GAP = "_slack_logging_gap"
+#: Alerts per spill file write.
+BATCH = 512
 #: Overflowing alerts that may wait for the writer thread before callers write their own.
 MAX_WAITING = 10_000
 
@@ -50,12 +54,20 @@ class _Gap:
 
     def __init__(self, created: float, reason: str) -> None:
         self.first = self.last = created
-        self.reasons: Counter[str] = Counter({reason: 1})
+        self.reasons: dict[str, int] = {reason: 1}
+
+    def add(self, created: float, reason: str) -> None:
+        if created < self.first:
+            self.first = created
+        elif created > self.last:
+            self.last = created
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
     def merge(self, other: _Gap) -> None:
         self.first = min(self.first, other.first)
         self.last = max(self.last, other.last)
-        self.reasons.update(other.reasons)
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
 
 
 def _iso(created: float) -> str:
@@ -64,7 +76,7 @@ def _iso(created: float) -> str:
 
 def gap_record(gap: _Gap) -> GapRecord:
     n = sum(gap.reasons.values())
-    reason = ", ".join(r for r, _ in gap.reasons.most_common())
+    reason = ", ".join(sorted(gap.reasons, key=lambda r: -gap.reasons[r]))
     first, last = _iso(gap.first), _iso(gap.last)
     message = f"slack-logging dropped {n} records between {first} and {last} ({reason})"
     record = GapRecord("slack_logging", logging.WARNING, __file__, 0, message, None, None)
@@ -176,17 +188,21 @@ class Overflow:
             spill = self._spill()
             waiting = self._waiting
             while waiting:
-                record = waiting.popleft()
-                n += 1
+                batch = [waiting.popleft() for _ in range(min(len(waiting), BATCH))]
+                n += len(batch)
+                for record in batch:
+                    attrs = record.__dict__
+                    if OWN_ID not in attrs:
+                        created = attrs.get("created")
+                        attrs[OWN_ID] = new_alert_id(created if type(created) is float else None)
+                lost = batch
                 if spill is not None:
-                    try:
-                        spill.write(record, keep_open=not self._closing.is_set())
-                        continue
-                    except Exception:  # noqa: S110 - counted as lost below
-                        pass
-                # Counted as spilled when it was taken: it is lost instead.
-                self.ledger.count("spilled", -1)
-                self.lost(record, "spill_failed")
+                    with contextlib.suppress(Exception):  # counted as lost below
+                        lost = spill.write_many(batch, keep_open=not self._closing.is_set())
+                for record in lost:
+                    # Counted as spilled when it was taken: it is lost instead.
+                    self.ledger.count("spilled", -1)
+                    self.lost(record, "spill_failed")
         with self._written:
             self._written.notify_all()
         return n
@@ -215,13 +231,13 @@ class Overflow:
         """Count a record lost for ``reason`` and add it to the open gap; returns the total
         lost for that reason."""
         created = record.__dict__.get("created")
-        if not isinstance(created, (int, float)) or not math.isfinite(created):
+        if type(created) is not float or not math.isfinite(created):
             created = time.time()
         with self._gap_lock:
             if self.gap is None:
                 self.gap = _Gap(created, reason)
             else:
-                self.gap.merge(_Gap(created, reason))
+                self.gap.add(created, reason)
         return self.ledger.drop(reason)
 
     def take_gap(self) -> GapRecord | None:

@@ -238,17 +238,26 @@ class Runtime:
         if self._closed:  # e.g. an atexit hook that logs after ours ran
             self._spill_or_drop(record)
             return
-        try:
-            if self.overflow.gap is not None:
-                self._put_gap()
-            self._queue.put_nowait(record)
-        except queue.Full:
-            if self._is_alert(record) and self.overflow.hold(record):
-                self.ledger.count("spilled")
-            else:
-                self._spill_or_drop(record)
+        q = self._queue
+        # Looked at without the queue's lock (a race only sends a record one way or the other):
+        # a full queue costs no exception, and no gap record is built while it stays full.
+        if len(q.queue) < q.maxsize:
+            try:
+                if self.overflow.gap is not None:
+                    self._put_gap()
+                q.put_nowait(record)
+            except queue.Full:
+                self._overflow(record)
+        else:
+            self._overflow(record)
         if not self._started:
             self.start(blocking=False)
+
+    def _overflow(self, record: logging.LogRecord) -> None:
+        if self._is_alert(record) and self.overflow.hold(record):
+            self.ledger.count("spilled")
+        else:
+            self._spill_or_drop(record)
 
     def _is_alert(self, record: logging.LogRecord) -> bool:
         """Tagged, or sent by its level (``untagged_level``): kept on overflow, not dropped."""

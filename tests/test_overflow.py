@@ -4,6 +4,7 @@ record dropped is counted by reason and shown in the mirror as one gap line."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import threading
@@ -18,6 +19,7 @@ from helpers import stalled_listener
 
 from slack_logging import SlackAlertHandler
 from slack_logging import _overflow as overflow_module
+from slack_logging import _spill as spill_module
 from slack_logging._ledger import directory_stats
 from slack_logging._outbox import Outbox
 from slack_logging._spill import Spill
@@ -48,13 +50,20 @@ def covered(fake: FakeSlack, n: int, timeout: float) -> int:
 def spill_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of the thread behind every spill file write."""
     names: list[str] = []
-    original = Spill.write
+    write, write_many = Spill.write, Spill.write_many
 
-    def write(self: Spill, record: logging.LogRecord, *, keep_open: bool = True) -> None:
+    def one(self: Spill, record: logging.LogRecord, *, keep_open: bool = True) -> None:
         names.append(threading.current_thread().name)
-        original(self, record, keep_open=keep_open)
+        write(self, record, keep_open=keep_open)
 
-    monkeypatch.setattr(Spill, "write", write)
+    def many(
+        self: Spill, records: list[logging.LogRecord], *, keep_open: bool = True
+    ) -> list[logging.LogRecord]:
+        names.append(threading.current_thread().name)
+        return write_many(self, records, keep_open=keep_open)
+
+    monkeypatch.setattr(Spill, "write", one)
+    monkeypatch.setattr(Spill, "write_many", many)
     return names
 
 
@@ -248,3 +257,35 @@ class TestOverflowingAlerts:
         assert covered(fake_slack, 20, timeout=30) == 20
         assert nxt.outbox is not None
         assert nxt.outbox.counts()["pending"] == 0
+
+    def test_an_alert_no_spill_file_or_memory_can_hold_is_counted_and_shown(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Disk refusing and the in-memory spill list full: the loss is counted as
+        spill_failed, shown as a gap line, and every alert logged is delivered or counted."""
+        monkeypatch.setattr(spill_module, "MAX_HELD", 0)
+        monkeypatch.setattr(
+            Spill, "_append", lambda self, line: OSError(errno.ENOSPC, "No space left on device")
+        )
+        h = make_handler(queue_size=3)
+        logger.addHandler(h)
+        with stalled_listener(h):
+            for i in range(30):
+                logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
+            assert h.runtime.overflow.wait_written(10)
+        assert h.runtime.wait_ingested(10)
+        logger.info("after")
+        assert h.flush(15)
+        stats = h.stats()
+        lost = stats["dropped"]["spill_failed"]
+        assert lost > 0
+        assert stats["spilled"] == 0
+        assert fake_slack.alerts_covered + lost == 30
+        gaps = gap_lines(mirror_lines(alerts_dir))
+        assert sum(g["dropped"] for g in gaps) == lost
+        assert {g["reason"] for g in gaps} == {"spill_failed"}
