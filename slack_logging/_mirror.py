@@ -81,6 +81,13 @@ class _LineFormatter(JsonFormatter):
             ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=self._default
         )
         self._second: tuple[int, str] = (-(2**62), "")
+        # python-json-logger's hooks, unless a subclass changed them, are the identity and a
+        # prefix: then the line is encoded directly (three calls fewer per line).
+        self._direct = (
+            type(self).process_log_record is JsonFormatter.process_log_record
+            and type(self).serialize_log_record is JsonFormatter.serialize_log_record
+            and type(self).jsonify_log_record is JsonFormatter.jsonify_log_record
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         return self.line(record, None, None)
@@ -115,6 +122,8 @@ class _LineFormatter(JsonFormatter):
         if snap.message_fields:
             fields = {**snap.message_fields, **fields}
         self._add_extras(log_data, fields)
+        if self._direct:
+            return self.prefix + self._serialize(log_data)
         return self.serialize_log_record(self.process_log_record(log_data))
 
     @staticmethod
