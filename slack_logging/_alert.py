@@ -18,7 +18,7 @@ from typing import Any
 
 from slack_logging._catalog import Category
 from slack_logging._extras import RESERVED_ATTRS
-from slack_logging._jsonsafe import plain
+from slack_logging._jsonsafe import compact_encoder, plain
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import category_key, safe_message, snapshot
 
@@ -96,8 +96,8 @@ class Alert:
         attrs = self.__dict__
         data = {name: attrs[name] for name in _FIELD_NAMES}
         try:
-            return _ENCODER.encode(data)
-        except (TypeError, ValueError):
+            return _encode(data)
+        except (TypeError, ValueError, RecursionError):
             # Last line of defence if a redactor let a non-JSON value through: never lose the alert.
             return json.dumps(plain(data), ensure_ascii=False, separators=(",", ":"))
 
@@ -110,7 +110,7 @@ class Alert:
 
 _FIELD_NAMES = tuple(f.name for f in dataclass_fields(Alert))
 #: One encoder for every body: json.dumps(**options) would build a new one per alert.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_encode = compact_encoder()
 
 
 def build_alert(

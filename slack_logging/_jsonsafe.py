@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
@@ -21,7 +22,15 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
-__all__ = ["JSONValue", "JsonSafe", "plain", "safe_str", "type_name", "utf8_safe"]
+__all__ = [
+    "JSONValue",
+    "JsonSafe",
+    "compact_encoder",
+    "plain",
+    "safe_str",
+    "type_name",
+    "utf8_safe",
+]
 
 #: What the walk returns: None, bool, int, float (finite), str, list, dict[str, ...].
 JSONValue = Any
@@ -32,6 +41,26 @@ _CUT_MARGIN = 1_000
 _MAX_KEY = 256
 # str(int) and json.dumps refuse ints over 4300 digits (Python 3.11+).
 _MAX_INT_BITS = 13_000
+
+
+def compact_encoder(default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
+    """Strict, compact JSON (no NaN, no ``\\u`` escapes for non-ASCII) with the C encoder
+    built once: ``JSONEncoder.encode`` builds it on every call, a microsecond per line. No
+    circular check (a cycle raises ``RecursionError``): for data this walk already bounded."""
+    encoder = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=default
+    )
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (PyPy)
+        return encoder.encode
+    iterencode = make(
+        None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(iterencode(obj, 0))
+
+    return encode
 
 
 def utf8_safe(text: str) -> str:

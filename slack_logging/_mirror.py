@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pythonjsonlogger.json import JsonFormatter
 
 from slack_logging._extras import RESERVED_ATTRS
-from slack_logging._jsonsafe import plain, safe_str, type_name
+from slack_logging._jsonsafe import compact_encoder, plain, safe_str, type_name
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import safe_message, snapshot
 
@@ -80,6 +80,7 @@ class _LineFormatter(JsonFormatter):
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=self._default
         )
+        self._encode = compact_encoder(self._default)
         self._second: tuple[int, str] = (-(2**62), "")
         # python-json-logger's hooks, unless a subclass changed them, are the identity and a
         # prefix: then the line is encoded directly (three calls fewer per line).
@@ -191,7 +192,7 @@ class _LineFormatter(JsonFormatter):
 
     def _serialize(self, log_data: Any, **_: Any) -> str:
         try:
-            text = self._encoder.encode(log_data)
+            text = self._encode(log_data)
         except (ValueError, TypeError, RecursionError):
             # Only reachable when something put data the snapshot never saw into the line
             # (a process_log_record override): walk it and redact it here.

@@ -28,6 +28,7 @@ from typing import Any
 
 from slack_logging._alert import OWN_ID, Alert
 from slack_logging._diag import Diagnostics
+from slack_logging._jsonsafe import compact_encoder
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import snapshot
 
@@ -36,6 +37,8 @@ __all__ = ["Spill"]
 PREFIX = "overflow-"
 #: Alerts held in memory while no spill file can be written.
 MAX_HELD = 10_000
+
+_encode = compact_encoder()
 
 
 class Spill:
@@ -255,7 +258,7 @@ class Spill:
 
 def _line(data: dict[str, Any]) -> bytes:
     try:
-        text = json.dumps(data, ensure_ascii=False)
+        text = _encode(data)
     except Exception:  # the redactor let through something JSON cannot hold
         text = json.dumps(data, ensure_ascii=False, default=_text)
     return (text + "\n").encode("utf-8", "backslashreplace")
