@@ -94,7 +94,8 @@ class Alert:
         # Shallow: every value is already JSON-safe data, so asdict()'s deep copy (a third of
         # the cost of storing an alert) buys nothing.
         attrs = self.__dict__
-        data = {name: attrs[name] for name in _FIELD_NAMES}
+        # Frozen, so __dict__ holds exactly the fields, in order (copied if anything was added).
+        data = attrs if len(attrs) == len(_FIELD_NAMES) else {n: attrs[n] for n in _FIELD_NAMES}
         try:
             return _encode(data)
         except (TypeError, ValueError, RecursionError):
