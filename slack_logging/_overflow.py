@@ -182,14 +182,14 @@ class Overflow:
     # -- alerts: to spill files -------------------------------------------------------------------
 
     def drain(self) -> int:
-        """Write every waiting alert to a spill file, in this thread. Returns how many."""
+        """Write every waiting alert to a spill file, in this thread. Returns how many were
+        written (the rest are counted as lost)."""
         n = 0
         with self._busy:
             spill = self._spill()
             waiting = self._waiting
             while waiting:
                 batch = [waiting.popleft() for _ in range(min(len(waiting), BATCH))]
-                n += len(batch)
                 for record in batch:
                     attrs = record.__dict__
                     if OWN_ID not in attrs:
@@ -199,6 +199,7 @@ class Overflow:
                 if spill is not None:
                     with contextlib.suppress(Exception):  # counted as lost below
                         lost = spill.write_many(batch, keep_open=not self._closing.is_set())
+                n += len(batch) - len(lost)
                 for record in lost:
                     # Counted as spilled when it was taken: it is lost instead.
                     self.ledger.count("spilled", -1)
@@ -219,11 +220,12 @@ class Overflow:
                 self._written.wait(min(left, 0.05))
         return True
 
-    def close(self) -> None:
-        """At stop: no more holding; what waits is written now, in this thread."""
+    def close(self) -> int:
+        """At stop: no more holding; what waits is written now, in this thread. Returns how
+        many alerts that put in spill files."""
         self._closing.set()
         self._wake.set()
-        self.drain()
+        return self.drain()
 
     # -- losses -----------------------------------------------------------------------------------
 

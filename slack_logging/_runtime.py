@@ -597,7 +597,7 @@ class Runtime:
             self._close_files()
 
     def _shutdown(self, deadline: float) -> None:
-        self.overflow.close()  # overflowing alerts to spill files, taken below
+        overflowed = self.overflow.close()  # overflowing alerts to spill files, taken below
         self._close_gap(min(0.1, (deadline - self.monotonic()) / 4))
         if self.outbox is not None:
             self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
@@ -616,7 +616,9 @@ class Runtime:
         else:
             # The ingest thread is stuck (the outbox is locked by another process): keep the
             # queue and its batch durable in spill files rather than wait.
-            spilled += self._spill_records(list(self._inflight) + self._drain_without_thread())
+            spilled += overflowed + self._spill_records(
+                list(self._inflight) + self._drain_without_thread()
+            )
         sender = self.sender
         if sender is None or self.outbox is None:
             return
