@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from helpers import stalled_listener
 from slack_logging import SlackAlertHandler
 from slack_logging import _overflow as overflow_module
 from slack_logging import _spill as spill_module
-from slack_logging._ledger import directory_stats
+from slack_logging._diag import Diagnostics
+from slack_logging._ledger import Ledger, directory_stats
 from slack_logging._outbox import Outbox
+from slack_logging._redact import Redactor
 from slack_logging._spill import Spill
 from slack_logging.testing import FakeSlack
 
@@ -289,3 +292,26 @@ class TestOverflowingAlerts:
         gaps = gap_lines(mirror_lines(alerts_dir))
         assert sum(g["dropped"] for g in gaps) == lost
         assert {g["reason"] for g in gaps} == {"spill_failed"}
+
+
+def test_a_forked_child_starts_with_an_empty_side_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What waited at the fork is the parent's to write; the child must not write it again."""
+    monkeypatch.setattr(overflow_module.Overflow, "_start", lambda self: True)  # no thread
+    spill = Spill(tmp_path, Redactor())
+    ledger = Ledger()
+    overflow = overflow_module.Overflow(
+        lambda: spill, ledger=ledger, diag=Diagnostics(), on_thread=lambda: None
+    )
+    for i in range(3):
+        assert overflow.hold(logging.makeLogRecord({"msg": f"a {i}", "alert": "payment_fail"}))
+    overflow.lost(logging.makeLogRecord({"msg": "dropped"}), "queue_full")
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        os._exit(0 if overflow.waiting == 0 and overflow.gap is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert overflow.waiting == 3
+    assert overflow.close() == 3
+    assert len(list(tmp_path.glob("overflow-*.jsonl"))) == 1
