@@ -129,15 +129,15 @@ class Ingest:
         with self.lock:
             lines: list[str] = []
             alerts: list[tuple[Alert, str]] = []
+            self.stats.records += len(batch)
+            by_level = self.untagged_level is not None
             for record in batch:
-                self.stats.records += 1
                 alert_id = category = None
                 try:
-                    # A gap line (records dropped on a full queue) is for the mirror only.
-                    alert = (
-                        None
-                        if type(record) is GapRecord
-                        else alert_from_record(
+                    # Untagged with no untagged_level (most records): nothing to build. A gap
+                    # line (records dropped on a full queue) is for the mirror only.
+                    if type(record) is not GapRecord and ("alert" in record.__dict__ or by_level):
+                        alert = alert_from_record(
                             record,
                             self.catalog,
                             self.redactor,
@@ -146,11 +146,10 @@ class Ingest:
                             environment=self.environment,
                             untagged_level=self.untagged_level,
                         )
-                    )
-                    if alert is not None:
-                        dest = self.routes.get(alert.category, self.default_dest)
-                        alerts.append((alert, dest))
-                        alert_id, category = alert.alert_id, alert.category
+                        if alert is not None:
+                            dest = self.routes.get(alert.category, self.default_dest)
+                            alerts.append((alert, dest))
+                            alert_id, category = alert.alert_id, alert.category
                 except BaseException as exc:
                     self.ledger.drop("unbuildable")
                     self.diag.report(
