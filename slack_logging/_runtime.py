@@ -48,8 +48,6 @@ __all__ = ["Runtime", "is_our_thread", "ours"]
 BATCH = 256
 #: The shortest time between two wake-ups of the sender by newly stored alerts.
 NOTIFY_EVERY = 0.05
-#: How long the ingest thread waits after the first record of a batch (see _ingest_loop).
-LINGER = 0.005
 SPILL_SCAN_EVERY = 30.0
 #: After its first fork a process stays off the sender lock this long, so its children
 #: (gunicorn workers) lead and a forking master does not send; if none does, it leads again.
