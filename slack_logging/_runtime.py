@@ -46,7 +46,9 @@ from slack_logging._transport import build_routes
 __all__ = ["Runtime", "is_our_thread", "ours"]
 
 BATCH = 256
-#: The shortest time between two wake-ups of the sender by newly stored alerts.
+#: With this many alerts pending, the sender is woken by newly stored ones at most every
+#: NOTIFY_EVERY seconds (below it, at once: planning over a few alerts is cheap).
+NOTIFY_BACKLOG = 100
 NOTIFY_EVERY = 0.05
 SPILL_SCAN_EVERY = 30.0
 #: After its first fork a process stays off the sender lock this long, so its children
@@ -124,6 +126,7 @@ class Runtime:
         self._mp_registered = False
         self._spill_scan = 0.0
         self._next_notify = 0.0
+        self._notify_owed = False
         self._ledger_saved = self.monotonic()
         self._left_at_close = 0
         self._released = False
@@ -359,7 +362,7 @@ class Runtime:
             taken = 0
             batch: list[logging.LogRecord] = []
             try:
-                items = [q.get()]
+                items = [self._next_item(q)]
                 taken = 1
                 items += _take_more(q, BATCH - 1)
                 taken = len(items)
@@ -405,13 +408,33 @@ class Runtime:
         return True
 
     def _stored(self, seq: int) -> None:
-        # At most one wake-up per NOTIFY_EVERY: each one costs the sender a look at the outbox
-        # and a plan over everything pending, taken from the service's GIL. Alerts stored in
-        # between are seen at its next look (it polls every 0.1 s and paces at 1 message/s).
+        # A wake-up costs the sender a look at the outbox and a plan over everything pending,
+        # taken from the service's GIL: with a backlog, at most one per NOTIFY_EVERY (one owed
+        # in between is given by the ingest thread when the interval ends, see _next_item).
+        sender = self.sender
+        if sender is None:
+            return
         now = self.monotonic()
-        if self.sender is not None and now >= self._next_notify:
+        if now >= self._next_notify or sender.pending_count() < NOTIFY_BACKLOG:
             self._next_notify = now + NOTIFY_EVERY
-            self.sender.notify()
+            self._notify_owed = False
+            sender.notify()
+        else:
+            self._notify_owed = True
+
+    def _next_item(self, q: queue.Queue[Any]) -> Any:
+        """The ingest thread's next queued item; while a sender wake-up is owed, waits no
+        longer than until it is due."""
+        while self._notify_owed:
+            wait = self._next_notify - self.monotonic()
+            if wait <= 0:
+                self._stored(0)
+                break
+            try:
+                return q.get(timeout=wait)
+            except queue.Empty:
+                continue
+        return q.get()
 
     def _housekeeping(self) -> None:
         """Sender thread, between messages (leader or not): retry alerts the outbox refused,
