@@ -113,7 +113,6 @@ class Overflow:
         _LIVE.add(self)
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._waiting: deque[logging.LogRecord] = deque()
         self._wake = threading.Event()
         self._busy = threading.Lock()  # held while records move to spill files
