@@ -45,7 +45,7 @@ from pythonjsonlogger.json import JsonFormatter
 from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import compact_encoder, plain, safe_str, type_name
 from slack_logging._redact import Redactor
-from slack_logging._snapshot import safe_message, snapshot
+from slack_logging._snapshot import Snapshot, safe_message, snapshot
 
 __all__ = ["Mirror"]
 
@@ -55,6 +55,28 @@ _COLLISION_PREFIX = "extra_"
 # Raw in ensure_ascii=False output, yet str.splitlines() breaks on the first three and the
 # surrogates cannot be UTF-8: written as \uXXXX escapes (they only ever occur inside strings).
 _UNSAFE_RAW = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
+
+
+#: Every name a line's fixed fields can take: extras with one of these go the general way.
+_FIXED = frozenset(
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "message",
+        "alert",
+        "alert_id",
+        "traceback",
+        "host",
+        "pid",
+        "thread",
+        "module",
+        "func",
+        "lineno",
+    }
+)
+#: JSON string literal of a str, as the line encoder writes it (no ASCII escaping).
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _utc_today() -> date:
@@ -95,6 +117,19 @@ class _LineFormatter(JsonFormatter):
 
     def line(self, record: logging.LogRecord, alert: str | None, alert_id: str | None) -> str:
         snap = snapshot(record, self._redactor)
+        if snap.category is not None:
+            alert = snap.category
+        elif alert:
+            alert = self._redactor.text(alert)
+        alert_id = alert_id or snap.alert_id
+        fields = snap.fields
+        if snap.message_fields:
+            fields = {**snap.message_fields, **fields}
+        if self._direct and fields.keys().isdisjoint(_FIXED):
+            try:
+                return self.prefix + self._direct_line(snap, alert, alert_id, fields)
+            except (ValueError, TypeError, RecursionError):
+                pass  # the general path below walks what the encoder refused
         log_data: dict[str, Any] = {
             "timestamp": self._timestamp(snap.created),
             "level": snap.level,
@@ -102,13 +137,8 @@ class _LineFormatter(JsonFormatter):
             # python-json-logger convention: a dict message is fields, the message is empty.
             "message": "" if snap.message_fields is not None else snap.message,
         }
-        if snap.category is not None:
-            alert = snap.category
-        elif alert:
-            alert = self._redactor.text(alert)
         if alert:
             log_data["alert"] = alert
-        alert_id = alert_id or snap.alert_id
         if alert_id:
             log_data["alert_id"] = alert_id
         if snap.traceback:
@@ -119,13 +149,57 @@ class _LineFormatter(JsonFormatter):
         log_data["module"] = snap.module
         log_data["func"] = snap.func
         log_data["lineno"] = snap.lineno
-        fields = snap.fields
-        if snap.message_fields:
-            fields = {**snap.message_fields, **fields}
         self._add_extras(log_data, fields)
         if self._direct:
             return self.prefix + self._serialize(log_data)
         return self.serialize_log_record(self.process_log_record(log_data))
+
+    def _direct_line(
+        self, snap: Snapshot, alert: str | None, alert_id: str | None, fields: dict[str, Any]
+    ) -> str:
+        """The line :meth:`line` builds, written out field by field: no dict to build and
+        encode whole. Only for extras that rename nothing (none is a fixed field's name)."""
+        enc = _json_str
+        message = "" if snap.message_fields is not None else snap.message
+        parts = [
+            '{"timestamp":"',
+            self._timestamp(snap.created),
+            '","level":',
+            enc(snap.level),
+            ',"logger":',
+            enc(snap.logger),
+            ',"message":',
+            enc(message),
+        ]
+        if alert:
+            parts += (',"alert":', enc(alert))
+        if alert_id:
+            parts += (',"alert_id":', enc(alert_id))
+        if snap.traceback:
+            parts += (',"traceback":', enc(snap.traceback))
+        pid = os.getpid() if snap.process is None else snap.process
+        parts += (
+            ',"host":',
+            enc(self._host),
+            ',"pid":',
+            str(int(pid)),
+            ',"thread":',
+            enc(snap.thread_name),
+            ',"module":',
+            enc(snap.module),
+            ',"func":',
+            enc(snap.func),
+            ',"lineno":',
+            str(int(snap.lineno)),
+        )
+        if fields:
+            parts += (",", self._encode(fields)[1:])
+        else:
+            parts.append("}")
+        text = "".join(parts)
+        if not text.isascii() and _UNSAFE_RAW.search(text):
+            text = _UNSAFE_RAW.sub(_escape_char, text)
+        return text
 
     @staticmethod
     def _add_extras(log_data: dict[str, Any], extras: dict[str, Any]) -> None:

@@ -127,8 +127,22 @@ def test_direct_mirror_lines_equal_the_python_json_logger_path(tmp_path: Path) -
             extra={"alert": "payment_fail", "level": "mine", "order_id": "ORD-1", "n": 1.5},
         ),
         logger.makeRecord("app", logging.WARNING, __file__, 3, {"k": "v", "message": 1}, (), None),
+        logger.makeRecord(
+            "앱.결제",
+            logging.INFO,
+            __file__,
+            4,
+            'quote " back \\ nl \n tab \t ctl \x01 ls \u2028 nel \x85 bidi \u202e %s',
+            ("😀",),
+            None,
+            extra={"주문": "ORD-\u2029", "nested": {"a": [1, None]}, "f": 0.1, "big": 10**30},
+        ),
+        logger.makeRecord("app", logging.INFO, __file__, 5, "no extras", (), None),
     ]
     for record in records:
         record.message = record.getMessage()
-        assert direct.line(record, None, "id-1") == general.line(record, None, "id-1")
-        json.loads(direct.line(record, None, None))
+        for alert, alert_id in ((None, "id-1"), (None, None), ("tag 010-1234-5678", None)):
+            line = direct.line(record, alert, alert_id)
+            assert line == general.line(record, alert, alert_id)
+            assert len(line.splitlines()) == 1
+            json.loads(line)
