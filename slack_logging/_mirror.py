@@ -3,7 +3,8 @@
 Lines are built from the record's redacted snapshot (:mod:`slack_logging._snapshot`, the one
 place records are redacted) with python-json-logger's :class:`~pythonjsonlogger.json.JsonFormatter`
 machinery (``process_log_record`` -> ``serialize_log_record``) and are strict JSON: no bare
-``NaN``/``Infinity``, nothing JSON cannot hold is dropped (it is stringified).
+``NaN``/``Infinity``, nothing JSON cannot hold is dropped (it is stringified). While no subclass
+overrides those hooks, the same line is written field by field (the listener's hot path).
 One line looks like this (wrapped here)::
 
     {"timestamp":"2024-05-01T12:00:00.123+00:00","level":"ERROR","logger":"app.db",
