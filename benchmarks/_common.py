@@ -126,7 +126,7 @@ def teardown(handlers: Sequence[SlackAlertHandler], fakes: Sequence[FakeSlack]) 
 def listener_idle(handler: SlackAlertHandler) -> None:
     """Wait until our listener thread has taken every queued record (mirror written, alerts
     stored): the background cost of logging, without Slack's paced delivery."""
-    handler._queue.join()
+    handler.runtime.wait_ingested(3600.0)
 
 
 def alerts_counted(fake: FakeSlack) -> int:

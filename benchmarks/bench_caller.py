@@ -22,6 +22,7 @@ import profile
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from slack_logging.testing import FakeSlack
 ALERT_MAX_RATIO = 1.5
 UNTAGGED_MAX_RATIO = 1.3
 ALERT_P99_MAX_NS = 100_000
+OVERFLOW_P99_MAX_RATIO = 2.0
 WARMUP = 1000
 PEER_CALLS = 100  # per round and kind: each is a loopback HTTP request, a thousand times dearer
 HUNG_PEER_CALLS = 3
@@ -145,6 +147,23 @@ class Variant:
         }
 
 
+def stall(handler: SlackAlertHandler, gate: threading.Event) -> None:
+    """Hold the handler's listener until ``gate`` is set, so its queue stays full."""
+    store = handler.ingest.store
+
+    def held(batch: list[logging.LogRecord]) -> bool:
+        gate.wait()
+        return store(batch)
+
+    handler.ingest.store = held  # type: ignore[method-assign]
+
+
+def overflow_written(handler: SlackAlertHandler) -> None:
+    """Wait until the overflow writer has put every overflowing alert in a spill file."""
+    if not handler.runtime.overflow.wait_written(60.0):
+        raise TimeoutError("the overflow writer did not catch up within 60 s")
+
+
 def ours_drain(handler: SlackAlertHandler, sent: Callable[[], int]) -> Callable[[], None]:
     """Wait until the listener has taken every record (flush() would also wait for Slack)."""
 
@@ -227,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         read_timeout=120,
         queue_size=100_000,
     )
+    # The queue overflows on every call: its listener is held for the whole run.
+    ours_full = SlackAlertHandler(
+        webhook_url=hung.webhook_url,
+        alerts_dir=Path(tmp.name) / "full",
+        read_timeout=120,
+        queue_size=100,
+    )
+    gate = threading.Event()
+    stall(ours_full, gate)
     peer = SyncPeerHandler(answering.webhook_url, timeout=5.0)
     peer_hung = SyncPeerHandler(hung.webhook_url, timeout=HUNG_PEER_TIMEOUT)
     captured = ""
@@ -252,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
                 ours_drain(ours_big, lambda: ids.by_logger.get(log_big.name, 0)),
             ),
             Variant(
+                "ours, queue full (listener held): alerts to the overflow writer, rest dropped",
+                make_logger("ours_full", ours_full),
+                lambda: overflow_written(ours_full),
+            ),
+            Variant(
                 "sync peer: requests.post in emit, Slack answering (its best case)",
                 make_logger("peer", peer),
                 lambda: None,
@@ -260,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch=False,
             ),
         ]
-        floor_v, ours_vs = variants[0], variants[2:4]
+        floor_v, ours_vs, full_v = variants[0], variants[2:4], variants[4]
         for v in variants:
             for kind in v.kinds:
                 TIMED[kind](v.logger, ids.take(v.logger, v.calls or WARMUP))
@@ -363,6 +396,17 @@ def main(argv: list[str] | None = None) -> int:
                 p99 <= ALERT_P99_MAX_NS,
             )
 
+        full = summaries[full_v.name]
+        for kind in KINDS:
+            ratio = full[kind]["p99_ns"] / fl[kind]["p99_ns"]
+            missed |= ratio > OVERFLOW_P99_MAX_RATIO
+            report.target(
+                f"queue full: p99 of {kind} calls / floor's p99",
+                f"≤ {OVERFLOW_P99_MAX_RATIO:g}×",
+                f"{fmt_ratio(ratio)} ({fmt_ns(full[kind]['p99_ns'])})",
+                ratio <= OVERFLOW_P99_MAX_RATIO,
+            )
+
         if missed or args.profile:
             for label, v in (("ours", variants[2]), ("the floor", floor_v)):
                 for kind in KINDS:
@@ -381,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             sync_peer_hung_ns=hung_times,
             clock_overhead_ns=overhead,
             requests_held_by_hung_fake={"after_warmup": held, "after_rounds": held_after},
-            dropped={"ours": ours.dropped, "ours_big": ours_big.dropped},
-            spilled={"ours": ours.spilled, "ours_big": ours_big.spilled},
+            dropped={"ours": ours.dropped, "ours_big": ours_big.dropped, "full": ours_full.dropped},
+            spilled={"ours": ours.spilled, "ours_big": ours_big.spilled, "full": ours_full.spilled},
             rounds=args.rounds,
             calls_per_round=args.calls,
         )
@@ -418,6 +462,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{ours.spilled}, ours 100 000 {ours_big.dropped}/{ours_big.spilled}."
         )
         report.note(
+            "Queue full: a handler with queue_size 100 whose listener is held for the whole run, "
+            "so every call overflows. An alert is appended to the overflow side list (no lock, "
+            "no file I/O in the caller's thread) and a writer thread puts it in a spill file "
+            "within milliseconds; an untagged record is dropped, counted by reason, and the gap "
+            f"gets one line in the mirror. Its drain waits for the writer. Alerts spilled: "
+            f"{ours_full.spilled:,}, untagged dropped: {ours_full.dropped:,}."
+        )
+        report.note(
             f"The sync peer runs {PEER_CALLS} calls per round (a loopback HTTP request each) to a "
             "fake Slack that answers at once, in this process. With Slack hanging it blocks the "
             f"caller for its whole timeout on every call ({HUNG_PEER_CALLS} calls measured at "
@@ -425,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             "drops INFO records by level, so it has no untagged row."
         )
     finally:
-        captured = teardown([ours, ours_big], [hung, answering])
+        gate.set()
+        captured = teardown([ours, ours_big, ours_full], [hung, answering])
         floor.close()
         bare.close()
         peer.close()

@@ -33,7 +33,16 @@ from slack_logging.testing import FakeSlack
 
 # Every hook the sender calls on its coordinator around a message; threads are not used here
 # (webhook), so thread_ts/remember_thread stay at zero calls, but a change that adds them shows.
-HOOKS = ("sync", "admit", "delivered", "announced", "rate_limited", "thread_ts", "remember_thread")
+HOOKS = (
+    "sync",
+    "admit",
+    "delivered",
+    "rate_limited",
+    "hold",
+    "settle",
+    "thread_ts",
+    "remember_thread",
+)
 WARMUP = 5  # per variant, not counted: connection set-up, script loading, first SQLite pages
 GAP = 0.005  # idle time between alerts, so each one starts from an idle sender
 

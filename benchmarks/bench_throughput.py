@@ -29,8 +29,9 @@ from slack_logging import SlackAlertHandler
 from slack_logging._catalog import BUILTIN_CATEGORIES
 from slack_logging.testing import FakeSlack
 
-UNTAGGED_MIN_RATE = 20_000
-ALERTS_MIN_RATE = 5_000
+#: Untagged records through the mirror, as a multiple of the naive baseline in the same run.
+UNTAGGED_MIN_RATIO = 1.0
+ALERTS_MIN_RATE = 25_000
 LATENCY_ALERTS = 200
 LATENCY_GAP = 0.02
 CATEGORIES = tuple(BUILTIN_CATEGORIES)
@@ -366,11 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             ]
         ],
     )
+    untagged_ratio = ours_u["records_per_s"] / base_u["records_per_s"]
     report.target(
-        "untagged records/s through the mirror (queue_size 100 000)",
-        f"≥ {UNTAGGED_MIN_RATE:,}/s",
-        rate(ours_u["records_per_s"]),
-        ours_u["records_per_s"] >= UNTAGGED_MIN_RATE,
+        "untagged records/s through the mirror / naive baseline (queue_size 100 000)",
+        f"≥ {UNTAGGED_MIN_RATIO:g}×",
+        f"{untagged_ratio:.2f}× ({rate(ours_u['records_per_s'])})",
+        untagged_ratio >= UNTAGGED_MIN_RATIO,
     )
     report.target(
         "alerts/s made durable in the outbox (queue_size 100 000)",
@@ -405,10 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         report.note(
             f"Default queue_size (10 000) in a tight loop of {n_u:,} untagged / {n_a:,} alerts: "
             f"{ours_u_default['dropped']:,.0f} untagged records dropped from the mirror; "
-            f"{ours_a_default['spilled']:,.0f} alerts spilled to overflow-<pid>.jsonl. The "
-            f"outbox then held {ours_a_default['outbox_rows']:,.0f} of {n_a:,} alerts: spilled "
-            "alerts are moved into the outbox only by ingest_spills(), which runs when a handler "
-            "starts (a later process), so the running process does not deliver them."
+            f"{ours_a_default['spilled']:,.0f} alerts overflowed to spill files (written by the "
+            "overflow writer thread, not the caller) and are moved into the outbox by the sender "
+            "thread soon after; the mirror has one gap line per run of dropped records. The "
+            f"outbox held {ours_a_default['outbox_rows']:,.0f} of {n_a:,} alerts when the "
+            "queued ones were committed."
         )
     report.data.update(
         runs=runs,

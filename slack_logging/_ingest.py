@@ -16,11 +16,12 @@ from dataclasses import dataclass, field, replace
 from slack_logging._alert import Alert, build_alert, category_key
 from slack_logging._catalog import DEFAULT_EMOJI, Catalog, Category
 from slack_logging._diag import Diagnostics
-from slack_logging._followups import RESOLVE_TTL, resolution_from_record
+from slack_logging._followups import RESOLVE_ATTR, RESOLVE_TTL, resolution_from_record
 from slack_logging._jsonsafe import safe_str
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import Outbox
+from slack_logging._overflow import GapRecord
 from slack_logging._redact import Redactor
 
 __all__ = ["Ingest", "IngestStats", "alert_from_record", "resolve_category"]
@@ -130,31 +131,36 @@ class Ingest:
             lines: list[str] = []
             alerts: list[tuple[Alert, str]] = []
             resolutions: list[tuple[str, dict[str, object]]] = []
+            self.stats.records += len(batch)
+            by_level = self.untagged_level is not None
             for record in batch:
-                self.stats.records += 1
                 alert_id = category = None
                 try:
-                    alert = alert_from_record(
-                        record,
-                        self.catalog,
-                        self.redactor,
-                        host=self.host,
-                        service=self.service,
-                        environment=self.environment,
-                        untagged_level=self.untagged_level,
-                    )
-                    resolution = resolution_from_record(record, self.redactor)
-                    if resolution is not None:  # a success, not an alert: mirrored only
-                        resolutions.append(resolution)
-                        alert = None
-                    if alert is not None:
-                        alert_id, category = alert.alert_id, alert.category
-                        if self._mirror_only(alert.category):
-                            self.ledger.count("mirror_only")
-                            alert = None
-                    if alert is not None:
-                        dest = self.routes.get(alert.category, self.default_dest)
-                        alerts.append((alert, dest))
+                    # Untagged with no untagged_level (most records): nothing to build. A gap
+                    # line (records dropped on a full queue) is for the mirror only. A resolve
+                    # record is a success, not an alert: mirrored, and kept as a resolution.
+                    fields = record.__dict__
+                    if RESOLVE_ATTR in fields:
+                        resolution = resolution_from_record(record, self.redactor)
+                        if resolution is not None:
+                            resolutions.append(resolution)
+                    elif type(record) is not GapRecord and ("alert" in fields or by_level):
+                        alert = alert_from_record(
+                            record,
+                            self.catalog,
+                            self.redactor,
+                            host=self.host,
+                            service=self.service,
+                            environment=self.environment,
+                            untagged_level=self.untagged_level,
+                        )
+                        if alert is not None:
+                            alert_id, category = alert.alert_id, alert.category
+                            if self._mirror_only(alert.category):
+                                self.ledger.count("mirror_only")
+                            else:
+                                dest = self.routes.get(alert.category, self.default_dest)
+                                alerts.append((alert, dest))
                 except BaseException as exc:
                     self.ledger.drop("unbuildable")
                     self.diag.report(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
@@ -21,7 +22,15 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
-__all__ = ["JSONValue", "JsonSafe", "plain", "safe_str", "type_name", "utf8_safe"]
+__all__ = [
+    "JSONValue",
+    "JsonSafe",
+    "compact_encoder",
+    "plain",
+    "safe_str",
+    "type_name",
+    "utf8_safe",
+]
 
 #: What the walk returns: None, bool, int, float (finite), str, list, dict[str, ...].
 JSONValue = Any
@@ -32,6 +41,26 @@ _CUT_MARGIN = 1_000
 _MAX_KEY = 256
 # str(int) and json.dumps refuse ints over 4300 digits (Python 3.11+).
 _MAX_INT_BITS = 13_000
+
+
+def compact_encoder(default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
+    """Strict, compact JSON (no NaN, no ``\\u`` escapes for non-ASCII) with the C encoder
+    built once: ``JSONEncoder.encode`` builds it on every call, a microsecond per line. No
+    circular check (a cycle raises ``RecursionError``): for data this walk already bounded."""
+    encoder = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=default
+    )
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (PyPy)
+        return encoder.encode
+    iterencode = make(
+        None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(iterencode(obj, 0))
+
+    return encode
 
 
 def utf8_safe(text: str) -> str:
@@ -134,12 +163,50 @@ class JsonSafe:
         self.max_str = max_str
         self.max_nodes = max_nodes
         self.max_chars = max_chars
+        # Within these limits a flat dict can never hit the depth, node or character budget.
+        self._flat_ok = max_depth >= 1 and max_nodes > max_items and max_chars >= 4 * max_str
 
     def __call__(self, obj: object) -> JSONValue:
         try:
+            if type(obj) is dict and self._flat_ok and len(obj) <= self.max_items:
+                flat = self._flat(obj)
+                if flat is not None:
+                    return flat
             return self._value(obj, 0, _Budget(self.max_nodes, self.max_chars))
         except BaseException:
             return f"<unrepresentable {type_name(obj)}>"
+
+    def _flat(self, obj: dict[Any, Any]) -> dict[str, JSONValue] | None:
+        """The walk's result for the common case (a record's extras): str keys, short str and
+        plain number values; ``None`` (take the full walk) for anything else."""
+        out: dict[str, JSONValue] = {}
+        chars = 0
+        limit = min(self.max_str, self.max_chars // 8)
+        text, key_hook = self._text, self._key_hook
+        for key, item in obj.items():
+            if type(key) is not str:
+                return None
+            kind = type(item)
+            if kind is str:
+                chars += len(item)
+                if len(item) > limit or chars > limit:
+                    return None
+            elif kind is not int and kind is not float and kind is not bool and item is not None:
+                return None
+            shown, secret = key_hook(utf8_safe(key[:_MAX_KEY]))
+            while shown in out:  # 1 and "1" both became "1": keep both
+                shown += "'"
+            if secret:
+                out[shown] = self._secret
+            elif kind is str:
+                out[shown] = text(item)
+            elif kind is int:
+                out[shown] = self._int(item)
+            elif kind is float:
+                out[shown] = self._float(item)
+            else:
+                out[shown] = item
+        return out
 
     def _value(self, obj: object, depth: int, walk: _Budget) -> JSONValue:  # noqa: PLR0911, PLR0912 - one case per type
         walk.nodes -= 1

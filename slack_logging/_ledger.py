@@ -30,9 +30,9 @@ class _State(Protocol):
 
 #: Why a record or an alert was lost (``dropped``), each counted under its own name.
 DROP_REASONS = (
-    "queue_full",  # a record that is not an alert, with the queue full: mirror line lost
+    "queue_full",  # a record that is not an alert, with the queue full (a gap line says so)
     "closed",  # a record that is not an alert, logged after close()
-    "spill_failed",  # an alert that overflowed and could not be written to a spill file
+    "spill_failed",  # an overflowing alert no spill file nor memory could hold (a gap line too)
     "unbuildable",  # a record that could not become an alert (kept in the mirror only)
     "outbox_refused",  # alerts beyond the in-memory bound while the outbox refused writes
     "not_durable",  # alerts still in memory at exit (the outbox refused or was locked)

@@ -36,6 +36,7 @@ from slack_logging._ingest import Ingest
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import DB_NAME, Outbox
+from slack_logging._overflow import Overflow
 from slack_logging._parts import make_mirror, make_sender, prepare_dir
 from slack_logging._sender import Sender
 from slack_logging._spill import PREFIX as SPILL_PREFIX
@@ -45,6 +46,10 @@ from slack_logging._transport import build_routes
 __all__ = ["Runtime", "is_our_thread", "ours"]
 
 BATCH = 256
+#: With this many alerts pending, the sender is woken by newly stored ones at most every
+#: NOTIFY_EVERY seconds (below it, at once: planning over a few alerts is cheap).
+NOTIFY_BACKLOG = 100
+NOTIFY_EVERY = 0.05
 SPILL_SCAN_EVERY = 30.0
 #: After its first fork a process stays off the sender lock this long, so its children
 #: (gunicorn workers) lead and a forking master does not send; if none does, it leads again.
@@ -101,6 +106,9 @@ class Runtime:
         self.spill: Spill | None = None
         self.sender: Sender | None = None
         self.ingest = self._make_ingest()
+        self.overflow = Overflow(
+            lambda: self.spill, ledger=self.ledger, diag=diag, on_thread=_mark_ours
+        )
         self._lock = threading.RLock()
         self._opened = False
         self._thread: threading.Thread | None = None
@@ -117,6 +125,8 @@ class Runtime:
         self._handed_off = False
         self._mp_registered = False
         self._spill_scan = 0.0
+        self._next_notify = 0.0
+        self._notify_owed = False
         self._ledger_saved = self.monotonic()
         self._left_at_close = 0
         self._released = False
@@ -225,22 +235,68 @@ class Runtime:
     # -- the caller's side ------------------------------------------------------------------------
 
     def submit(self, record: logging.LogRecord) -> None:
-        """Enqueue (the caller's thread). Never blocks; a full queue spills alerts to disk."""
+        """Enqueue (the caller's thread). Never blocks, no file I/O: on a full queue an alert
+        goes to the overflow writer (:mod:`slack_logging._overflow`), anything else is
+        dropped, counted, and shown in the mirror as a gap line."""
         if self._closed:  # e.g. an atexit hook that logs after ours ran
             self._spill_or_drop(record)
             return
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self._spill_or_drop(record)
+        q = self._queue
+        # Looked at without the queue's lock (a race only sends a record one way or the other):
+        # a full queue costs no exception, and no gap record is built while it stays full.
+        if len(q.queue) < q.maxsize:
+            try:
+                if self.overflow.gap is not None:
+                    self._put_gap()
+                q.put_nowait(record)
+            except queue.Full:
+                self._overflow(record)
+        else:
+            self._overflow(record)
         if not self._started:
             self.start(blocking=False)
 
-    def _spill_or_drop(self, record: logging.LogRecord) -> None:
-        """The queue is full (or we are closed): an alert goes to a spill file, which this or a
-        later process moves into the outbox; anything else is counted as dropped."""
-        reason = "closed" if self._closed else "queue_full"
+    def _overflow(self, record: logging.LogRecord) -> None:
+        if self._is_alert(record) and self.overflow.hold(record):
+            self.ledger.count("spilled")
+        else:
+            self._spill_or_drop(record)
+
+    def _is_alert(self, record: logging.LogRecord) -> bool:
+        """Tagged, or sent by its level (``untagged_level``): kept on overflow, not dropped."""
         if "alert" in record.__dict__:
+            return True
+        level = self.settings.untagged_level
+        return level is not None and isinstance(record.levelno, int) and record.levelno >= level
+
+    def _put_gap(self) -> None:
+        """The first record after a run of drops: the gap's mirror line goes ahead of it."""
+        gap = self.overflow.take_gap()
+        if gap is None:
+            return
+        try:
+            self._queue.put_nowait(gap)
+        except queue.Full:
+            self.overflow.restore_gap(gap)
+            raise
+
+    def _close_gap(self, timeout: float) -> None:
+        """Flush and stop: a gap no later record closed gets its line now (this thread may
+        wait up to ``timeout`` for room in the queue)."""
+        gap = self.overflow.take_gap()
+        if gap is None:
+            return
+        try:
+            self._queue.put(gap, timeout=max(timeout, 0.001))
+        except queue.Full:
+            self.overflow.restore_gap(gap)
+
+    def _spill_or_drop(self, record: logging.LogRecord) -> None:
+        """Closed, or the queue and the overflow writer are both full: an alert goes to a spill
+        file from this thread, which this or a later process moves into the outbox; anything
+        else is counted as dropped."""
+        reason = "closed" if self._closed else "queue_full"
+        if self._is_alert(record):
             if self.spill is None and not self._opened and self.settings.enabled:
                 # Closed before anything opened storage: a spill file needs only the directory.
                 with self._lock:
@@ -254,7 +310,8 @@ class Runtime:
                 except Exception:  # noqa: S110 - counted as a drop below
                     pass
             reason = "spill_failed"
-        n = self.ledger.drop(reason)
+        # After close there is no mirror to show a gap in.
+        n = self.ledger.drop(reason) if self._closed else self.overflow.lost(record, reason)
         if n in (1, 100, 10_000) or n % 100_000 == 0:
             why = {
                 "closed": "the handler is closed",
@@ -307,24 +364,19 @@ class Runtime:
             taken = 0
             batch: list[logging.LogRecord] = []
             try:
-                item = q.get()
-                while True:
-                    taken += 1
+                items = [self._next_item(q)]
+                taken = 1
+                items += _take_more(q, BATCH - 1)
+                taken = len(items)
+                for item in items:
                     if item is _STOP:
                         # Decided under the state lock: after a fork the parent may have
-                        # resumed us before we saw the sentinel of the pause.
+                        # resumed us before we saw the sentinel of the pause. Records taken
+                        # after it are stored with this batch all the same.
                         with self._ingest_state:
                             stop = self._ingest_ending = self._ingest_stop
-                        if stop:
-                            break
                     elif isinstance(item, logging.LogRecord):
                         batch.append(item)
-                    if len(batch) >= BATCH:
-                        break
-                    try:
-                        item = q.get_nowait()
-                    except queue.Empty:
-                        break
                 _give_ids(batch)
                 self._inflight = batch
                 if batch:
@@ -338,8 +390,7 @@ class Runtime:
             finally:
                 self._inflight = []
                 # Done only once stored, so flush() waits for the outbox, not just the queue.
-                for _ in range(taken):
-                    q.task_done()
+                _tasks_done(q, taken)
 
     def _stop_ingest(self, timeout: float) -> bool:
         """Ask the ingest thread to finish the queue and end; True if it did within ``timeout``."""
@@ -359,8 +410,33 @@ class Runtime:
         return True
 
     def _stored(self, seq: int) -> None:
-        if self.sender is not None:
-            self.sender.notify()
+        # A wake-up costs the sender a look at the outbox and a plan over everything pending,
+        # taken from the service's GIL: with a backlog, at most one per NOTIFY_EVERY (one owed
+        # in between is given by the ingest thread when the interval ends, see _next_item).
+        sender = self.sender
+        if sender is None:
+            return
+        now = self.monotonic()
+        if now >= self._next_notify or sender.pending_count() < NOTIFY_BACKLOG:
+            self._next_notify = now + NOTIFY_EVERY
+            self._notify_owed = False
+            sender.notify()
+        else:
+            self._notify_owed = True
+
+    def _next_item(self, q: queue.Queue[Any]) -> Any:
+        """The ingest thread's next queued item; while a sender wake-up is owed, waits no
+        longer than until it is due."""
+        while self._notify_owed:
+            wait = self._next_notify - self.monotonic()
+            if wait <= 0:
+                self._stored(0)
+                break
+            try:
+                return q.get(timeout=wait)
+            except queue.Empty:
+                continue
+        return q.get()
 
     def _housekeeping(self) -> None:
         """Sender thread, between messages (leader or not): retry alerts the outbox refused,
@@ -476,7 +552,8 @@ class Runtime:
         """This process's alerts not yet delivered (or given up)."""
         if self.outbox is None:
             return 0
-        held = self.ingest.unsaved + (1 if self.spill is not None and self.spill.dirty else 0)
+        held = self.ingest.unsaved + self.overflow.waiting
+        held += 1 if self.spill is not None and self.spill.dirty else 0
         return held + self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
 
     def flush(self, deadline: float) -> bool:
@@ -486,6 +563,8 @@ class Runtime:
             return self._left_at_close == 0
         if not self._started:
             return self.pending() == 0
+        self.overflow.drain()
+        self._close_gap(deadline - self.monotonic())
         if not self._drain_queue(deadline):
             return False
         sender = self.sender
@@ -504,6 +583,11 @@ class Runtime:
             return True
         finally:
             sender.release.clear()
+
+    def wait_ingested(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until the ingest thread has taken every queued record
+        (mirror written, alerts stored); False if records were still queued at the end."""
+        return self._drain_queue(self.monotonic() + max(0.0, timeout))
 
     def _drain_queue(self, deadline: float) -> bool:
         q = self._queue
@@ -530,6 +614,8 @@ class Runtime:
             self._close_files()
 
     def _shutdown(self, deadline: float) -> None:
+        overflowed = self.overflow.close()  # overflowing alerts to spill files, taken below
+        self._close_gap(min(0.1, (deadline - self.monotonic()) / 4))
         if self.outbox is not None:
             self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
         # The queue drains to disk first; a little extra time here is worth it.
@@ -547,7 +633,9 @@ class Runtime:
         else:
             # The ingest thread is stuck (the outbox is locked by another process): keep the
             # queue and its batch durable in spill files rather than wait.
-            spilled += self._spill_records(list(self._inflight) + self._drain_without_thread())
+            spilled += overflowed + self._spill_records(
+                list(self._inflight) + self._drain_without_thread()
+            )
         sender = self.sender
         if sender is None or self.outbox is None:
             return
@@ -732,6 +820,28 @@ def _bounded(fn: Callable[[], T], deadline: float, monotonic: Callable[[], float
 
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _take_more(q: queue.Queue[Any], limit: int) -> list[Any]:
+    """Up to ``limit`` more queued items, without waiting, under one lock: ``get_nowait``
+    costs the ingest thread a microsecond per record."""
+    with q.mutex:
+        items = q.queue
+        n = min(len(items), limit)
+        out = [items.popleft() for _ in range(n)]
+        if n:
+            q.not_full.notify(n)
+    return out
+
+
+def _tasks_done(q: queue.Queue[Any], n: int) -> None:
+    """``task_done()`` ``n`` times, under one lock."""
+    if n <= 0:
+        return
+    with q.all_tasks_done:
+        q.unfinished_tasks = max(0, q.unfinished_tasks - n)
+        if not q.unfinished_tasks:
+            q.all_tasks_done.notify_all()
 
 
 def _give_ids(batch: list[logging.LogRecord]) -> None:

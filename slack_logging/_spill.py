@@ -1,5 +1,7 @@
 """Spill files: where an alert goes when the queue is full (or the handler is already closed),
-written in the caller's thread so that it is never dropped and the caller never blocks.
+so that it is never dropped and the caller never blocks. Overflowing alerts are written by the
+overflow writer thread in batches (:mod:`slack_logging._overflow`); after close, or when that
+thread is far behind, by the caller's thread.
 
 Each process appends to its own ``overflow-<pid>-<n>.jsonl`` and holds a shared ``flock`` on it
 while it writes. Any process may take a file whose lock it can get exclusively: its writer has
@@ -26,6 +28,7 @@ from typing import Any
 
 from slack_logging._alert import OWN_ID, Alert
 from slack_logging._diag import Diagnostics
+from slack_logging._jsonsafe import compact_encoder
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import snapshot
 from slack_logging._traces import SPAN_ATTR, portable
@@ -35,6 +38,8 @@ __all__ = ["Spill"]
 PREFIX = "overflow-"
 #: Alerts held in memory while no spill file can be written.
 MAX_HELD = 10_000
+
+_encode = compact_encoder()
 
 
 class Spill:
@@ -73,11 +78,7 @@ class Spill:
         process can take it while this one lives on.
         """
         data = self._record_data(record)
-        try:
-            text = json.dumps(data, ensure_ascii=False)
-        except Exception:  # the redactor let through something JSON cannot hold
-            text = json.dumps(data, ensure_ascii=False, default=_text)
-        line = (text + "\n").encode("utf-8", "backslashreplace")
+        line = _line(data)
         with self._lock:
             error = self._append(line)
             if error is not None:
@@ -87,6 +88,31 @@ class Spill:
             if not keep_open and self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+    def write_many(
+        self, records: list[logging.LogRecord], *, keep_open: bool = True
+    ) -> list[logging.LogRecord]:
+        """:meth:`write` for a batch with one ``os.write`` (the overflow writer's path).
+        Returns the records neither written nor held (memory full too); the caller counts
+        them. Give each record its alert id first: after a short write some lines are in the
+        file and held in memory as well, and the id makes them one alert."""
+        datas = [self._record_data(record) for record in records]
+        data = b"".join(_line(d) for d in datas)
+        with self._lock:
+            error = self._append(data)
+            if error is None:
+                self.dirty = True
+                if not keep_open and self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+                return []
+            lost = []
+            for record, d in zip(records, datas, strict=True):
+                try:
+                    self._hold(d, error)
+                except OSError:
+                    lost.append(record)
+            return lost
 
     def write_alert(self, alert: Alert) -> bool:
         """Append an alert that was already built (and redacted) as a record line, so a later
@@ -232,6 +258,14 @@ class Spill:
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
                 self._fd = None
+
+
+def _line(data: dict[str, Any]) -> bytes:
+    try:
+        text = _encode(data)
+    except Exception:  # the redactor let through something JSON cannot hold
+        text = json.dumps(data, ensure_ascii=False, default=_text)
+    return (text + "\n").encode("utf-8", "backslashreplace")
 
 
 def _parse(raw: bytes) -> list[logging.LogRecord]:

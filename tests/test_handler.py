@@ -236,6 +236,21 @@ class TestKillSwitch:
         assert fake_slack.requests == []
 
 
+def test_wait_ingested_means_every_record_is_mirrored(
+    make_handler: MakeHandler, logger: logging.Logger, alerts_dir: Path
+) -> None:
+    """wait_ingested returns True only once the ingest thread has written every record."""
+    h = make_handler()
+    logger.addHandler(h)
+    for i in range(500):
+        logger.warning("line %d", i)
+    assert h.runtime.wait_ingested(60.0)
+    assert [line["message"] for line in mirror_lines(alerts_dir)] == [
+        f"line {i}" for i in range(500)
+    ]
+    h.close()
+
+
 class TestBotToken:
     def test_chat_post_message(
         self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger

@@ -259,6 +259,7 @@ def test_spill_files_hold_no_secret(
                 card,
                 extra={"alert": "９００１０１－１２３４５６７", "n": 4111111111111111.0, "i": i},
             )
+        assert h.runtime.overflow.wait_written(10)
         spilled = "".join(p.read_text("utf-8") for p in alerts_dir.glob("overflow-*"))
     assert spilled, "the test meant to catch a spill file on disk"
     assert "41111111" not in digit_stream(spilled)

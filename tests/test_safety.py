@@ -218,6 +218,7 @@ def test_everything_we_create_is_private(
             for i in range(20):
                 logger.error("x %d", i, extra={"alert": "payment_fail"})
             # Spill files are taken (and deleted) soon after: look while they exist.
+            assert h.runtime.overflow.wait_written(10)
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in alerts_dir.glob("overflow-*")}
         assert modes, "the test meant to catch a spill file on disk"
         assert h.flush(10)
