@@ -499,6 +499,13 @@ class Runtime:
                     return False
                 sender.notify()
                 sender.wait_changed(min(0.05, max(0.0, deadline - self.monotonic())))
+            # Ours are delivered; wait for one quiet turn too, so a request the sender began
+            # for another process's alerts is recorded before we return: a fork child may
+            # os._exit() right after flush, and Slack would get that message again.
+            turn = sender.quiet_turns
+            while sender.alive and sender.quiet_turns == turn and self.monotonic() < deadline:
+                sender.notify()
+                sender.wait_changed(min(0.05, max(0.0, deadline - self.monotonic())))
             return True
         finally:
             sender.release.clear()

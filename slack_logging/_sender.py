@@ -112,6 +112,9 @@ class Sender:
         self.release = threading.Event()
         #: Called when the thread ends, if set (stop() could not wait for a hung request).
         self.on_exit: Callable[[], None] | None = None
+        #: Turns of the loop that ended with no request in flight and nothing due (see
+        #: Runtime.flush: a fork child may ``os._exit`` right after flush returns).
+        self.quiet_turns = 0
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -265,6 +268,7 @@ class Sender:
         try:
             if not self.try_lead():
                 self._idle()
+                self._quiet()
                 if not self._stop.is_set():
                     self._sleep(self.config.lead_interval)
                 return
@@ -277,6 +281,7 @@ class Sender:
             if self.step():
                 self._due = self.monotonic()
                 return
+            self._quiet()
             now = self._now()
             wake = self.planner.wake_at(
                 list(self._pending.values()), now, release=self.release.is_set()
@@ -298,6 +303,10 @@ class Sender:
             )
             if not self._stop.is_set():
                 self._sleep(1.0)
+
+    def _quiet(self) -> None:
+        self.quiet_turns += 1
+        self._announce()
 
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(seconds)
