@@ -368,8 +368,8 @@ class Runtime:
         if now - self._ledger_saved > LEDGER_SAVE_EVERY:
             self._ledger_saved = now
             self._save_ledger()
-        if self.spill is None:
-            return
+        if self.spill is None or self._closed:
+            return  # at exit, spill files stay for the next process (stop() counts them)
         if self.spill.dirty or now - self._spill_scan > SPILL_SCAN_EVERY:
             self._spill_scan = now
             self.take_spills()
@@ -383,7 +383,9 @@ class Runtime:
         """Move spilled alerts (ours, and those of processes that are gone) into the outbox."""
         if self.spill is None:
             return 0
-        return self.spill.take(self.ingest.store)
+        # Files are durable; an outbox that only holds memory is not: they wait until it works.
+        files = self.outbox is None or self.outbox.fault is None
+        return self.spill.take(self.ingest.store, files=files)
 
     # -- fork ------------------------------------------------------------------------------------
 
@@ -551,8 +553,11 @@ class Runtime:
                 _bounded(self.take_spills, deadline, self.monotonic)
         else:
             # The ingest thread is stuck (the outbox is locked by another process): keep the
-            # queue and its batch durable in spill files rather than wait.
+            # queue and its batch durable in spill files rather than wait. Those are the next
+            # process's to send: the stuck store must not also send them from memory.
             spilled += self._spill_records(list(self._inflight) + self._drain_without_thread())
+            if self.outbox is not None:
+                self.outbox.hand_over(self._spilled_ids)
         sender = self.sender
         if sender is None or self.outbox is None:
             return

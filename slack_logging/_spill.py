@@ -178,14 +178,19 @@ class Spill:
                 pass
             os.close(fd)
 
-    def take(self, store: Callable[[list[logging.LogRecord]], bool]) -> int:
+    def take(self, store: Callable[[list[logging.LogRecord]], bool], *, files: bool = True) -> int:
         """Hand every file no live writer holds (ours included) to ``store``; a file is deleted
-        only once ``store`` says its records are safe. Returns how many records were taken."""
+        only once ``store`` says its records are safe. Returns how many records were taken.
+
+        ``files=False`` hands over only the records held in memory (``store`` would keep the
+        files' records only in memory: the files stay, durable, and ``dirty`` stays set).
+        """
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)  # releases our shared lock; the next spill opens a new file
-                self._fd = None
-            self.dirty = False
+            if files:
+                if self._fd is not None:
+                    os.close(self._fd)  # releases our shared lock; the next spill opens anew
+                    self._fd = None
+                self.dirty = False
             held, self._held = self._held, []
         taken = 0
         if held:
@@ -195,6 +200,8 @@ class Spill:
                 with self._lock:
                     self._held[:0] = held
                     self.dirty = True
+        if not files:
+            return taken
         for path in sorted(self.directory.glob(f"{PREFIX}*.jsonl")):
             taken += self._take_file(path, store)
         return taken
