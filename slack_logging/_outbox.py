@@ -530,10 +530,18 @@ class Outbox:
         return self._run(lambda c: c.execute(sql, params).fetchall())
 
     def _volatile(self) -> int:
-        if self.fault is None or self._mem is None:
-            return 0
-        pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
-        return sum(1 for (alert_id,) in pending if alert_id not in self._in_file)
+        return len(self.volatile_ids())
+
+    def volatile_ids(self) -> set[str]:
+        """This process's pending alerts that only memory holds (the file refused them): no
+        other process can see them, so this one sends them even when it does not lead."""
+        if self.fault is None:
+            return set()  # without the lock: a store stuck in SQLite may hold it
+        with self._lock:
+            if self.fault is None or self._mem is None:
+                return set()
+            pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
+            return {alert_id for (alert_id,) in pending if alert_id not in self._in_file}
 
     # -- inserting (any process) -------------------------------------------------------------
 

@@ -268,6 +268,8 @@ class Sender:
         try:
             if not self.try_lead():
                 self._idle()
+                if self._step_volatile():
+                    return
                 self._quiet()
                 if not self._stop.is_set():
                     self._sleep(self.config.lead_interval)
@@ -353,12 +355,27 @@ class Sender:
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def step(self) -> bool:
-        """Send at most one message. True if one was attempted."""
+    def _step_volatile(self) -> bool:
+        """Not the leader, yet the outbox holds some of our alerts only in memory (its file
+        refused them): the leader cannot see those, so send them from here. True if a message
+        was attempted."""
+        volatile = self.outbox.volatile_ids()
+        if not volatile:
+            if self._pending:
+                self._forget()  # stored in the file again: the leader's to send
+            return False
+        return self.step(only=volatile)
+
+    def step(self, only: set[str] | None = None) -> bool:
+        """Send at most one message (of the alerts in ``only``, if given). True if one was
+        attempted."""
         self._idle()
         self._retry_unmarked()
         now = self._now()
         changed = self.refresh(now)
+        if only is not None:
+            for alert_id in [a for a in self._pending if a not in only]:
+                del self._pending[alert_id]
         if now - self._last_prune > 3600.0:
             self._last_prune = now
             self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
@@ -490,9 +507,16 @@ class Sender:
         self.diag.report(
             f"retry:{plan.dest}",
             f"Slack did not take an alert ({_describe(result)}); {len(self._pending)} alert(s) "
-            f"wait in the {self.config.label} and are retried with backoff. "
+            f"wait {self._where()} and are retried with backoff. "
             f"{result.remedy or ''}".rstrip(),
         )
+
+    def _where(self) -> str:
+        if self.outbox.durable:
+            return f"in the {self.config.label}"
+        if self.outbox.path is None:
+            return "in memory (the alerts directory cannot be written)"
+        return "in memory (the outbox cannot be written now; stored once it works again)"
 
     def _permanent(self, plan: Plan, result: SendResult, now: float) -> None:
         # Blocked by the pytest plugin: dead at once, so no later process posts a test's alert.

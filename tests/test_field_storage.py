@@ -122,6 +122,8 @@ class TestDiskFull:
         if c.report["fault"] is None:
             pytest.skip("SQLite reused WAL space: nothing failed")
         assert "5 alert(s) not delivered at exit, 5 lost (the outbox could not store them)" in err
+        retries = [line for line in err.splitlines() if "Slack did not take an alert" in line]
+        assert retries and all("wait in memory" in line for line in retries), err
         fake_slack.set_up()
         assert pending_on_disk(alerts_dir) == 0
 
@@ -307,6 +309,55 @@ def _chattr(flag: str, *paths: Path) -> bool:
     existing = [str(p) for p in paths if p.exists()]
     done = subprocess.run(["chattr", flag, *existing], capture_output=True, check=False)
     return done.returncode == 0
+
+
+class TestNotLeader:
+    def test_memory_only_alerts_of_a_non_leader_reach_slack(
+        self, fake_slack: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Another process leads; this one's outbox refuses writes (a file size limit, so the
+        leader's file works): the leader never sees these alerts, so this process sends them
+        from memory itself, each once, and flush says so."""
+        leader = child(
+            """
+            alert(100)
+            assert h.flush(20) and h.runtime.sender.leader
+            step("leading")
+            h.close()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        leader.until_step("leading")
+        c = child(
+            """
+            import resource, signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+            for i in range(5):
+                alert(i)
+            report(flushed=h.flush(30), fault=h.outbox.fault, leader=h.runtime.sender.leader)
+            h.close()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        status, err = c.finish()
+        leader.go()
+        assert_clean_exit(*leader.finish())
+        assert_clean_exit(status, err)
+        assert c.report["fault"] is not None, "the size limit never reached the outbox"
+        assert c.report["leader"] is False
+        assert c.report["flushed"] is True, err
+        assert fake_slack.alerts_covered == 6
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 6
+        assert "lost" not in err and "not delivered" not in err
 
 
 class TestUnwritable:
