@@ -42,7 +42,7 @@ from slack_logging._spill import PREFIX as SPILL_PREFIX
 from slack_logging._spill import Spill
 from slack_logging._transport import build_routes
 
-__all__ = ["Runtime", "is_our_thread", "ours"]
+__all__ = ["Runtime", "is_our_thread", "ours", "stop_all"]
 
 BATCH = 256
 SPILL_SCAN_EVERY = 30.0
@@ -798,8 +798,10 @@ if hasattr(os, "register_at_fork"):
 
 
 @atexit.register
-def _stop_all() -> None:
-    """Runs before ``logging.shutdown`` (atexit is LIFO and logging registered first).
+def stop_all() -> None:
+    """Stop every runtime of this process. Runs at exit before ``logging.shutdown`` (atexit is
+    LIFO and logging registered first), and from hooks of processes that end with
+    ``os._exit`` (Celery's pool children).
 
     All runtimes share one deadline so the process exits within pm2's 1.6 s kill timeout.
     """

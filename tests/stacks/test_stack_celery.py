@@ -66,3 +66,37 @@ def test_celery_worker_keeps_the_slack_handler(
     messages = [json.loads(line)["message"] for line in mirror.splitlines()]
     assert any("ready." in m for m in messages), messages
     assert "야간 리포트 실패" in output
+
+
+RECYCLING = f"""
+import sys
+sys.path.insert(0, {str(EXAMPLES)!r})
+from celery_app import app, build_report
+for i in range(8):
+    build_report.delay(("R-%d" if i % 2 else "%d") % i)
+app.worker_main([
+    "worker", "--pool=prefork", "--concurrency=2", "--max-tasks-per-child=1",
+    "--loglevel=INFO", "--without-heartbeat", "--without-mingle", "--without-gossip",
+])
+"""
+
+
+def test_celery_pool_children_that_exit_after_each_task_deliver_each_alert_once(
+    stack_env: dict[str, str], fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """Each pool child runs one task, logs one alert and exits (billiard replaces it): 8 alerts
+    logged across 8 short-lived forked children, 8 delivered, none twice, and a clean stop."""
+    stack_env["CELERY_BROKER_URL"] = "memory://"
+    worker = Server(
+        [sys.executable, "-c", RECYCLING], env=stack_env, cwd=tmp_path, log=tmp_path / "worker.log"
+    )
+    try:
+        wait_covered(fake_slack, 8)
+    finally:
+        code = worker.stop(group=False)
+    assert code == 0, worker.output()
+    assert fake_slack.alerts_covered == 8
+    ids = [
+        i for m in fake_slack.messages for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+    ]
+    assert len(ids) == len(set(ids)) == 8
