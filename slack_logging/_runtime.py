@@ -45,7 +45,8 @@ from slack_logging._transport import build_routes
 __all__ = ["Runtime", "is_our_thread", "ours", "stop_all"]
 
 BATCH = 256
-SPILL_SCAN_EVERY = 30.0
+#: How often a running sender looks for spill files of processes that are gone (a glob).
+SPILL_SCAN_EVERY = 5.0
 #: After its first fork a process stays off the sender lock this long, so its children
 #: (gunicorn workers) lead and a forking master does not send; if none does, it leads again.
 FORK_HANDOFF = 3.0

@@ -397,6 +397,66 @@ class TestStoppedPeers:
         assert len(ids) == len(set(ids)) == 2
 
 
+ORPHAN = """
+import logging, sys
+from pathlib import Path
+from slack_logging._redact import Redactor
+from slack_logging._spill import Spill
+spill = Spill(Path(sys.argv[1]), Redactor())
+for i in range(2):
+    spill.write(logging.makeLogRecord({
+        "name": "app", "msg": "spilled %d" % i, "levelno": 40, "levelname": "ERROR",
+        "alert": "payment_fail", "order_id": "ORPHAN-%d" % i,
+    }))
+"""
+
+
+class TestOrphans:
+    def test_a_running_leader_picks_up_what_dead_processes_left(
+        self, fake_slack: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """After the leader started, a process spills two alerts and ends without storing them,
+        and another leaves a pending row: the leader, idle, delivers those three on its own
+        (the spill files within one sweep, SPILL_SCAN_EVERY)."""
+        from test_field_poison import alert
+
+        from slack_logging._outbox import Outbox
+
+        leader = spawn(
+            """
+            log.error("first", extra={"alert": "payment_fail"})
+            assert h.flush(10) and h.runtime.sender.leader
+            print("ready", flush=True)
+            sys.stdin.read()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        try:
+            assert leader.stdout is not None
+            assert leader.stdout.readline().strip() == "ready"
+            gone = subprocess.run(
+                [sys.executable, "-c", ORPHAN, str(alerts_dir)], capture_output=True, text=True
+            )
+            assert gone.returncode == 0, gone.stderr
+            assert len(list(alerts_dir.glob("overflow-*.jsonl"))) == 1
+            box = Outbox(alerts_dir, origin="gone:1")
+            box.add([(alert(), "webhook:gone")])
+            box.close()
+            wait_covered(fake_slack, 4, timeout=60)
+        finally:
+            leader.kill()
+            leader.communicate(timeout=10)
+        assert fake_slack.alerts_covered == 4
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 4
+        assert not list(alerts_dir.glob("overflow-*.jsonl"))
+
+
 class TestLedger:
     def test_stats_and_status_read_one_ledger(
         self, make_handler: Any, fake_slack: FakeSlack, logger: logging.Logger, alerts_dir: Path
