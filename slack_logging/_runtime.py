@@ -34,7 +34,7 @@ from slack_logging._config import Settings
 from slack_logging._diag import Diagnostics
 from slack_logging._ingest import Ingest
 from slack_logging._ledger import Ledger
-from slack_logging._mirror import Mirror
+from slack_logging._mirror import Mirror, reset_all_after_fork
 from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging._parts import make_mirror, make_sender, prepare_dir
 from slack_logging._sender import Sender
@@ -451,8 +451,6 @@ class Runtime:
             self.sender.transports = dict(self.transports)
             self.sender.stats = self.ledger
             self.sender.coord.reset_after_fork()
-        if self.mirror is not None:
-            self.mirror._reinit_after_fork()
         self.ingest = self._make_ingest()
         if self._left_behind():
             self.start()
@@ -790,11 +788,17 @@ def _before_fork() -> None:
             rt.diag.report("fork", f"could not pause before fork ({exc!r})")
 
 
+def _after_fork_in_child() -> None:
+    # Mirrors first (the runtimes' own and any other): a runtime may start writing at once.
+    reset_all_after_fork()
+    _each("after_fork_in_child")()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_before_fork,
         after_in_parent=_each("after_fork_in_parent"),
-        after_in_child=_each("after_fork_in_child"),
+        after_in_child=_after_fork_in_child,
     )
 
 
