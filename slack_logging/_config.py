@@ -6,6 +6,7 @@ runs on the logging path.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import logging.config
 import math
@@ -246,8 +247,10 @@ class Settings:
         if not isinstance(env, Mapping):
             raise ValueError(f"env: expected a mapping, got {type(env).__name__}")
         # dictConfig loaders (uvicorn --log-config, gunicorn logconfig_dict, Django LOGGING)
-        # pass logging.yaml's ${VAR:-default} through as text: expand it as configure() does.
-        kwargs = {k: expand_env(v, env) for k, v in kwargs.items()}
+        # pass logging.yaml's ${VAR:-default} through as text: expand it as configure() does
+        # (once: under configure() it is done, and a value may hold "${" of its own).
+        if not _EXPANDED.get():
+            kwargs = {k: expand_env(v, env) for k, v in kwargs.items()}
         unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__) - {"categories"})
         if unknown:
             raise ValueError(
@@ -452,6 +455,10 @@ def _followup_options(kwargs: Mapping[str, Any], out: dict[str, Any]) -> None:
         out["live_updates_per_minute"] = value
 
 
+#: Set while configure() applies a document it has expanded already.
+_EXPANDED = contextvars.ContextVar("slack_logging_expanded", default=False)
+
+
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -505,5 +512,9 @@ def configure(
     """
     config = load_config(path, env)
     config.setdefault("version", 1)
-    logging.config.dictConfig(config)
+    token = _EXPANDED.set(True)
+    try:
+        logging.config.dictConfig(config)
+    finally:
+        _EXPANDED.reset(token)
     return config

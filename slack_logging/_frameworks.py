@@ -188,6 +188,10 @@ def setup_celery_logging(
         app = Celery("shop")
         slack_logging.setup_celery_logging("logging.yaml")
 
+    Pool children of the prefork pool end with ``os._exit``, which skips every exit hook, so
+    this also stops the handlers of a child on Celery's ``worker_process_shutdown`` signal:
+    its queued alerts are stored and a request it has in flight is finished and recorded.
+
     Returns the receiver (connected strongly: it lives as long as the process).
     """
     signals = importlib.import_module("celery.signals")  # untyped; imported only when used
@@ -205,4 +209,11 @@ def setup_celery_logging(
             configure(config)
 
     signals.setup_logging.connect(receiver, weak=False)
+    signals.worker_process_shutdown.connect(_stop_pool_child, weak=False)
     return receiver
+
+
+def _stop_pool_child(**_: Any) -> None:
+    from slack_logging._runtime import stop_all
+
+    stop_all()

@@ -49,7 +49,7 @@ from slack_logging._redact import Redactor
 from slack_logging._snapshot import Snapshot, safe_message, snapshot
 from slack_logging._traces import SPAN_ATTR, trace_fields
 
-__all__ = ["Mirror"]
+__all__ = ["Mirror", "reset_all_after_fork"]
 
 _FILE_MODE = 0o640
 _DIR_MODE = 0o750
@@ -551,10 +551,8 @@ class Mirror:
 _LIVE: weakref.WeakSet[Mirror] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def reset_all_after_fork() -> None:
+    """In a forked child, before anything writes: every mirror's lock anew. Called from the
+    runtime's single ``os.register_at_fork`` hook (:mod:`slack_logging._runtime`)."""
     for mirror in list(_LIVE):
         mirror._reinit_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

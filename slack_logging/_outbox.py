@@ -181,6 +181,8 @@ class Outbox:
         self._recent: dict[str, tuple[Any, ...]] = {}
         self._in_file: set[str] = set()
         self._settled: int | None = None
+        #: Alerts whose durable copy is elsewhere (see hand_over): never kept in memory.
+        self._handed_over: set[str] = set()
         self._told = False
         self._closed = False
         if self.path is None:
@@ -528,10 +530,18 @@ class Outbox:
         return self._run(lambda c: c.execute(sql, params).fetchall())
 
     def _volatile(self) -> int:
-        if self.fault is None or self._mem is None:
-            return 0
-        pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
-        return sum(1 for (alert_id,) in pending if alert_id not in self._in_file)
+        return len(self.volatile_ids())
+
+    def volatile_ids(self) -> set[str]:
+        """This process's pending alerts that only memory holds (the file refused them): no
+        other process can see them, so this one sends them even when it does not lead."""
+        if self.fault is None:
+            return set()  # without the lock: a store stuck in SQLite may hold it
+        with self._lock:
+            if self.fault is None or self._mem is None:
+                return set()
+            pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
+            return {alert_id for (alert_id,) in pending if alert_id not in self._in_file}
 
     # -- inserting (any process) -------------------------------------------------------------
 
@@ -546,7 +556,7 @@ class Outbox:
         rows = [self._row(a, dest, now) for a, dest in items]
         if not rows:
             return 0
-        last = self._run(lambda c: self._insert(c, rows))
+        last = self._run(lambda c: self._insert(c, self._keepable(c, rows)))
         if self.fault is None:
             self._high_seq = max(self._high_seq, last)
             for row in rows[:MAX_RECENT]:
@@ -554,6 +564,31 @@ class Outbox:
             while len(self._recent) > MAX_RECENT:
                 del self._recent[next(iter(self._recent))]
         return last
+
+    def _keepable(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Any]:
+        if conn is self._disk or not self._handed_over:
+            return rows
+        return [row for row in rows if row[0] not in self._handed_over]
+
+    def hand_over(self, alert_ids: Iterable[str]) -> None:
+        """These alerts were made durable elsewhere (spill files written at exit while a store
+        was stuck): from now on memory never keeps them, so they are not sent from memory now
+        and again by the next process. Never waits: the stuck store may hold our lock."""
+        ids = [a for a in alert_ids if a not in self._handed_over]
+        self._handed_over.update(ids)
+        if not ids or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._mem is not None:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    self._mem.execute(
+                        f"DELETE FROM alerts WHERE state = 0 AND alert_id IN ({marks})",  # noqa: S608
+                        chunk,
+                    )
+        finally:
+            self._lock.release()
 
     def _row(self, alert: Alert, dest: str, now: float) -> tuple[Any, ...]:
         try:

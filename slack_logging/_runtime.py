@@ -34,7 +34,7 @@ from slack_logging._config import Settings
 from slack_logging._diag import Diagnostics
 from slack_logging._ingest import Ingest
 from slack_logging._ledger import Ledger
-from slack_logging._mirror import Mirror
+from slack_logging._mirror import Mirror, reset_all_after_fork
 from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging._overflow import Overflow
 from slack_logging._parts import make_mirror, make_sender, prepare_dir
@@ -43,14 +43,15 @@ from slack_logging._spill import PREFIX as SPILL_PREFIX
 from slack_logging._spill import Spill
 from slack_logging._transport import build_routes
 
-__all__ = ["Runtime", "is_our_thread", "ours"]
+__all__ = ["Runtime", "is_our_thread", "ours", "stop_all"]
 
 BATCH = 256
 #: With this many alerts pending, the sender is woken by newly stored ones at most every
 #: NOTIFY_EVERY seconds (below it, at once: planning over a few alerts is cheap).
 NOTIFY_BACKLOG = 100
 NOTIFY_EVERY = 0.05
-SPILL_SCAN_EVERY = 30.0
+#: How often a running sender looks for spill files of processes that are gone (a glob).
+SPILL_SCAN_EVERY = 5.0
 #: After its first fork a process stays off the sender lock this long, so its children
 #: (gunicorn workers) lead and a forking master does not send; if none does, it leads again.
 FORK_HANDOFF = 3.0
@@ -446,8 +447,8 @@ class Runtime:
         if now - self._ledger_saved > LEDGER_SAVE_EVERY:
             self._ledger_saved = now
             self._save_ledger()
-        if self.spill is None:
-            return
+        if self.spill is None or self._closed:
+            return  # at exit, spill files stay for the next process (stop() counts them)
         if self.spill.dirty or now - self._spill_scan > SPILL_SCAN_EVERY:
             self._spill_scan = now
             self.take_spills()
@@ -461,7 +462,9 @@ class Runtime:
         """Move spilled alerts (ours, and those of processes that are gone) into the outbox."""
         if self.spill is None:
             return 0
-        return self.spill.take(self.ingest.store)
+        # Files are durable; an outbox that only holds memory is not: they wait until it works.
+        files = self.outbox is None or self.outbox.fault is None
+        return self.spill.take(self.ingest.store, files=files)
 
     # -- fork ------------------------------------------------------------------------------------
 
@@ -526,8 +529,6 @@ class Runtime:
             self.sender.transports = dict(self.transports)
             self.sender.stats = self.ledger
             self.sender.coord.reset_after_fork()
-        if self.mirror is not None:
-            self.mirror._reinit_after_fork()
         self.ingest = self._make_ingest()
         if self._left_behind():
             self.start()
@@ -578,6 +579,13 @@ class Runtime:
             while self.pending() or sender.live_pending():
                 if self.monotonic() >= deadline:
                     return False
+                sender.notify()
+                sender.wait_changed(min(0.05, max(0.0, deadline - self.monotonic())))
+            # Ours are delivered; wait for one quiet turn too, so a request the sender began
+            # for another process's alerts is recorded before we return: a fork child may
+            # os._exit() right after flush, and Slack would get that message again.
+            turn = sender.quiet_turns
+            while sender.alive and sender.quiet_turns == turn and self.monotonic() < deadline:
                 sender.notify()
                 sender.wait_changed(min(0.05, max(0.0, deadline - self.monotonic())))
             return True
@@ -632,10 +640,13 @@ class Runtime:
                 _bounded(self.take_spills, deadline, self.monotonic)
         else:
             # The ingest thread is stuck (the outbox is locked by another process): keep the
-            # queue and its batch durable in spill files rather than wait.
+            # queue and its batch durable in spill files rather than wait. Those are the next
+            # process's to send: the stuck store must not also send them from memory.
             spilled += overflowed + self._spill_records(
                 list(self._inflight) + self._drain_without_thread()
             )
+            if self.outbox is not None:
+                self.outbox.hand_over(self._spilled_ids)
         sender = self.sender
         if sender is None or self.outbox is None:
             return
@@ -889,17 +900,25 @@ def _before_fork() -> None:
             rt.diag.report("fork", f"could not pause before fork ({exc!r})")
 
 
+def _after_fork_in_child() -> None:
+    # Mirrors first (the runtimes' own and any other): a runtime may start writing at once.
+    reset_all_after_fork()
+    _each("after_fork_in_child")()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_before_fork,
         after_in_parent=_each("after_fork_in_parent"),
-        after_in_child=_each("after_fork_in_child"),
+        after_in_child=_after_fork_in_child,
     )
 
 
 @atexit.register
-def _stop_all() -> None:
-    """Runs before ``logging.shutdown`` (atexit is LIFO and logging registered first).
+def stop_all() -> None:
+    """Stop every runtime of this process. Runs at exit before ``logging.shutdown`` (atexit is
+    LIFO and logging registered first), and from hooks of processes that end with
+    ``os._exit`` (Celery's pool children).
 
     All runtimes share one deadline so the process exits within pm2's 1.6 s kill timeout.
     """

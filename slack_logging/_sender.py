@@ -135,6 +135,9 @@ class Sender:
             per_minute=config.live_updates_per_minute,
             shared=coord if coord.shared else None,
         )
+        #: Turns of the loop that ended with no request in flight and nothing due (see
+        #: Runtime.flush: a fork child may ``os._exit`` right after flush returns).
+        self.quiet_turns = 0
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -293,6 +296,9 @@ class Sender:
         try:
             if not self.try_lead():
                 self._idle()
+                if self._step_volatile():
+                    return
+                self._quiet()
                 if not self._stop.is_set():
                     self._sleep(self.config.lead_interval)
                 return
@@ -305,6 +311,7 @@ class Sender:
             if self.step():
                 self._due = self.monotonic()
                 return
+            self._quiet()
             now = self._now()
             wake = self.planner.wake_at(
                 list(self._pending.values()), now, release=self.release.is_set()
@@ -329,6 +336,10 @@ class Sender:
             )
             if not self._stop.is_set():
                 self._sleep(1.0)
+
+    def _quiet(self) -> None:
+        self.quiet_turns += 1
+        self._announce()
 
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(seconds)
@@ -404,14 +415,29 @@ class Sender:
             if e.live.pending or e.unshown_from is not None
         )
 
-    def step(self) -> bool:
-        """Send at most one message. True if one was attempted."""
+    def _step_volatile(self) -> bool:
+        """Not the leader, yet the outbox holds some of our alerts only in memory (its file
+        refused them): the leader cannot see those, so send them from here. True if a message
+        was attempted."""
+        volatile = self.outbox.volatile_ids()
+        if not volatile:
+            if self._pending:
+                self._forget()  # stored in the file again: the leader's to send
+            return False
+        return self.step(only=volatile)
+
+    def step(self, only: set[str] | None = None) -> bool:
+        """Send at most one message (of the alerts in ``only``, if given). True if one was
+        attempted."""
         self._idle()
         self._retry_unmarked()
         now = self._now()
-        if self.summary is not None:
+        if self.summary is not None and only is None:  # the leader's job
             self.summary.tick(now)
         changed = self.refresh(now)
+        if only is not None:
+            for alert_id in [a for a in self._pending if a not in only]:
+                del self._pending[alert_id]
         if now - self._last_prune > 3600.0:
             self._last_prune = now
             self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
@@ -419,7 +445,7 @@ class Sender:
         if self.coord.shared:
             changed = self._settle(now) or changed
         release = self.release.is_set()
-        if self._followup_step(now, release):
+        if only is None and self._followup_step(now, release):  # edits are the leader's
             return True
         # Planning is O(pending): during a long outage with a big backlog, skip it until
         # something arrives or the time it said to look again has come.
@@ -560,9 +586,16 @@ class Sender:
         self.diag.report(
             f"retry:{plan.dest}",
             f"Slack did not take an alert ({_describe(result)}); {len(self._pending)} alert(s) "
-            f"wait in the {self.config.label} and are retried with backoff. "
+            f"wait {self._where()} and are retried with backoff. "
             f"{result.remedy or ''}".rstrip(),
         )
+
+    def _where(self) -> str:
+        if self.outbox.durable:
+            return f"in the {self.config.label}"
+        if self.outbox.path is None:
+            return "in memory (the alerts directory cannot be written)"
+        return "in memory (the outbox cannot be written now; stored once it works again)"
 
     def _permanent(self, plan: Plan, result: SendResult, now: float) -> None:
         # Blocked by the pytest plugin: dead at once, so no later process posts a test's alert.

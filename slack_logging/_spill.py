@@ -55,6 +55,7 @@ class Spill:
         self._fd: int | None = None
         self._n = 0
         self._held: list[dict[str, Any]] = []
+        self._on_disk = False  # written to a file of ours since the last take of files
         self.dirty = False
 
     def reset_after_fork(self) -> None:
@@ -63,6 +64,7 @@ class Spill:
         self._fd = None
         self._n = 0
         self._held = []  # the parent's to store
+        self._on_disk = False
         self.dirty = False
 
     @property
@@ -84,7 +86,7 @@ class Spill:
             if error is not None:
                 self._hold(data, error)
                 return
-            self.dirty = True
+            self.dirty = self._on_disk = True
             if not keep_open and self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -134,7 +136,7 @@ class Spill:
         with self._lock:
             if self._append((text + "\n").encode("utf-8", "backslashreplace")) is not None:
                 return False
-            self.dirty = True
+            self.dirty = self._on_disk = True
             if self._fd is not None:
                 os.close(self._fd)  # at exit: let the next process take the file at once
                 self._fd = None
@@ -208,14 +210,21 @@ class Spill:
                 pass
             os.close(fd)
 
-    def take(self, store: Callable[[list[logging.LogRecord]], bool]) -> int:
+    def take(self, store: Callable[[list[logging.LogRecord]], bool], *, files: bool = True) -> int:
         """Hand every file no live writer holds (ours included) to ``store``; a file is deleted
-        only once ``store`` says its records are safe. Returns how many records were taken."""
+        only once ``store`` says its records are safe. Returns how many records were taken.
+
+        ``files=False`` hands over only the records held in memory (``store`` would keep the
+        files' records only in memory): the files stay, durable, and ``dirty`` stays set while
+        files of ours wait.
+        """
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)  # releases our shared lock; the next spill opens a new file
-                self._fd = None
-            self.dirty = False
+            if files:
+                if self._fd is not None:
+                    os.close(self._fd)  # releases our shared lock; the next spill opens anew
+                    self._fd = None
+                self._on_disk = False
+            self.dirty = self._on_disk
             held, self._held = self._held, []
         taken = 0
         if held:
@@ -225,6 +234,8 @@ class Spill:
                 with self._lock:
                     self._held[:0] = held
                     self.dirty = True
+        if not files:
+            return taken
         for path in sorted(self.directory.glob(f"{PREFIX}*.jsonl")):
             taken += self._take_file(path, store)
         return taken

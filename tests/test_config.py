@@ -222,6 +222,36 @@ loggers:
         h.close()
 
 
+def test_configure_expands_env_once(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """configure(env=...) expands the document once, with the env it was given: a value that
+    holds "${...}" itself is kept as it is, and os.environ is not consulted a second time."""
+    cfg = tmp_path / "logging.yaml"
+    cfg.write_text(
+        """
+version: 1
+handlers:
+  slack:
+    class: slack_logging.SlackAlertHandler
+    webhook_url: ${HOOK}
+    service: ${SVC}
+    alerts_dir: ${DIR}
+loggers:
+  once:
+    handlers: [slack]
+""",
+        encoding="utf-8",
+    )
+    env = {"HOOK": fake_slack.webhook_url, "SVC": "pay-${HOME:-x}", "DIR": str(tmp_path / "a")}
+    configure(cfg, env=env)
+    (h,) = logging.getLogger("once").handlers
+    try:
+        assert isinstance(h, SlackAlertHandler)
+        assert h.settings.service == "pay-${HOME:-x}"
+    finally:
+        logging.getLogger("once").handlers.clear()
+        h.close()
+
+
 def test_shipped_logging_yaml_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The repository's logging.yaml applies with no env set (delivery off, mirror on)."""
     monkeypatch.chdir(tmp_path)

@@ -7,6 +7,7 @@ Each test counts: alerts logged = alerts the fake Slack received (the sum of the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import pytest
 from field import Child, pending_on_disk, wait_covered
 
 from slack_logging._outbox import DB_NAME, Outbox
+from slack_logging._spill import PREFIX as SPILL_PREFIX
 from slack_logging.testing import FakeSlack
 
 pytestmark = pytest.mark.subprocess
@@ -120,6 +122,8 @@ class TestDiskFull:
         if c.report["fault"] is None:
             pytest.skip("SQLite reused WAL space: nothing failed")
         assert "5 alert(s) not delivered at exit, 5 lost (the outbox could not store them)" in err
+        retries = [line for line in err.splitlines() if "Slack did not take an alert" in line]
+        assert retries and all("wait in memory" in line for line in retries), err
         fake_slack.set_up()
         assert pending_on_disk(alerts_dir) == 0
 
@@ -307,6 +311,55 @@ def _chattr(flag: str, *paths: Path) -> bool:
     return done.returncode == 0
 
 
+class TestNotLeader:
+    def test_memory_only_alerts_of_a_non_leader_reach_slack(
+        self, fake_slack: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """Another process leads; this one's outbox refuses writes (a file size limit, so the
+        leader's file works): the leader never sees these alerts, so this process sends them
+        from memory itself, each once, and flush says so."""
+        leader = child(
+            """
+            alert(100)
+            assert h.flush(20) and h.runtime.sender.leader
+            step("leading")
+            h.close()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        leader.until_step("leading")
+        c = child(
+            """
+            import resource, signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+            for i in range(5):
+                alert(i)
+            report(flushed=h.flush(30), fault=h.outbox.fault, leader=h.runtime.sender.leader)
+            h.close()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        status, err = c.finish()
+        leader.go()
+        assert_clean_exit(*leader.finish())
+        assert_clean_exit(status, err)
+        assert c.report["fault"] is not None, "the size limit never reached the outbox"
+        assert c.report["leader"] is False
+        assert c.report["flushed"] is True, err
+        assert fake_slack.alerts_covered == 6
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 6
+        assert "lost" not in err and "not delivered" not in err
+
+
 class TestUnwritable:
     def test_immutable_outbox_no_sigbus(self, fake_slack: FakeSlack, alerts_dir: Path) -> None:
         """``chattr +i`` on the outbox and its WAL files while the process runs: SQLite would
@@ -343,8 +396,10 @@ class TestUnwritable:
     def test_immutable_with_slack_down_exit_line_is_true(
         self, fake_slack: FakeSlack, alerts_dir: Path
     ) -> None:
-        """Immutable and Slack down: the exit line says the new alerts are lost (they were only
-        in memory), and the alert stored before stays durable for the next process."""
+        """Immutable outbox and Slack down: the alert stored before stays in the outbox, the
+        three the outbox held only in memory go to spill files (the directory still takes new
+        files), so the exit line says all four are kept, and the next process, the outbox
+        writable again, delivers exactly those four."""
         db = alerts_dir / DB_NAME
         files = [db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm")]
         c = child(
@@ -373,10 +428,31 @@ class TestUnwritable:
         finally:
             _chattr("-i", *files)
         assert_clean_exit(status, err)
-        assert "slack-logging: 4 alert(s) not delivered at exit, 1 kept in" in err, err
-        assert "3 lost" in err
+        assert "slack-logging: 4 alert(s) not delivered at exit, kept in" in err, err
+        assert "lost" not in err
+        assert fake_slack.alerts_covered == 0
+        spilled = sum(
+            len(p.read_text().splitlines()) for p in alerts_dir.glob(f"{SPILL_PREFIX}*.jsonl")
+        )
+        assert (pending_on_disk(alerts_dir), spilled) == (1, 3)
         fake_slack.set_up()
-        assert pending_on_disk(alerts_dir) == 1
+        nxt = child('step("idle")\nh.close()', fake_slack, alerts_dir)
+        nxt.until_step("idle")
+        assert wait_covered(fake_slack, 4) == 4
+        nxt.go()
+        status, err = nxt.finish()
+        assert_clean_exit(status, err)
+        assert fake_slack.alerts_covered == 4
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(set(ids)) == len(ids) == 4, ids
+        sent = json.dumps([m.payload for m in fake_slack.messages], ensure_ascii=False)
+        assert [sent.count(f"`ORD-{i}`") for i in range(4)] == [1, 1, 1, 1], sent
+        assert pending_on_disk(alerts_dir) == 0
+        assert not list(alerts_dir.glob(f"{SPILL_PREFIX}*.jsonl"))
 
     @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to play another user")
     @pytest.mark.parametrize("owner", ["root", "read-only"])

@@ -73,9 +73,16 @@ class Server:
                 time.sleep(0.1)
         raise AssertionError(f"server not ready within {DEADLINE:g} s:\n{self.output()}")
 
-    def stop(self, sig: int = signal.SIGTERM, within: float = DEADLINE) -> int:
+    def stop(
+        self, sig: int = signal.SIGTERM, within: float = DEADLINE, *, group: bool = True
+    ) -> int:
+        """Send ``sig`` to the process group (``group=False``: to the main process only, which
+        then stops its own children) and wait for the main process to end."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
         try:
             return self.proc.wait(within)
         except subprocess.TimeoutExpired:
