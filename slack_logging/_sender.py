@@ -611,11 +611,22 @@ class Sender:
                 self._pending.pop(i, None)
         if later:
             self._reschedule(later, now, reason)
+        if blocked:  # a test's alert: it must never reach Slack later, nothing to replay
+            text = (
+                f"a real Slack send was blocked because pytest is running; the alert is kept as "
+                f"a dead letter in the {self.config.label} and never sent. To let a test run post "
+                "for real, pass --slack-real-sends (or SLACK_LOGGING_REAL_SENDS=1, or mark the "
+                "test slack_real_sends); to capture alerts instead, use the slack_alerts fixture"
+            )
+        else:
+            text = (
+                f"Slack rejected an alert: {reason}. {result.remedy or ''} Rejected alerts are "
+                f"kept as dead letters in the {self.config.label}; run `slack-logging replay` "
+                "after the fix."
+            )
         self.diag.report(
             f"permanent:{plan.dest}:{result.status}:{result.error}",
-            f"Slack rejected an alert: {reason}. {result.remedy or ''} Rejected alerts are kept "
-            f"as dead letters in the {self.config.label}; "
-            "run `slack-logging replay` after the fix.",
+            text,
             once=True,
         )
 

@@ -26,6 +26,8 @@ def start(env: dict[str, str], tmp_path: Path) -> tuple[Server, str]:
             "3",
             "--bind",
             f"127.0.0.1:{port}",
+            # Its default control socket is one path in $HOME: two runs at once would share it.
+            "--no-control-socket",
         ],
         env=env,
         cwd=EXAMPLES,

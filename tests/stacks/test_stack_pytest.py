@@ -62,6 +62,22 @@ def test_no_real_posts_by_default(user_run: pytest.Pytester, real_slack: StandIn
     assert real_slack.connections == 0
 
 
+def test_blocked_send_says_why_and_how_to_opt_out(
+    user_run: pytest.Pytester, real_slack: StandIn
+) -> None:
+    """The stderr line names pytest as the reason and the opt-outs, not a Slack rejection
+    to replay."""
+    result = user_run.runpytest_subprocess(
+        "-p", "slack_logging.pytest_plugin", "-s", "-k", "test_without_fixture"
+    )
+    result.assert_outcomes(passed=1, deselected=2)
+    err = result.stderr.str()
+    assert "blocked because pytest is running" in err, err
+    assert "--slack-real-sends" in err
+    assert "replay" not in err and "Slack rejected" not in err
+    assert real_slack.connections == 0
+
+
 @pytest.mark.parametrize(
     ("how", "args", "env"),
     [
