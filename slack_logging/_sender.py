@@ -397,10 +397,7 @@ class Sender:
         """``delivery: summary`` alerts are done once stored: the periodic summary reads them
         from the outbox whatever their state, so nothing waits on them (flush, exit)."""
         self.stats.count("summary_only", len(alert_ids))
-        try:
-            self.outbox.mark_delivered(alert_ids, "summary")
-        except Exception:
-            self._unmarked.append((alert_ids, "summary"))
+        self._mark_delivered(alert_ids, "summary")
         self._announce()
 
     def pending_count(self) -> int:
@@ -462,6 +459,13 @@ class Sender:
         self._next_look = 0.0
         self.send(plan, now)
         return True
+
+    def _mark_delivered(self, ids: list[str], message: str) -> None:
+        """Done with them: a disk that refuses the mark now gets it again later (never a resend)."""
+        try:
+            self.outbox.mark_delivered(ids, message)
+        except Exception:
+            self._unmarked.append((ids, message))
 
     def _retry_unmarked(self) -> None:
         """Messages Slack took whose alerts could not be marked delivered (a locked disk):
@@ -564,10 +568,7 @@ class Sender:
         self.stats.count("messages")
         self.stats.count("delivered", len(plan.refs))
         message = result.ts or f"sent:{uuid.uuid4().hex[:12]}"
-        try:
-            self.outbox.mark_delivered(plan.alert_ids, message)
-        except Exception:
-            self._unmarked.append((plan.alert_ids, message))
+        self._mark_delivered(plan.alert_ids, message)
         self.planner.delivered(plan, now)
         self._save_state(plan)
         if thread_key is not None and result.ts:
@@ -684,10 +685,7 @@ class Sender:
         for r in plan.refs:
             self._pending.pop(r.alert_id, None)
         self.stats.count("delivered", len(plan.refs))
-        try:
-            self.outbox.mark_delivered(plan.alert_ids, message)
-        except Exception:
-            self._unmarked.append((plan.alert_ids, message))
+        self._mark_delivered(plan.alert_ids, message)
         self.planner.delivered(plan, now)
         self._save_state(plan)
         self.coord.delivered(plan, admission, message)

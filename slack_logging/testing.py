@@ -786,23 +786,32 @@ class FakeSlack:
         )
         return _Answer(200, None, b"ok", "text/html"), message
 
-    def _chat(  # noqa: PLR0911, PLR0912 - one answer per Web API error Slack gives
-        self, incoming: RecordedRequest
-    ) -> tuple[_Answer, Received | None]:
-        path, payload, headers = incoming.path, incoming.payload, incoming.headers
-        arrived, early = incoming.received_at, incoming.early
-        authorization = headers.get("authorization", "")
+    def _authorize(self, incoming: RecordedRequest) -> tuple[str, str | None]:
+        """The Web API's first checks, as Slack makes them: the token (header or body), then
+        the body. Returns the token and the error to answer, None when the call may go on."""
+        payload, authorization = incoming.payload, incoming.headers.get("authorization", "")
         token = authorization[7:] if authorization.startswith("Bearer ") else None
         if token is None and payload is not None and isinstance(payload.get("token"), str):
             token = payload["token"]
         if not token:
-            return _json_answer({"ok": False, "error": "not_authed"}), None
+            return "", "not_authed"
         if token != self.token:
-            return _json_answer({"ok": False, "error": "invalid_auth"}), None
+            return token, "invalid_auth"
         if self._revoked:
-            return _json_answer({"ok": False, "error": "token_revoked"}), None
+            return token, "token_revoked"
         if payload is None:
-            return _json_answer({"ok": False, "error": "invalid_json"}), None
+            return token, "invalid_json"
+        return token, None
+
+    def _chat(  # noqa: PLR0911 - one answer per Web API error Slack gives
+        self, incoming: RecordedRequest
+    ) -> tuple[_Answer, Received | None]:
+        path, payload, headers = incoming.path, incoming.payload, incoming.headers
+        arrived, early = incoming.received_at, incoming.early
+        token, refused = self._authorize(incoming)
+        if refused is not None:
+            return _json_answer({"ok": False, "error": refused}), None
+        assert payload is not None  # _authorize refuses a missing body
         channel = payload.get("channel")
         if not isinstance(channel, str) or not channel:
             return _json_answer({"ok": False, "error": "channel_not_found"}), None
@@ -857,24 +866,16 @@ class FakeSlack:
                 return fault
         return None
 
-    def _update(  # noqa: PLR0911, PLR0912 - one answer per chat.update error Slack gives
+    def _update(  # noqa: PLR0911 - one answer per chat.update error Slack gives
         self, incoming: RecordedRequest
     ) -> tuple[_Answer, Received | None]:
         """``chat.update`` (api.slack.com/methods/chat.update): the Web API's checks, then the
         message's own (found, ours, still editable), then the content's."""
         payload, headers = incoming.payload, incoming.headers
-        authorization = headers.get("authorization", "")
-        token = authorization[7:] if authorization.startswith("Bearer ") else None
-        if token is None and payload is not None and isinstance(payload.get("token"), str):
-            token = payload["token"]
-        if not token:
-            return _json_answer({"ok": False, "error": "not_authed"}), None
-        if token != self.token:
-            return _json_answer({"ok": False, "error": "invalid_auth"}), None
-        if self._revoked:
-            return _json_answer({"ok": False, "error": "token_revoked"}), None
-        if payload is None:
-            return _json_answer({"ok": False, "error": "invalid_json"}), None
+        token, refused = self._authorize(incoming)
+        if refused is not None:
+            return _json_answer({"ok": False, "error": refused}), None
+        assert payload is not None  # _authorize refuses a missing body
         channel, ts = payload.get("channel"), payload.get("ts")
         if not isinstance(channel, str) or not channel:
             return _json_answer({"ok": False, "error": "channel_not_found"}), None
