@@ -54,6 +54,8 @@ __all__ = ["Mirror", "reset_all_after_fork"]
 _FILE_MODE = 0o640
 _DIR_MODE = 0o750
 _COLLISION_PREFIX = "extra_"
+#: Cached line segments per kind (see _LineFormatter._direct_line); cleared when full.
+_SEGMENTS = 4096
 # Raw in ensure_ascii=False output, yet str.splitlines() breaks on the first three and the
 # surrogates cannot be UTF-8: written as \uXXXX escapes (they only ever occur inside strings).
 _UNSAFE_RAW = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
@@ -106,6 +108,8 @@ class _LineFormatter(JsonFormatter):
         )
         self._encode = compact_encoder(self._default)
         self._second: tuple[int, str] = (-(2**62), "")
+        self._heads: dict[tuple[str, str], str] = {}
+        self._middles: dict[tuple[int, str, str, str], str] = {}
         # python-json-logger's hooks, unless a subclass changed them, are the identity and a
         # prefix: then the line is encoded directly (three calls fewer per line).
         self._direct = (
@@ -166,37 +170,35 @@ class _LineFormatter(JsonFormatter):
         encode whole. Only for extras that rename nothing (none is a fixed field's name)."""
         enc = _json_str
         message = "" if snap.message_fields is not None else snap.message
-        parts = [
-            '{"timestamp":"',
-            self._timestamp(snap.created),
-            '","level":',
-            enc(snap.level),
-            ',"logger":',
-            enc(snap.logger),
-            ',"message":',
-            enc(message),
-        ]
+        # The text around the message and the extras repeats from line to line: built once
+        # per (level, logger) and per (pid, thread, module, function), bounded like the
+        # redactor's caches. The keys are already redacted strings.
+        key = (snap.level, snap.logger)
+        head = self._heads.get(key)
+        if head is None:
+            head = f'","level":{enc(snap.level)},"logger":{enc(snap.logger)},"message":'
+            if len(self._heads) >= _SEGMENTS:
+                self._heads.clear()
+            self._heads[key] = head
+        parts = ['{"timestamp":"', self._timestamp(snap.created), head, enc(message)]
         if alert:
             parts += (',"alert":', enc(alert))
         if alert_id:
             parts += (',"alert_id":', enc(alert_id))
         if snap.traceback:
             parts += (',"traceback":', enc(snap.traceback))
-        pid = os.getpid() if snap.process is None else snap.process
-        parts += (
-            ',"host":',
-            enc(self._host),
-            ',"pid":',
-            str(int(pid)),
-            ',"thread":',
-            enc(snap.thread_name),
-            ',"module":',
-            enc(snap.module),
-            ',"func":',
-            enc(snap.func),
-            ',"lineno":',
-            str(int(snap.lineno)),
-        )
+        pid = os.getpid() if snap.process is None else int(snap.process)
+        place = (pid, snap.thread_name, snap.module, snap.func)
+        middle = self._middles.get(place)
+        if middle is None:
+            middle = (
+                f',"host":{enc(self._host)},"pid":{pid},"thread":{enc(snap.thread_name)}'
+                f',"module":{enc(snap.module)},"func":{enc(snap.func)},"lineno":'
+            )
+            if len(self._middles) >= _SEGMENTS:
+                self._middles.clear()
+            self._middles[place] = middle
+        parts += (middle, str(int(snap.lineno)))
         if fields:
             parts += (",", self._encode(fields)[1:])
         else:
