@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -103,6 +104,22 @@ def wait_covered(fake: FakeSlack, alerts: int, within: float = DEADLINE) -> None
     deadline = time.monotonic() + within
     while fake.alerts_covered < alerts:
         fake.wait_for(len(fake.messages) + 1, timeout=max(0.0, deadline - time.monotonic()))
+
+
+def wait_settled(alerts_dir: Path, within: float = DEADLINE) -> int:
+    """Wait until the outbox holds no pending alert; return how many are left pending.
+
+    Slack counts a message at its 2xx and the sender marks its alerts a moment later: a
+    server stopped in between rightly reports them as not known delivered (and the next
+    process sends them again, at least once)."""
+    uri = f"file:{alerts_dir / 'outbox.sqlite3'}?mode=ro"
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            pending = int(db.execute("SELECT count(*) FROM alerts WHERE state = 0").fetchone()[0])
+        if pending == 0 or time.monotonic() > deadline:
+            return pending
+        time.sleep(0.05)
 
 
 def post(url: str) -> int:

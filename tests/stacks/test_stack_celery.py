@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stackkit import EXAMPLES, Server, wait_covered
+from stackkit import EXAMPLES, Server, wait_covered, wait_settled
 
 from slack_logging.pytest_plugin import plain_text
 from slack_logging.testing import FakeSlack
@@ -42,6 +42,7 @@ def test_celery_worker_keeps_the_slack_handler(
     )
     try:
         wait_covered(fake_slack, 2)
+        assert wait_settled(Path(stack_env["SLACK_ALERTS_DIR"])) == 0
     finally:
         # TERM to the worker itself, as Celery documents: it stops its pool children. TERM to
         # the whole group kills them mid-task, and billiard's parent then hangs now and then
@@ -92,6 +93,7 @@ def test_celery_pool_children_that_exit_after_each_task_deliver_each_alert_once(
     )
     try:
         wait_covered(fake_slack, 8)
+        assert wait_settled(Path(stack_env["SLACK_ALERTS_DIR"])) == 0
     finally:
         code = worker.stop(group=False)
     assert code == 0, worker.output()

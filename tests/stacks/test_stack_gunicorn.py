@@ -6,7 +6,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from stackkit import EXAMPLES, LOGGING_YAML, Server, bin_of, free_port, post, run, wait_covered
+from stackkit import (
+    EXAMPLES,
+    LOGGING_YAML,
+    Server,
+    bin_of,
+    free_port,
+    post,
+    run,
+    wait_covered,
+    wait_settled,
+)
 
 from slack_logging.pytest_plugin import plain_text
 from slack_logging.testing import FakeSlack
@@ -47,6 +57,7 @@ def test_gunicorn_preload_delivers_request_alerts(
         assert post(f"{base}/pay?order_id=ORD-2&amount=9900") == 200
         # ORD-1: payment_start, api-less payment_fail; ORD-2: payment_start, payment_success.
         wait_covered(fake_slack, 4)
+        assert wait_settled(Path(stack_env["SLACK_ALERTS_DIR"])) == 0
     finally:
         code = server.stop()
     output = server.output()
@@ -92,6 +103,7 @@ def test_gunicorn_idle_workers_deliver_alerts_left_by_an_earlier_process(
     try:
         # "Within a few seconds" is the promise; 30 s leaves room for a loaded machine.
         wait_covered(fake_slack, 12, within=30)
+        assert wait_settled(Path(stack_env["SLACK_ALERTS_DIR"])) == 0
     finally:
         code = server.stop()
     output = server.output()

@@ -6,7 +6,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from stackkit import EXAMPLES, LOGGING_YAML, Server, bin_of, free_port, post, wait_covered
+from stackkit import (
+    EXAMPLES,
+    LOGGING_YAML,
+    Server,
+    bin_of,
+    free_port,
+    post,
+    wait_covered,
+    wait_settled,
+)
 
 from slack_logging.pytest_plugin import plain_text
 from slack_logging.testing import FakeSlack
@@ -45,6 +54,7 @@ def test_uvicorn_log_config_two_workers(
         assert statuses == [402, 402, 402]
         # Three payment_start and three payment_fail alerts, whichever worker served each.
         wait_covered(fake_slack, 6)
+        assert wait_settled(Path(stack_env["SLACK_ALERTS_DIR"])) == 0
     finally:
         code = server.stop(signal.SIGINT)
     output = server.output()
