@@ -139,12 +139,12 @@ class Ingest:
                     # Untagged with no untagged_level (most records): nothing to build. A gap
                     # line (records dropped on a full queue) is for the mirror only. A resolve
                     # record is a success, not an alert: mirrored, and kept as a resolution.
-                    fields = record.__dict__
-                    if RESOLVE_ATTR in fields:
+                    attrs = record.__dict__
+                    if RESOLVE_ATTR in attrs:
                         resolution = resolution_from_record(record, self.redactor)
                         if resolution is not None:
                             resolutions.append(resolution)
-                    elif type(record) is not GapRecord and ("alert" in fields or by_level):
+                    elif type(record) is not GapRecord and ("alert" in attrs or by_level):
                         alert = alert_from_record(
                             record,
                             self.catalog,
