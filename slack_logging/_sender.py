@@ -296,7 +296,7 @@ class Sender:
         try:
             if not self.try_lead():
                 self._idle()
-                if self._step_volatile():
+                if self.step_volatile():
                     return
                 self._quiet()
                 if not self._stop.is_set():
@@ -412,28 +412,30 @@ class Sender:
             if e.live.pending or e.unshown_from is not None
         )
 
-    def _step_volatile(self) -> bool:
+    def step_volatile(self) -> bool:
         """Not the leader, yet the outbox holds some of our alerts only in memory (its file
         refused them): the leader cannot see those, so send them from here. True if a message
         was attempted."""
-        volatile = self.outbox.volatile_ids()
-        if not volatile:
+        if not self.outbox.volatile_ids():
             if self._pending:
                 self._forget()  # stored in the file again: the leader's to send
             return False
-        return self.step(only=volatile)
+        return self.step(volatile_only=True)
 
-    def step(self, only: set[str] | None = None) -> bool:
-        """Send at most one message (of the alerts in ``only``, if given). True if one was
-        attempted."""
+    def step(self, *, volatile_only: bool = False) -> bool:
+        """Send at most one message (only of alerts held in memory alone, if ``volatile_only``).
+        True if one was attempted."""
         self._idle()
         self._retry_unmarked()
         now = self._now()
-        if self.summary is not None and only is None:  # the leader's job
+        if self.summary is not None and not volatile_only:  # the leader's job
             self.summary.tick(now)
         changed = self.refresh(now)
-        if only is not None:
-            for alert_id in [a for a in self._pending if a not in only]:
+        if volatile_only:
+            # Asked after the refresh: an alert stored between an earlier look and the refresh
+            # is both picked up and kept (the refresh moved past it, so it is not seen again).
+            volatile = self.outbox.volatile_ids()
+            for alert_id in [a for a in self._pending if a not in volatile]:
                 del self._pending[alert_id]
         if now - self._last_prune > 3600.0:
             self._last_prune = now
@@ -442,7 +444,7 @@ class Sender:
         if self.coord.shared:
             changed = self._settle(now) or changed
         release = self.release.is_set()
-        if only is None and self._followup_step(now, release):  # edits are the leader's
+        if not volatile_only and self._followup_step(now, release):  # edits are the leader's
             return True
         # Planning is O(pending): during a long outage with a big backlog, skip it until
         # something arrives or the time it said to look again has come.

@@ -312,11 +312,6 @@ def _chattr(flag: str, *paths: Path) -> bool:
 
 
 class TestNotLeader:
-    @pytest.mark.xfail(
-        strict=False,
-        reason="issue 11, open: about 1 CI run in 8 under load, 4 of 5 memory-only alerts of a "
-        "non-leader stay unsent for 30 s and are lost at exit (not reproduced alone yet)",
-    )
     def test_memory_only_alerts_of_a_non_leader_reach_slack(
         self, fake_slack: FakeSlack, alerts_dir: Path
     ) -> None:
