@@ -72,7 +72,13 @@ def outbox() -> Iterator[Outbox]:
     box.close()
 
 
-def make_sender(outbox: Outbox, clocks: Clocks, transport: FakeTransport, **planner: Any) -> Sender:
+def make_sender(
+    outbox: Outbox,
+    clocks: Clocks,
+    transport: FakeTransport,
+    leadership: Leadership | None = None,
+    **planner: Any,
+) -> Sender:
     return Sender(
         outbox,
         {DEST: transport},
@@ -82,7 +88,7 @@ def make_sender(outbox: Outbox, clocks: Clocks, transport: FakeTransport, **plan
         SenderConfig(),
         Diagnostics(),
         LocalCoordination(outbox),
-        Leadership(None),
+        leadership or Leadership(None),
         clock=lambda: clocks.wall,
         monotonic=lambda: clocks.mono,
         rng=random.Random(1),
@@ -229,20 +235,7 @@ def test_non_leader_keeps_memory_only_alerts_stored_while_it_looks(
     holder = Leadership(lock)
     assert holder.try_acquire()
     t = FakeTransport()
-    sender = Sender(
-        box,
-        {DEST: t},
-        DEST,
-        Catalog(),
-        Planner(),
-        SenderConfig(),
-        Diagnostics(),
-        LocalCoordination(box),
-        Leadership(lock),
-        clock=lambda: clocks.wall,
-        monotonic=lambda: clocks.mono,
-        rng=random.Random(1),
-    )
+    sender = make_sender(box, clocks, t, Leadership(lock))
     try:
         store(box, clocks, 1)
         assert box.fault is not None and "locked" in box.fault
