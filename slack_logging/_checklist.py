@@ -21,8 +21,9 @@ from slack_logging._alert import Alert, new_alert_id
 from slack_logging._catalog import Category
 from slack_logging._config import ENV_VARS, Settings
 from slack_logging._outbox import DB_NAME, Outbox
-from slack_logging._render import human_duration, render_alert
+from slack_logging._render import render_alert
 from slack_logging._secrets import mask_secret
+from slack_logging._text import human_duration
 from slack_logging._transport import Transport, build_routes, remedy_for
 
 __all__ = ["SLACK_WEBHOOK_HOSTS", "run_check"]

@@ -43,7 +43,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from slack_logging._alert_logger import AlertLogger
 from slack_logging._recovery import INFRA_SCOPE
-from slack_logging._render import human_duration
+from slack_logging._text import human_duration
 
 __all__ = ["DEFAULT_LOGGER", "InfraAlert", "classify", "infra_alert"]
 

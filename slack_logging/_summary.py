@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_logging._render import clamp, escape
 from slack_logging._schedule import aware_timestamp
+from slack_logging._text import clamp, escape
 
 __all__ = [
     "DEFAULT_RATIOS",

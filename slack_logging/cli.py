@@ -33,7 +33,8 @@ from slack_logging._alert import build_alert
 from slack_logging._alert_logger import SEVERITY_LEVELS, AlertLogger, alert_extra
 from slack_logging._config import ENV_VARS, Settings, load_config
 from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, STATE_NAMES, Outbox
-from slack_logging._render import human_duration, render_alert, render_digest
+from slack_logging._render import render_alert, render_digest
+from slack_logging._text import human_duration
 from slack_logging._transport import remedy_for
 
 __all__ = ["build_parser", "handler_options", "main", "parse_field"]

@@ -369,7 +369,7 @@ def test_seal_walks_every_string() -> None:
 )
 def test_clamp_never_splits_a_cluster(cluster: str) -> None:
     """Whatever the limit, a cut keeps each cluster whole or drops it whole."""
-    from slack_logging._render import clamp
+    from slack_logging._text import clamp
 
     text = "ab" + cluster * 12
     cuts = {0, 1, 2, *(2 + k * len(cluster) for k in range(13))}
