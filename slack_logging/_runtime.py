@@ -192,9 +192,13 @@ class Runtime:
         with self._lock:
             if self._opened:
                 return
-            self._opened = True
             s = self.settings
             writable = self.durable = prepare_dir(s.alerts_dir, self.diag)
+            if s.enabled and writable:
+                # Before the outbox, which may take a while to open: alerts that overflow the
+                # queue meanwhile (nothing drains it yet) go to spill files, not dropped.
+                self.spill = Spill(s.alerts_dir, self.redactor, diag=self.diag)
+            self._opened = True
             if s.enabled:
                 self.outbox = self._open_outbox()
                 self.sender = make_sender(
@@ -212,8 +216,6 @@ class Runtime:
                     on_thread=_mark_ours,
                     redactor=self.redactor,
                 )
-                if writable:
-                    self.spill = Spill(s.alerts_dir, self.redactor, diag=self.diag)
             if s.mirror and writable:
                 self.mirror = make_mirror(s, self.redactor)
             self.ingest.outbox, self.ingest.mirror = self.outbox, self.mirror
@@ -298,16 +300,16 @@ class Runtime:
         else is counted as dropped."""
         reason = "closed" if self._closed else "queue_full"
         if self._is_alert(record):
-            if self.spill is None and not self._opened and self.settings.enabled:
-                # Closed before anything opened storage: a spill file needs only the directory.
-                with self._lock:
-                    if self.spill is None and prepare_dir(self.settings.alerts_dir, self.diag):
-                        self.spill = Spill(self.settings.alerts_dir, self.redactor, diag=self.diag)
-            if self.spill is not None:
+            spill = self.spill
+            if spill is None and not self._opened and self.settings.enabled:
+                spill = self._spill_before_open()
+            if spill is not None:
                 try:
-                    self.spill.write(record, keep_open=not self._closed)
-                    self.ledger.count("spilled")
-                    return
+                    held = spill.held
+                    spill.write(record, keep_open=not self._closed and spill is self.spill)
+                    if spill is self.spill or spill.held == held:
+                        self.ledger.count("spilled")
+                        return
                 except Exception:  # noqa: S110 - counted as a drop below
                     pass
             reason = "spill_failed"
@@ -324,6 +326,20 @@ class Runtime:
                 f"{why}; {n} record(s) dropped so far for this reason"
                 + (" (alerts are spilled to disk, not dropped)" if reason == "queue_full" else ""),
             )
+
+    def _spill_before_open(self) -> Spill | None:
+        """Storage is not open yet (closed before it ever was, or another thread is opening
+        it right now): a spill file needs only the directory. Never waits on that thread: while
+        it holds the lock, this alert gets a one-off file of its own, let go at once."""
+        d = self.settings.alerts_dir
+        if not self._lock.acquire(blocking=False):
+            return Spill(d, self.redactor, diag=self.diag) if d.is_dir() else None
+        try:
+            if self.spill is None and not self._opened and prepare_dir(d, self.diag):
+                self.spill = Spill(d, self.redactor, diag=self.diag)
+            return self.spill
+        finally:
+            self._lock.release()
 
     # -- threads -------------------------------------------------------------------------------
 

@@ -204,6 +204,53 @@ class TestOverflowingAlerts:
         assert fake_slack.alerts_covered == 60
         assert h.stats()["dropped"] == {}
 
+    @pytest.mark.parametrize("slow", ["outbox", "directory"])
+    def test_alerts_overflowing_while_storage_opens_are_kept(
+        self,
+        make_handler: MakeHandler,
+        fake_slack: FakeSlack,
+        logger: logging.Logger,
+        alerts_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        slow: str,
+    ) -> None:
+        """A burst as the very first records: the queue fills while another thread opens
+        storage (nothing drains the queue yet); the alerts that overflow are spilled, none
+        dropped, whether the outbox or the directory check is the slow step."""
+        from slack_logging import _runtime
+
+        opening, burst_done = threading.Event(), threading.Event()
+
+        def slowly(step: Callable[..., Any]) -> Callable[..., Any]:
+            def run(*args: Any) -> Any:
+                opening.set()
+                burst_done.wait(30)
+                return step(*args)
+
+            return run
+
+        if slow == "outbox":
+            monkeypatch.setattr(
+                _runtime.Runtime, "_open_outbox", slowly(_runtime.Runtime._open_outbox)
+            )
+        else:
+            alerts_dir.mkdir()  # a restart: the directory is there, its check is slow
+            monkeypatch.setattr(_runtime, "prepare_dir", slowly(_runtime.prepare_dir))
+        h = make_handler(queue_size=5)
+        logger.addHandler(h)
+        first = threading.Thread(
+            target=logger.error, args=("first",), kwargs={"extra": {"alert": "payment_fail"}}
+        )
+        first.start()
+        assert opening.wait(30)
+        for i in range(50):
+            logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
+        burst_done.set()
+        first.join(30)
+        assert h.flush(20)
+        assert h.stats()["dropped"] == {}
+        assert fake_slack.alerts_covered == 51
+
     def test_alerts_sent_by_level_are_kept_too(
         self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
     ) -> None:
