@@ -25,6 +25,8 @@ __all__ = ["Snapshot", "category_key", "safe_message", "snapshot"]
 
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_.:*-]+")
 MAX_KEY = 64
+MAX_KEYS = 4096
+_keys: dict[str, str] = {}
 # Where the snapshot is cached on the record: the listener builds the alert and the mirror line
 # from one record, and the leading underscore keeps it out of every extras view.
 _CACHE = "_slack_logging_snapshot"
@@ -36,7 +38,20 @@ def category_key(value: object) -> str:
     Never raises: ``None``, numbers, lists, 10 000-character strings all become a short, safe key.
     Pass text that is already redacted: ``*`` is kept so a masked tag reads as masked.
     """
-    text = value if isinstance(value, str) else _safe_repr(value)
+    if type(value) is str:
+        # Tags repeat from alert to alert: each is normalised once (bounded like the redactor's
+        # caches; the result depends on the text alone).
+        key = _keys.get(value)
+        if key is None:
+            key = _category_key(value)
+            if len(_keys) >= MAX_KEYS:
+                _keys.clear()
+            _keys[value] = key
+        return key
+    return _category_key(value if isinstance(value, str) else _safe_repr(value))
+
+
+def _category_key(text: str) -> str:
     key = _KEY_SAFE.sub("_", text.strip())[:MAX_KEY].strip("_")
     return key or "unknown"
 
