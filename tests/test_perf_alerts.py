@@ -5,6 +5,8 @@ bounded copy of recent rows."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -15,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging import _snapshot
+from slack_logging import _alert, _snapshot
 from slack_logging._alert import _FIELD_NAMES, Alert, build_alert, new_alert_id
 from slack_logging._catalog import Catalog
 from slack_logging._outbox import MAX_RECENT, Outbox
@@ -140,3 +142,75 @@ def test_outbox_keeps_the_newest_rows_for_a_failing_file(tmp_path: Path) -> None
     assert {r[1] for r in rows} == {0}
     assert [Alert.from_json(r[2]) for r in rows] == alerts[-MAX_RECENT:]
     outbox.close()
+
+
+def _generic_json(alert: Alert) -> dict[str, object]:
+    """The body as the whole-dict encoder writes it (the path the fast body must equal)."""
+    return json.loads(_alert._encode({name: getattr(alert, name) for name in _FIELD_NAMES}))
+
+
+texts = st.text(max_size=30)
+optional = st.one_of(st.none(), texts)
+
+
+@settings(max_examples=300)
+@given(
+    st.builds(
+        Alert,
+        alert_id=texts,
+        category=st.sampled_from(["payment_fail", "x"]),
+        severity=st.sampled_from(["error", "info"]),
+        message=texts,
+        created=st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers()),
+        level=st.sampled_from(["ERROR", "INFO"]),
+        template=texts,
+        fields=st.dictionaries(texts, st.one_of(texts, st.integers(), st.none()), max_size=3),
+        traceback=optional,
+        logger=texts,
+        host=st.just("h"),
+        pid=st.integers(0, 2**31),
+        service=optional,
+        environment=optional,
+        exc_type=optional,
+        place=texts,
+        thread_key=optional,
+        known=st.booleans(),
+        title=texts,
+        masked=st.lists(texts, max_size=2).map(tuple),
+    )
+)
+def test_fast_body_is_the_generic_body(alert: Alert) -> None:
+    body = json.loads(alert.to_json())
+    generic = _generic_json(alert)
+    left_out = {k for k in ("traceback", "thread_key", "masked") if generic[k] in (None, [])}
+    assert body == {k: v for k, v in generic.items() if k not in left_out}
+    assert Alert.from_json(alert.to_json()) == alert
+    assert alert.to_json() == alert.to_json()  # the second one from the cached segment
+
+
+def test_body_segments_never_mix_types() -> None:
+    """1 == True == 1.0 in a dict key: such values take the whole-dict encoder instead."""
+    base = Alert("a", "payment_fail", "error", "m", 1.0, pid=1, known=True)
+    odd = dataclasses.replace(base, pid=True, known=1)  # type: ignore[arg-type]
+    assert json.loads(base.to_json())["pid"] == 1
+    assert json.loads(odd.to_json())["pid"] is True
+    assert json.loads(odd.to_json())["known"] == 1
+    nan = dataclasses.replace(base, created=float("nan"))
+    assert json.loads(nan.to_json())["created"] == "NaN"  # the plain() fallback
+
+
+def test_body_and_dedup_caches_are_bounded() -> None:
+    for i in range(_alert.MAX_SEGMENTS + 20):
+        alert = Alert("a", "payment_fail", "error", "m", 1.0, template=f"t{i}")
+        assert json.loads(alert.to_json())["template"] == f"t{i}"
+        assert alert.dedup_key == dataclasses.replace(alert, message="other").dedup_key
+    assert 0 < len(_alert._segments) <= _alert.MAX_SEGMENTS
+    assert 0 < len(_alert._dedup_keys) <= _alert.MAX_SEGMENTS
+
+
+def test_cached_dedup_key_equals_the_hash() -> None:
+    alert = Alert("a", "c", "error", "m", 1.0, template="t", place="p", thread_key="k")
+    raw = "\x1f".join(("c", "t", "", "p", "k")).encode()
+    expected = hashlib.blake2b(raw, digest_size=10).hexdigest()
+    assert alert.dedup_key == expected
+    assert alert.dedup_key == expected  # cached
