@@ -234,13 +234,20 @@ def build_alert(
     """Turn a tagged record into an :class:`Alert`, from its redacted
     :func:`~slack_logging._snapshot.snapshot` only. Never raises for odd user input."""
     snap = snapshot(record, redactor)
-    fields = dict(snap.fields)
-    masked = _masked(record, fields)
-    # Added after redaction: the ids are ours, and a 16-hex span id that happens to be all
-    # digits and Luhn-valid would be masked as a card number, losing the trace link.
-    fields.update(trace_fields(record.__dict__.get(SPAN_ATTR)))
-    if not category.known and snap.tag_value is not None:
-        fields["alert_value"] = snap.tag_value
+    # The snapshot's own dict (nothing changes either after this): copied only to add to it.
+    fields = snap.fields
+    masked = _masked(record, fields) if fields else ()
+    span = record.__dict__.get(SPAN_ATTR)
+    ids = trace_fields(span) if span is not None else None
+    tag_value = snap.tag_value if not category.known else None
+    if ids or tag_value is not None:
+        fields = dict(fields)
+        # Added after redaction: the ids are ours, and a 16-hex span id that happens to be all
+        # digits and Luhn-valid would be masked as a card number, losing the trace link.
+        if ids:
+            fields.update(ids)
+        if tag_value is not None:
+            fields["alert_value"] = tag_value
     thread_key = fields.get("thread_key")
     # A known key is the operator's own; any other comes from the redacted tag.
     key = category.key if category.known or snap.category is None else snap.category
