@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from slack_logging._extras import extras
+from slack_logging._extras import extra_names as extras_of_names
 from slack_logging._jsonsafe import JSONValue, safe_str, type_name
 from slack_logging._redact import Redactor
 
@@ -27,6 +27,8 @@ _KEY_SAFE = re.compile(r"[^A-Za-z0-9_.:*-]+")
 MAX_KEY = 64
 MAX_KEYS = 4096
 _keys: dict[str, str] = {}
+MAX_SHAPES = 1024
+_shapes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 # Where the snapshot is cached on the record: the listener builds the alert and the mirror line
 # from one record, and the leading underscore keeps it out of every extras view.
 _CACHE = "_slack_logging_snapshot"
@@ -194,7 +196,7 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
     message = attrs.get("message")
     if type(message) is not str:
         message = safe_message(record)
-    found = extras(record)
+    found = _extras(attrs)
     fields = redactor.value(found) if found else {}
     if not isinstance(fields, dict):
         fields = {"fields": fields}
@@ -235,6 +237,19 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
         redactor.name(exc_type) if exc_type else None,  # exc_type
         redactor.name(place) if place else f"{pathname}:{lineno}",  # place
     )
+
+
+def _extras(attrs: dict[Any, Any]) -> dict[Any, Any]:
+    """:func:`~slack_logging._extras.extras`, with the names picked once per shape of record
+    (the attribute names in order: one per call site, as a rule). Bounded."""
+    shape = tuple(attrs)
+    names = _shapes.get(shape)
+    if names is None:
+        names = tuple(extras_of_names(shape))
+        if len(_shapes) >= MAX_SHAPES:
+            _shapes.clear()
+        _shapes[shape] = names
+    return {name: attrs[name] for name in names}
 
 
 def _as_text(value: object) -> str:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from slack_logging import _alert, _snapshot
 from slack_logging._alert import _FIELD_NAMES, Alert, build_alert, new_alert_id
 from slack_logging._catalog import Catalog
+from slack_logging._extras import extras
 from slack_logging._outbox import MAX_RECENT, Outbox
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import _category_key, category_key
@@ -214,3 +215,31 @@ def test_cached_dedup_key_equals_the_hash() -> None:
     expected = hashlib.blake2b(raw, digest_size=10).hexdigest()
     assert alert.dedup_key == expected
     assert alert.dedup_key == expected  # cached
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(["alert", "message", "_private", "order_id", "msg"]), texts),
+            values,
+        ),
+        max_size=6,
+    )
+)
+def test_cached_extras_equal_the_extras(pairs: list[tuple[str, object]]) -> None:
+    rec = logging.LogRecord("pay.api", logging.ERROR, "/app/pay.py", 7, "m", None, None)
+    for key, value in pairs:
+        rec.__dict__[key] = value
+    assert _snapshot._extras(rec.__dict__) == extras(rec)
+    assert list(_snapshot._extras(rec.__dict__)) == list(extras(rec))  # same order, cached
+
+
+def test_extras_cache_is_bounded_and_follows_the_shape() -> None:
+    for i in range(_snapshot.MAX_SHAPES + 30):
+        rec = logging.LogRecord("pay.api", logging.ERROR, "/app/pay.py", 7, "m", None, None)
+        rec.__dict__[f"field_{i}"] = i
+        assert _snapshot._extras(rec.__dict__) == {f"field_{i}": i}
+    assert 0 < len(_snapshot._shapes) <= _snapshot.MAX_SHAPES
+    rec.__dict__["later"] = "x"  # same record, another shape
+    assert _snapshot._extras(rec.__dict__) == extras(rec)
