@@ -269,7 +269,7 @@ def build_alert(
         "service": service,
         "environment": environment,
         "exc_type": snap.exc_type,
-        "place": snap.place,
+        "place": snap.raised_at or f"{snap.pathname}:{snap.lineno}",
         "thread_key": str(thread_key)[:200] if thread_key not in (None, "") else None,
         "known": category.known,
         # Built from the raw tag or logger name for unknown and untagged records: redacted too

@@ -608,13 +608,16 @@ class Outbox:
                     "created": clean_number(alert.created, now),
                 }
             )
+        created = alert.created
+        if type(created) is not float or created - created != 0:  # else finite already
+            created = clean_number(created, now)
         return (
             alert.alert_id,
             dest,
             alert.category,
             SEVERITY_RANK.get(alert.severity, 2),
             alert.dedup_key,
-            clean_number(alert.created, now),
+            created,
             self.origin,
             body,
             now,

@@ -111,7 +111,8 @@ class Snapshot:
     process: int | None
     traceback: str | None
     exc_type: str | None
-    place: str
+    #: Where the exception was raised (None without one: the alert uses the log call's place).
+    raised_at: str | None
 
     def record_dict(self) -> dict[str, Any]:
         """The snapshot as ``logging.makeLogRecord`` input (spill files)."""
@@ -235,7 +236,7 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
         process,
         text(tb_text) if tb_text else None,  # traceback
         redactor.name(exc_type) if exc_type else None,  # exc_type
-        redactor.name(place) if place else f"{pathname}:{lineno}",  # place
+        redactor.name(place) if place else None,  # raised_at
     )
 
 
