@@ -168,11 +168,11 @@ _segments: dict[tuple[Any, ...], str] = {}
 _dedup_keys: dict[tuple[str, ...], str] = {}
 
 
-def _body(attrs: dict[str, Any]) -> str:
-    """:meth:`Alert.to_json` for the usual types: the same JSON object (keys in another order),
-    with the fields a call site repeats encoded once. ``TypeError`` or ``ValueError`` for
-    anything else (the caller encodes the whole dict then)."""
-    a = attrs
+def _body(a: dict[str, Any]) -> str:
+    """:meth:`Alert.to_json` for the usual types, with the fields a call site repeats encoded
+    once: the same alert for :meth:`Alert.from_json` (keys in another order; a null traceback
+    or thread key and an empty ``masked`` left out, which it reads back as the defaults).
+    ``TypeError`` or ``ValueError`` for anything else (the caller encodes the whole dict)."""
     static = (  # _STATIC, spelled out: twice as fast as a map over the names
         a["category"],
         a["severity"],
@@ -189,7 +189,7 @@ def _body(attrs: dict[str, Any]) -> str:
         a["title"],
     )
     # An exact int and bool: 1 == True == 1.0 would share a segment and change the JSON.
-    if type(attrs["pid"]) is not int or type(attrs["known"]) is not bool:
+    if type(a["pid"]) is not int or type(a["known"]) is not bool:
         raise TypeError("pid or known of another type")
     segment = _segments.get(static)
     if segment is None:
@@ -197,17 +197,17 @@ def _body(attrs: dict[str, Any]) -> str:
         if len(_segments) >= MAX_SEGMENTS:
             _segments.clear()
         _segments[static] = segment
-    created = attrs["created"]
+    created = a["created"]
     parts = [
         '{"alert_id":',
-        _str(attrs["alert_id"]),
+        _str(a["alert_id"]),
         ',"message":',
-        _str(attrs["message"]),
+        _str(a["message"]),
         ',"created":',
         # repr is what the encoder writes for a finite float (x - x is NaN for inf and NaN).
         repr(created) if type(created) is float and created - created == 0 else _encode(created),
         ',"fields":',
-        _encode(attrs["fields"]),
+        _encode(a["fields"]),
         ",",
         segment,
     ]
@@ -251,7 +251,7 @@ def build_alert(
     thread_key = fields.get("thread_key")
     # A known key is the operator's own; any other comes from the redacted tag.
     key = category.key if category.known or snap.category is None else snap.category
-    # Keys in field order (to_json relies on it): the same Alert as Alert(**data), without a
+    # Keys in field order, as Alert(**data) has them: the same Alert, without a
     # frozen __init__'s object.__setattr__ per field (2 µs of the listener's time per alert).
     data = {
         "alert_id": alert_id or _own_id(record) or new_alert_id(snap.created),
