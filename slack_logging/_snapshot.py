@@ -247,9 +247,12 @@ def _extras(attrs: dict[Any, Any]) -> dict[Any, Any]:
     names = _shapes.get(shape)
     if names is None:
         names = tuple(extras_of_names(shape))
-        if len(_shapes) >= MAX_SHAPES:
-            _shapes.clear()
-        _shapes[shape] = names
+        # Every name that is not a plain str is an extra: only all-str shapes are cached, so
+        # keys that are merely equal (1 and True, a str subclass) never share an entry.
+        if all(type(name) is str for name in names):
+            if len(_shapes) >= MAX_SHAPES:
+                _shapes.clear()
+            _shapes[shape] = names
     return {name: attrs[name] for name in names}
 
 

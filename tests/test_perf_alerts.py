@@ -243,3 +243,21 @@ def test_extras_cache_is_bounded_and_follows_the_shape() -> None:
     assert 0 < len(_snapshot._shapes) <= _snapshot.MAX_SHAPES
     rec.__dict__["later"] = "x"  # same record, another shape
     assert _snapshot._extras(rec.__dict__) == extras(rec)
+
+
+def test_extras_cache_never_mixes_equal_keys() -> None:
+    """1 == True, and a str subclass equals its text: what the walk makes of such records'
+    extras is what it makes of the uncached ones."""
+
+    class Key(str):
+        pass
+
+    for first, second in ((1, True), ("order_id", Key("order_id"))):
+        records = []
+        for key in (first, second):
+            rec = logging.LogRecord("pay.api", logging.ERROR, "/app/pay.py", 7, "m", None, None)
+            rec.__dict__[key] = "v"
+            records.append(rec)
+        for rec in records:
+            redactor = Redactor()
+            assert redactor.value(_snapshot._extras(rec.__dict__)) == redactor.value(extras(rec))
