@@ -6,9 +6,10 @@ One definition for the alert, the mirror and the spill files, so they agree on w
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["RESERVED_ATTRS", "extras"]
+__all__ = ["RESERVED_ATTRS", "extra_names", "extras"]
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 RESERVED_ATTRS = frozenset(
@@ -32,3 +33,10 @@ def extras(record: logging.LogRecord) -> dict[Any, Any]:
         for k, v in vars(record).items()
         if k not in RESERVED_ATTRS and not (type(k) is str and k.startswith("_"))
     }
+
+
+def extra_names(names: Iterable[Any]) -> list[Any]:
+    """Which of a record's attribute ``names`` :func:`extras` keeps, in order."""
+    return [
+        k for k in names if k not in RESERVED_ATTRS and not (type(k) is str and k.startswith("_"))
+    ]

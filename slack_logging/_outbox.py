@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -176,9 +177,9 @@ class Outbox:
         self._high_seq = 0
         self._deferred: list[tuple[list[str], str, tuple[Any, ...]]] = []
         self._deferred_ids: set[str] = set()
-        # This process's pending rows, so they can be sent from memory even when the file can
-        # no longer be read safely (made immutable).
-        self._recent: dict[str, tuple[Any, ...]] = {}
+        # This process's pending rows (as inserted), so they can be sent from memory even when
+        # the file can no longer be read safely (made immutable). Ordered: the oldest go first.
+        self._recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._in_file: set[str] = set()
         self._settled: int | None = None
         #: Alerts whose durable copy is elsewhere (see hand_over): never kept in memory.
@@ -265,7 +266,7 @@ class Outbox:
         self._disk = self._mem = None
         self.fault = None
         self._deferred, self._deferred_ids = [], set()
-        self._recent, self._in_file = {}, set()
+        self._recent, self._in_file = OrderedDict(), set()
         self._deadline = None
         if self.path is None:
             self._mem = _open_memory()
@@ -353,11 +354,14 @@ class Outbox:
         mem = self._memory()
         if first:
             self._base_seq = self._high_seq
-            mem.executemany(_COPY, list(self._recent.values()))
+            mem.executemany(
+                _COPY,
+                [(*row[:8], PENDING, 0, 0.0, None, None, row[8]) for row in self._recent.values()],
+            )
             if durable_copies:
                 # Still in the file too: not lost if the process ends before storage works.
                 self._in_file.update(self._recent)
-            self._recent = {}
+            self._recent = OrderedDict()
             top = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
             if self._base_seq > top:
                 # A marker row (state -1) so the alerts kept in memory get seqs above every seq
@@ -559,10 +563,11 @@ class Outbox:
         last = self._run(lambda c: self._insert(c, self._keepable(c, rows)))
         if self.fault is None:
             self._high_seq = max(self._high_seq, last)
-            for row in rows[:MAX_RECENT]:
-                self._recent[row[0]] = (*row[:8], PENDING, 0, 0.0, None, None, row[8])
-            while len(self._recent) > MAX_RECENT:
-                del self._recent[next(iter(self._recent))]
+            recent = self._recent
+            for row in rows[-MAX_RECENT:]:
+                recent[row[0]] = row
+            while len(recent) > MAX_RECENT:
+                recent.popitem(last=False)
         return last
 
     def _keepable(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Any]:
@@ -603,13 +608,16 @@ class Outbox:
                     "created": clean_number(alert.created, now),
                 }
             )
+        created = alert.created
+        if type(created) is not float or created - created != 0:  # else finite already
+            created = clean_number(created, now)
         return (
             alert.alert_id,
             dest,
             alert.category,
             SEVERITY_RANK.get(alert.severity, 2),
             alert.dedup_key,
-            clean_number(alert.created, now),
+            created,
             self.origin,
             body,
             now,
