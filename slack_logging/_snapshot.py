@@ -15,13 +15,14 @@ import math
 import re
 import traceback
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from slack_logging._extras import extras
 from slack_logging._jsonsafe import JSONValue, safe_str, type_name
 from slack_logging._redact import Redactor
 
-__all__ = ["Snapshot", "category_key", "safe_message", "snapshot"]
+__all__ = ["PlainParts", "Snapshot", "category_key", "plain_parts", "safe_message", "snapshot"]
 
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_.:*-]+")
 MAX_KEY = 64
@@ -205,6 +206,66 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
         text(tb_text) if tb_text else None,  # traceback
         redactor.name(exc_type) if exc_type else None,  # exc_type
         redactor.name(place) if place else f"{pathname}:{lineno}",  # place
+    )
+
+
+#: What a mirror line needs of a plain record, redacted as :func:`snapshot` does it: the
+#: names of :func:`_build`'s row (logger, level, pathname, filename, module, function, thread,
+#: process name, template), message, extras, created, lineno, process.
+PlainParts = tuple[tuple[str, ...], str, dict[str, JSONValue], float, int, "int | None"]
+# One C call for every attribute plain_parts() reads; the first nine are _build's row.
+_PLAIN_ATTRS = itemgetter(
+    "name",
+    "levelname",
+    "pathname",
+    "filename",
+    "module",
+    "funcName",
+    "threadName",
+    "processName",
+    "msg",
+    "message",
+    "created",
+    "lineno",
+    "process",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+)
+
+
+def plain_parts(record: logging.LogRecord, redactor: Redactor) -> PlainParts | None:
+    """The parts of :func:`snapshot` a mirror line uses, for a record with a ``str`` message
+    and no tag, alert id, exception or stack (most records), without building the snapshot: a
+    third of an untagged record's cost on the listener. ``None`` for any other record."""
+    attrs = record.__dict__
+    if "alert" in attrs or "alert_id" in attrs:
+        return None
+    try:
+        got = _PLAIN_ATTRS(attrs)
+    except KeyError:  # a record someone took attributes from: the snapshot copes
+        return None
+    if type(got[8]) is not str or got[13] or got[14] or got[15]:
+        return None
+    try:
+        names = redactor.names(got[:9])
+    except TypeError:  # an unhashable name
+        return None
+    message = got[9]
+    if type(message) is not str:
+        message = safe_message(record)
+    found = extras(record)
+    fields = redactor.value(found) if found else {}
+    if not isinstance(fields, dict):
+        fields = {"fields": fields}
+    lineno, process = got[11], got[12]
+    return (
+        names,
+        redactor.text(message),
+        fields,
+        _created(got[10]),
+        lineno if type(lineno) is int else 0,
+        process if type(process) is int else None,
     )
 
 

@@ -1,0 +1,233 @@
+"""The untagged mirror line's shortcut gives exactly what the snapshot gives: the plain path
+(:func:`~slack_logging._snapshot.plain_parts` and its cached line segments), the redactor's trie
+screen and the millisecond table of the timestamp."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slack_logging import _mirror
+from slack_logging._mirror import _SEGMENTS, Mirror, _LineFormatter
+from slack_logging._redact import Redactor, _any_of
+from slack_logging._snapshot import plain_parts
+from slack_logging._traces import SPAN_ATTR
+
+TRIGGERS = [
+    "a@example.com",
+    "token=abc",
+    "PASSWORD: x",
+    "4111 1111 1111 1111",
+    "010-1234-5678",
+    "xoxb-1-2-abc",
+    "\u2028",
+    "\x85",
+    "\ud800",
+    '"\\',
+    "\u202e",
+]
+texts = st.one_of(
+    st.text(max_size=30),
+    st.lists(st.one_of(st.sampled_from(TRIGGERS), st.text(max_size=6)), max_size=4).map(" ".join),
+)
+values = st.one_of(
+    texts,
+    st.integers(),
+    st.integers(10**12, 10**19),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=4), texts, max_size=2),
+)
+# Some extras collide with a fixed field of the line, some are private, one holds secrets.
+extra_keys = st.one_of(
+    st.text(alphabet="abcdefgh_", min_size=1, max_size=8),
+    st.sampled_from(["order_id", "level", "message", "host", "password", "trace_id", "_private"]),
+)
+spans = st.one_of(
+    st.none(),
+    st.just([0x0123456789ABCDEF0123456789ABCDEF, 0x0123456789ABCDEF]),
+    st.just([0, 1]),  # invalid ids: no trace fields
+)
+RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
+
+
+def make_record(
+    name: str,
+    thread: str,
+    func: str,
+    message: Any,
+    extras: dict[str, Any],
+    span: object,
+    created: float,
+    process: int | None,
+) -> logging.LogRecord:
+    record = logging.LogRecord(name, logging.INFO, "/app/x.py", 7, message, (), None, func)
+    record.threadName = thread
+    record.created = created
+    record.process = process
+    for key, value in extras.items():
+        if key not in RESERVED:
+            record.__dict__[key] = value
+    record.message = record.getMessage()
+    record.__dict__[SPAN_ATTR] = span
+    return record
+
+
+records = st.builds(
+    make_record,
+    texts,
+    texts,
+    st.sampled_from(["handle", "pay_010-1234-5678", "ko_결제"]),
+    st.one_of(texts, st.integers()),
+    st.dictionaries(extra_keys, values, max_size=4),
+    spans,
+    st.one_of(
+        st.floats(0, 4e9),
+        st.integers(0, 4 * 10**9).map(lambda s: s + 0.9999999),
+        st.just(1764561600.0),
+    ),
+    st.one_of(st.none(), st.integers(1, 10**6)),
+)
+
+
+class _ThroughHooks(_LineFormatter):
+    """python-json-logger's hooks overridden (as identity): lines take the general path."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return log_data
+
+
+CONFIGS = [
+    Redactor(),
+    Redactor(disable=["email", "phone"]),
+    Redactor(secret_keys=["order_id"]),
+    Redactor(enabled=False),
+]
+
+
+def snapshot_line(formatter: _LineFormatter, record: logging.LogRecord) -> str:
+    """The line as the snapshot path writes it (the plain path turned away)."""
+    original = _mirror.plain_parts
+    _mirror.plain_parts = lambda *_: None  # type: ignore[assignment]
+    try:
+        return formatter.line(record, None, None)
+    finally:
+        _mirror.plain_parts = original
+
+
+@settings(max_examples=300, deadline=None)
+@given(records)
+def test_plain_lines_equal_the_snapshot_lines(record: logging.LogRecord) -> None:
+    for redactor in CONFIGS:
+        fast = _LineFormatter(redactor, "web-1")
+        line = fast.line(record, None, None)
+        assert line == fast.line(record, None, None)  # from the cached segments
+        assert line == snapshot_line(_LineFormatter(redactor, "web-1"), record)
+        assert line == _ThroughHooks(redactor, "web-1").line(record, None, None)
+        assert len(line.splitlines()) == 1
+        json.loads(line)
+
+
+def test_plain_takes_plain_records_only() -> None:
+    redactor = Redactor()
+    record = make_record("app", "t", "f", "hello", {"order_id": "ORD-1"}, None, 1.5, 7)
+    names, message, fields, created, lineno, process = plain_parts(record, redactor) or ((), "", {})
+    assert (names[0], message, fields, created, lineno, process) == (
+        "app",
+        "hello",
+        {"order_id": "ORD-1"},
+        1.5,
+        7,
+        7,
+    )
+    for change in (
+        {"alert": "db_down"},
+        {"alert_id": "x"},
+        {"exc_text": "Traceback"},
+        {"stack_info": "Stack"},
+        {"msg": {"k": "v"}},
+        {"msg": 42},
+        {"name": ["unhashable"]},
+    ):
+        odd = logging.makeLogRecord({**record.__dict__, **change})
+        assert plain_parts(odd, redactor) is None, change
+    del record.__dict__["lineno"]
+    assert plain_parts(record, redactor) is None
+
+
+def test_plain_redacts_every_part() -> None:
+    redactor = Redactor()
+    record = make_record(
+        "app.a@example.com",
+        "thread token=abc123",
+        "f",
+        "card 4111 1111 1111 1111",
+        {"password": "hunter2", "note": "call 010-1234-5678"},
+        None,
+        1.0,
+        1,
+    )
+    line = json.loads(_LineFormatter(redactor, "web-1").line(record, None, None))
+    assert line["logger"] == "ap***@example.com"
+    assert line["thread"] == "thread token=[REDACTED]"
+    assert line["message"] == "card **** **** **** 1111"
+    assert line["password"] == "[REDACTED]"
+    assert line["note"] == "call 010-****-5678"
+
+
+def test_plain_segments_are_bounded_and_belong_to_one_redactor(tmp_path: Path) -> None:
+    masking = Mirror(tmp_path / "a", redactor=Redactor(), host="web-1")
+    open_ = Mirror(tmp_path / "b", redactor=Redactor(disable=["email"]), host="web-1")
+    for i in range(_SEGMENTS + 300):
+        name = f"app.n{i}@example.com"
+        record = make_record(name, f"t{i}", "f", "hi", {}, None, 1.0, 1)
+        assert json.loads(masking.format(record))["logger"] == "ap***@example.com"
+        assert json.loads(open_.format(record))["logger"] == name
+        assert len(masking._formatter._plains) <= _SEGMENTS
+        assert len(open_._formatter._plains) <= _SEGMENTS
+    masking.close()
+    open_.close()
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.text(alphabet="abc@.-/\\(|", min_size=1, max_size=4), max_size=6),
+    st.text(alphabet="abc@.-/\\(|x", max_size=20),
+)
+def test_trie_finds_exactly_the_words(words: list[str], text: str) -> None:
+    found = re.search(_any_of(words), text) is not None
+    assert found == any(word in text for word in words)
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 0.9999999, 1764561600.0, 1764561600.999, 1764561600.9995, 1764561601 - 1e-7, 1e-300],
+)
+def test_timestamp_equals_the_formatted_one(created: float) -> None:
+    formatter = _LineFormatter(Redactor(), "web-1")
+    for _ in range(2):  # computed, then from the cached second
+        second = math.floor(created)
+        millis = min(int((created - second) * 1000), 999)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        assert formatter._timestamp(created) == f"{expected}.{millis:03d}+00:00"
+
+
+@given(st.lists(st.floats(0, 4e9), min_size=1, max_size=5))
+def test_timestamps_in_any_order_equal_the_formatted_ones(created: list[float]) -> None:
+    formatter = _LineFormatter(Redactor(), "web-1")
+    for value in created:
+        second = math.floor(value)
+        millis = min(int((value - second) * 1000), 999)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        assert formatter._timestamp(value) == f"{expected}.{millis:03d}+00:00"
