@@ -1,6 +1,6 @@
 """The untagged mirror line's shortcut gives exactly what the snapshot gives: the plain path
-(:func:`~slack_logging._snapshot.plain_parts` and its cached line segments), the redactor's trie
-screen and the millisecond table of the timestamp."""
+(:func:`~slack_logging._snapshot.plain_parts` and its cached line segments), the redactor's
+screen anchored on rare characters and the millisecond table of the timestamp."""
 
 from __future__ import annotations
 
@@ -200,14 +200,28 @@ def test_plain_segments_are_bounded_and_belong_to_one_redactor(tmp_path: Path) -
     open_.close()
 
 
-@settings(max_examples=500)
+ALPHABET = "aeknpsxz@.-/\\(|?[비밀"
+
+
+@settings(max_examples=1000)
 @given(
-    st.lists(st.text(alphabet="abc@.-/\\(|", min_size=1, max_size=4), max_size=6),
-    st.text(alphabet="abc@.-/\\(|x", max_size=20),
+    st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=5), max_size=8),
+    st.text(alphabet=ALPHABET + "b", max_size=24),
 )
-def test_trie_finds_exactly_the_words(words: list[str], text: str) -> None:
+def test_anchored_screen_finds_exactly_the_words(words: list[str], text: str) -> None:
     found = re.search(_any_of(words), text) is not None
     assert found == any(word in text for word in words)
+
+
+def test_anchored_screen_of_the_default_hints_finds_each_of_them() -> None:
+    redactor = Redactor()
+    screen = redactor._screen_re
+    assert screen is not None
+    hints = ["hooks.slack", "/services/", "@", "eyj", "xox", "xapp-", "bearer", *redactor._hints]
+    for hint in hints:
+        for text in (hint, f"x {hint}", f"{hint} y", f"a{hint}b"):
+            assert screen.search(text), (hint, text)
+    assert screen.search("checkout ord-00000001 for customer 42 done") is None
 
 
 @pytest.mark.parametrize(
