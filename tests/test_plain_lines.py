@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging import _mirror
+from slack_logging import _extras, _mirror
 from slack_logging._mirror import _SEGMENTS, Mirror, _LineFormatter
 from slack_logging._redact import Redactor, _any_of
 from slack_logging._snapshot import plain_parts
@@ -245,3 +245,49 @@ def test_timestamps_in_any_order_equal_the_formatted_ones(created: list[float]) 
         millis = min(int((value - second) * 1000), 999)
         expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         assert formatter._timestamp(value) == f"{expected}.{millis:03d}+00:00"
+
+
+def reference_extras(record: logging.LogRecord) -> dict[Any, Any]:
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _extras.RESERVED_ATTRS and not (type(k) is str and k.startswith("_"))
+    }
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(extra_keys, st.sampled_from(["msg", "_x", "alert"])), values),
+        max_size=6,
+    )
+)
+def test_extras_by_shape_equal_the_picked_out_ones(pairs: list[tuple[str, Any]]) -> None:
+    record = logging.LogRecord("app", logging.INFO, "/app/x.py", 7, "m", (), None)
+    for key, value in pairs:
+        record.__dict__[key] = value
+    for _ in range(2):  # picked out, then by the cached shape
+        assert _extras.extras(record) == reference_extras(record)
+
+
+class _EqualsAnything:
+    """A key someone put in ``__dict__`` that claims to equal any name of the same hash."""
+
+    def __hash__(self) -> int:
+        return hash("order_id")
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+def test_extras_shapes_are_bounded_and_survive_odd_keys() -> None:
+    for i in range(_extras._MAX_SHAPES + 50):
+        record = logging.LogRecord("app", logging.INFO, "/app/x.py", 7, "m", (), None)
+        record.__dict__[f"k{i}"] = i
+        assert _extras.extras(record) == {f"k{i}": i}
+        assert len(_extras._SHAPES) <= _extras._MAX_SHAPES
+    plain_record = logging.LogRecord("app", logging.INFO, "/app/x.py", 7, "m", (), None)
+    plain_record.order_id = "ORD-1"
+    odd = logging.LogRecord("app", logging.INFO, "/app/x.py", 7, "m", (), None)
+    odd.__dict__[_EqualsAnything()] = "ORD-2"  # type: ignore[index]
+    assert _extras.extras(plain_record) == {"order_id": "ORD-1"}
+    assert list(_extras.extras(odd).values()) == ["ORD-2"]
