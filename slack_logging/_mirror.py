@@ -4,7 +4,8 @@ Lines are built from the record's redacted snapshot (:mod:`slack_logging._snapsh
 place records are redacted) with python-json-logger's :class:`~pythonjsonlogger.json.JsonFormatter`
 machinery (``process_log_record`` -> ``serialize_log_record``) and are strict JSON: no bare
 ``NaN``/``Infinity``, nothing JSON cannot hold is dropped (it is stringified). While no subclass
-overrides those hooks, the same line is written field by field (the listener's hot path).
+overrides those hooks, the same line is written field by field (the listener's hot path), and
+an untagged record's from :func:`~slack_logging._snapshot.plain_parts`, without the snapshot.
 One line looks like this (wrapped here)::
 
     {"timestamp":"2024-05-01T12:00:00.123+00:00","level":"ERROR","logger":"app.db",

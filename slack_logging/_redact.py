@@ -232,6 +232,8 @@ def _any_of(words: Iterable[str]) -> str:
     is worth more), a quarter of log text's characters start an attempt instead of most of
     them, and the screen takes half the time of a plain ``pass|pin|...``."""
     todo = set(words)
+    if "" in todo:  # found in any text
+        return ""
     groups: dict[str, list[str]] = {}
     while todo:
         counts: dict[str, int] = {}

@@ -5,7 +5,8 @@ never read the record's text themselves, so a field added to any of them later i
 there is nothing unredacted to copy it from. Every string the record holds that can leave the
 process passes :meth:`Redactor.text` here: message, template, extras (keys and values, any depth),
 traceback and stack, exception type and raise place, the alert tag, logger, thread and process
-names, file path, file name, module and function name.
+names, file path, file name, module and function name. An untagged record's mirror line takes
+only the parts it shows (:func:`plain_parts`), redacted here the same way.
 """
 
 from __future__ import annotations

@@ -222,6 +222,8 @@ def test_anchored_screen_of_the_default_hints_finds_each_of_them() -> None:
         for text in (hint, f"x {hint}", f"{hint} y", f"a{hint}b"):
             assert screen.search(text), (hint, text)
     assert screen.search("checkout ord-00000001 for customer 42 done") is None
+    assert re.search(_any_of(["", "key"]), "plain") is not None  # an empty word is in any text
+    assert re.search(_any_of([]), "key") is None
 
 
 @pytest.mark.parametrize(
