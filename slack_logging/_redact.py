@@ -415,7 +415,10 @@ class Redactor:
         'call 010-****-5678 or mail ho***@example.com'
         """
         try:
-            text = utf8_safe(value if type(value) is str else safe_str(value))
+            if type(value) is str and value.isascii():  # most text: nothing to make safe
+                text = value
+            else:
+                text = utf8_safe(value if type(value) is str else safe_str(value))
             for core in self._literal_cores:
                 if core in text:
                     text = self._literal_re.sub(REDACTED, text)  # type: ignore[union-attr]
@@ -426,7 +429,7 @@ class Redactor:
             if (
                 screen is not None
                 and screen.search(text.lower()) is None
-                and not (self._numbers and might_hold_number(text))
+                and not (self._numbers and len(text) >= 10 and might_hold_number(text))
             ):
                 return text
             out = self._redact(text)
