@@ -77,6 +77,9 @@ BUILTIN_PATTERNS = (
 # What a mask keeps (a card's last four, a phone's tail) can join its neighbours into a new
 # match, so text() re-runs all patterns while the text still changes, at most this often.
 _MAX_PASSES = 8
+# text() keeps this many results of the full redaction, of texts up to this long (memory).
+_MASKED_ITEMS = 1024
+_MASKED_TEXT = 512
 # Our own secrets shorter than this are not masked as literals (they would hit ordinary words).
 _MIN_LITERAL = 8
 
@@ -374,6 +377,7 @@ class Redactor:
             max_chars=max_chars,
         )
         self._key_cache: dict[str, bool] = {}
+        self._masked: dict[str, str] = {}
         self._safe_keys: dict[str, tuple[str, bool]] = {}
         self._names: dict[str, str] = {}
         self._name_rows: dict[tuple[object, ...], tuple[str, ...]] = {}
@@ -432,11 +436,21 @@ class Redactor:
                 and not (self._numbers and len(text) >= 10 and might_hold_number(text))
             ):
                 return text
+            # Text the screen stops costs microseconds; a message or value logged again
+            # ("card declined", a static extra) is looked up instead.
+            out = self._masked.get(text)
+            if out is not None:
+                return out
+            given = text
             out = self._redact(text)
             for _ in range(_MAX_PASSES - 1):
                 if out == text:
                     break
                 text, out = out, self._redact(out)
+            if len(given) <= _MASKED_TEXT:
+                if len(self._masked) >= _MASKED_ITEMS:
+                    self._masked.clear()
+                self._masked[given] = out
         except BaseException:
             # Returning the input could leak whatever made redaction fail.
             return "[REDACTED: redaction failed]"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging import _extras, _mirror
+from slack_logging import _extras, _mirror, _redact
 from slack_logging._mirror import _SEGMENTS, Mirror, _LineFormatter
 from slack_logging._redact import Redactor, _any_of
 from slack_logging._snapshot import plain_parts
@@ -297,3 +297,57 @@ def test_extras_shapes_are_bounded_and_survive_odd_keys() -> None:
     odd.__dict__[_EqualsAnything()] = "ORD-2"  # type: ignore[index]
     assert _extras.extras(plain_record) == {"order_id": "ORD-1"}
     assert list(_extras.extras(odd).values()) == ["ORD-2"]
+
+
+class _Forgetful(dict[str, str]):
+    """A cache that keeps nothing: every text is redacted in full."""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        pass
+
+
+def uncached(redactor: Redactor) -> Redactor:
+    twin = Redactor.__new__(Redactor)
+    twin.__dict__.update(redactor.__dict__)
+    twin._masked = _Forgetful()
+    return twin
+
+
+MASKING = [
+    Redactor(),
+    Redactor(disable=["email", "card"]),
+    Redactor(extra_patterns={"order": r"ORD-\d{8}"}),
+    Redactor(literals=["https://hooks.slack.com/services/T000/B000/made-up-secret-xyz"]),
+]
+TWINS = [(redactor, uncached(redactor)) for redactor in MASKING]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*TRIGGERS, "ORD-12345678", "made-up-secret-xyz", "카드"]),
+            st.text(max_size=8),
+        ),
+        max_size=5,
+    ).map(" ".join)
+)
+def test_cached_redaction_equals_the_full_one(text: str) -> None:
+    for redactor, twin in TWINS:
+        expected = twin.text(text)
+        assert redactor.text(text) == expected
+        assert redactor.text(text) == expected  # from the cache, if it was kept
+
+
+def test_redaction_cache_is_bounded_and_per_redactor() -> None:
+    masking, open_ = Redactor(), Redactor(disable=["email"])
+    for i in range(_redact._MASKED_ITEMS + 50):
+        text = f"mail user{i}@example.com"
+        assert masking.text(text) == "mail us***@example.com"
+        assert open_.text(text) == text
+        assert len(masking._masked) <= _redact._MASKED_ITEMS
+    assert masking.text("mail user1@example.com") == "mail us***@example.com"
+    assert open_.text("mail user1@example.com") == "mail user1@example.com"
+    long = "password=hunter2 " + "x" * _redact._MASKED_TEXT
+    assert "hunter2" not in masking.text(long)
+    assert long not in masking._masked
