@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["RESERVED_ATTRS", "extra_names", "extras"]
+__all__ = ["MAX_SHAPES", "RESERVED_ATTRS", "extra_names", "extras", "extras_of"]
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 RESERVED_ATTRS = frozenset(
@@ -25,14 +25,31 @@ RESERVED_ATTRS = frozenset(
 )
 
 
+#: The extra names per record shape (its attribute names, in order). Records from one call site
+#: share a shape: the names are picked out once, not per record. Cleared when full.
+_SHAPES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+MAX_SHAPES = 1024
+
+
 def extras(record: logging.LogRecord) -> dict[Any, Any]:
     """The record's ``extra=`` fields. Names starting with ``_`` are private and skipped, as in
     python-json-logger; a non-str key someone put in ``__dict__`` is kept for the walk to name."""
-    return {
-        k: v
-        for k, v in vars(record).items()
-        if k not in RESERVED_ATTRS and not (type(k) is str and k.startswith("_"))
-    }
+    return extras_of(vars(record))
+
+
+def extras_of(attrs: dict[Any, Any]) -> dict[Any, Any]:
+    """:func:`extras` of a record's attribute dict."""
+    shape = tuple(attrs)
+    names = _SHAPES.get(shape)
+    if names is None:
+        names = tuple(extra_names(shape))
+        # Every name that is not a plain str is an extra: only all-str shapes are cached, so
+        # keys that are merely equal (1 and True, a str subclass) never share an entry.
+        if all(type(name) is str for name in names):
+            if len(_SHAPES) >= MAX_SHAPES:
+                _SHAPES.clear()
+            _SHAPES[shape] = names
+    return {name: attrs[name] for name in names} if names else {}
 
 
 def extra_names(names: Iterable[Any]) -> list[Any]:

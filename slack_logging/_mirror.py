@@ -4,7 +4,8 @@ Lines are built from the record's redacted snapshot (:mod:`slack_logging._snapsh
 place records are redacted) with python-json-logger's :class:`~pythonjsonlogger.json.JsonFormatter`
 machinery (``process_log_record`` -> ``serialize_log_record``) and are strict JSON: no bare
 ``NaN``/``Infinity``, nothing JSON cannot hold is dropped (it is stringified). While no subclass
-overrides those hooks, the same line is written field by field (the listener's hot path).
+overrides those hooks, the same line is written field by field (the listener's hot path), and
+an untagged record's from :func:`~slack_logging._snapshot.plain_parts`, without the snapshot.
 One line looks like this (wrapped here)::
 
     {"timestamp":"2024-05-01T12:00:00.123+00:00","level":"ERROR","logger":"app.db",
@@ -46,7 +47,7 @@ from pythonjsonlogger.json import JsonFormatter
 from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import compact_encoder, plain, safe_str, type_name
 from slack_logging._redact import Redactor
-from slack_logging._snapshot import Snapshot, safe_message, snapshot
+from slack_logging._snapshot import Snapshot, plain_parts, safe_message, snapshot
 from slack_logging._traces import SPAN_ATTR, trace_fields
 
 __all__ = ["Mirror", "reset_all_after_fork"]
@@ -60,6 +61,9 @@ _SEGMENTS = 4096
 # surrogates cannot be UTF-8: written as \uXXXX escapes (they only ever occur inside strings).
 _UNSAFE_RAW = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
 
+
+#: A timestamp's tail per millisecond: indexing is cheaper than formatting.
+_MILLIS = tuple(f".{millis:03d}+00:00" for millis in range(1000))
 
 #: Every name a line's fixed fields can take: extras with one of these go the general way.
 _FIXED = frozenset(
@@ -110,6 +114,7 @@ class _LineFormatter(JsonFormatter):
         self._second: tuple[int, str] = (-(2**62), "")
         self._heads: dict[tuple[str, str], str] = {}
         self._middles: dict[tuple[int, str, str, str], str] = {}
+        self._plains: dict[tuple[tuple[str, ...], int], tuple[str, str]] = {}
         # python-json-logger's hooks, unless a subclass changed them, are the identity and a
         # prefix: then the line is encoded directly (three calls fewer per line).
         self._direct = (
@@ -122,6 +127,10 @@ class _LineFormatter(JsonFormatter):
         return self.line(record, None, None)
 
     def line(self, record: logging.LogRecord, alert: str | None, alert_id: str | None) -> str:
+        if self._direct and not alert and not alert_id:
+            text = self._plain_line(record)
+            if text is not None:
+                return self.prefix + text
         snap = snapshot(record, self._redactor)
         if snap.category is not None:
             alert = snap.category
@@ -208,6 +217,57 @@ class _LineFormatter(JsonFormatter):
             text = _UNSAFE_RAW.sub(_escape_char, text)
         return text
 
+    def _plain_line(self, record: logging.LogRecord) -> str | None:
+        """:meth:`_direct_line` of an untagged record from the parts
+        :func:`~slack_logging._snapshot.plain_parts` redacts, no snapshot built; ``None`` for
+        any record these do not cover (then the snapshot's line is the one)."""
+        parts = plain_parts(record, self._redactor)
+        if parts is None:
+            return None
+        names, message, fields, created, lineno, process = parts
+        span = record.__dict__.get(SPAN_ATTR)
+        if span is not None:
+            fields = {**fields, **trace_fields(span)}
+        if fields and not fields.keys().isdisjoint(_FIXED):
+            return None
+        pid = os.getpid() if process is None else process
+        # Everything but the timestamp, message and line number repeats per call site.
+        key = (names, pid)
+        around = self._plains.get(key)
+        if around is None:
+            enc = _json_str
+            logger, level, _, _, module, func, thread = names[:7]
+            around = (
+                f'","level":{enc(level)},"logger":{enc(logger)},"message":',
+                f',"host":{enc(self._host)},"pid":{pid},"thread":{enc(thread)}'
+                f',"module":{enc(module)},"func":{enc(func)},"lineno":',
+            )
+            if len(self._plains) >= _SEGMENTS:
+                self._plains.clear()
+            self._plains[key] = around
+        head, middle = around
+        if fields:
+            try:
+                tail = "," + self._encode(fields)[1:]
+            except (ValueError, TypeError, RecursionError):
+                return None
+        else:
+            tail = "}"
+        text = "".join(
+            (
+                '{"timestamp":"',
+                self._timestamp(created),
+                head,
+                _json_str(message),
+                middle,
+                str(lineno),
+                tail,
+            )
+        )
+        if not text.isascii() and _UNSAFE_RAW.search(text):
+            text = _UNSAFE_RAW.sub(_escape_char, text)
+        return text
+
     @staticmethod
     def _add_extras(log_data: dict[str, Any], extras: dict[str, Any]) -> None:
         """The record's redacted extras after the fixed fields, renaming collisions."""
@@ -260,13 +320,12 @@ class _LineFormatter(JsonFormatter):
 
     def _timestamp(self, created: float) -> str:
         """ISO-8601 UTC with milliseconds; the seconds part is cached (records arrive in bursts)."""
-        second = math.floor(created)
-        cached = self._second
-        if cached[0] != second:
-            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-            self._second = cached
-        millis = min(int((created - second) * 1000), 999)
-        return f"{cached[1]}.{millis:03d}+00:00"
+        second, text = self._second
+        if not second <= created < second + 1:
+            second = math.floor(created)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return text + _MILLIS[min(int((created - second) * 1000), 999)]
 
     def _default(self, obj: Any) -> Any:
         return self._redactor.value(plain(obj))

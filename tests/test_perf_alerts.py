@@ -17,13 +17,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging import _alert, _snapshot
+from slack_logging import _alert, _extras, _snapshot
 from slack_logging._alert import _FIELD_NAMES, Alert, build_alert, new_alert_id
 from slack_logging._catalog import Catalog
-from slack_logging._extras import extras
+from slack_logging._extras import extra_names, extras_of
 from slack_logging._outbox import MAX_RECENT, Outbox
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import _category_key, category_key
+
+
+def uncached(rec: logging.LogRecord) -> dict[object, object]:
+    """The extras as picked out with no cache: the reference for the cached ones."""
+    return {name: rec.__dict__[name] for name in extra_names(rec.__dict__)}
+
 
 CATALOG = Catalog()
 REDACTORS = [Redactor(), Redactor(disable=["email", "phone", "card"])]
@@ -231,18 +237,18 @@ def test_cached_extras_equal_the_extras(pairs: list[tuple[str, object]]) -> None
     rec = logging.LogRecord("pay.api", logging.ERROR, "/app/pay.py", 7, "m", None, None)
     for key, value in pairs:
         rec.__dict__[key] = value
-    assert _snapshot._extras(rec.__dict__) == extras(rec)
-    assert list(_snapshot._extras(rec.__dict__)) == list(extras(rec))  # same order, cached
+    assert extras_of(rec.__dict__) == uncached(rec)
+    assert list(extras_of(rec.__dict__)) == list(uncached(rec))  # same order, cached
 
 
 def test_extras_cache_is_bounded_and_follows_the_shape() -> None:
-    for i in range(_snapshot.MAX_SHAPES + 30):
+    for i in range(_extras.MAX_SHAPES + 30):
         rec = logging.LogRecord("pay.api", logging.ERROR, "/app/pay.py", 7, "m", None, None)
         rec.__dict__[f"field_{i}"] = i
-        assert _snapshot._extras(rec.__dict__) == {f"field_{i}": i}
-    assert 0 < len(_snapshot._shapes) <= _snapshot.MAX_SHAPES
+        assert extras_of(rec.__dict__) == {f"field_{i}": i}
+    assert 0 < len(_extras._SHAPES) <= _extras.MAX_SHAPES
     rec.__dict__["later"] = "x"  # same record, another shape
-    assert _snapshot._extras(rec.__dict__) == extras(rec)
+    assert extras_of(rec.__dict__) == uncached(rec)
 
 
 def test_extras_cache_never_mixes_equal_keys() -> None:
@@ -260,4 +266,4 @@ def test_extras_cache_never_mixes_equal_keys() -> None:
             records.append(rec)
         for rec in records:
             redactor = Redactor()
-            assert redactor.value(_snapshot._extras(rec.__dict__)) == redactor.value(extras(rec))
+            assert redactor.value(extras_of(rec.__dict__)) == redactor.value(uncached(rec))

@@ -57,6 +57,7 @@ def unscreened(redactor: Redactor) -> Redactor:
     twin = Redactor.__new__(Redactor)
     twin.__dict__.update(redactor.__dict__)
     twin._screen_re = None
+    twin._masked = {}
     return twin
 
 
