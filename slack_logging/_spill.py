@@ -59,8 +59,13 @@ class Spill:
         self.dirty = False
 
     def reset_after_fork(self) -> None:
-        """A child writes its own files; the parent's descriptor is not ours to close."""
+        """A child writes its own files. Its copy of the parent's descriptor is closed: kept,
+        it would hold the parent's lock on that file for as long as the child lives, and no
+        one could take the alerts in it (the parent's own descriptor stays open)."""
         self._lock = threading.Lock()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
         self._fd = None
         self._n = 0
         self._held = []  # the parent's to store
@@ -204,7 +209,7 @@ class Spill:
                 os.fchmod(fd, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 # Someone may have taken (and deleted) the file between open and lock.
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                if _still_named(fd, path):
                     return fd
             except OSError:
                 pass
@@ -236,11 +241,21 @@ class Spill:
                     self.dirty = True
         if not files:
             return taken
+        ours = f"{PREFIX}{os.getpid()}-"
         for path in sorted(self.directory.glob(f"{PREFIX}*.jsonl")):
-            taken += self._take_file(path, store)
+            got = self._take_file(path, store)
+            if got is None:
+                if path.name.startswith(ours):
+                    self.dirty = True  # one of ours still locked (a forked child): try again
+                continue
+            taken += got
         return taken
 
-    def _take_file(self, path: Path, store: Callable[[list[logging.LogRecord]], bool]) -> int:
+    def _take_file(
+        self, path: Path, store: Callable[[list[logging.LogRecord]], bool]
+    ) -> int | None:
+        """How many records were taken from ``path``; None if it is locked (by a live writer
+        or another taker) or could not be stored, so it waits."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
@@ -249,13 +264,16 @@ class Spill:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                return 0  # a live writer (or another taker) holds it
+                return None
+            if not _still_named(fd, path):
+                return 0  # another taker stored and deleted it after we opened it
             with os.fdopen(os.dup(fd), "rb") as f:
                 raw = f.read()
             records = _parse(raw)
-            if store(records):
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            if not store(records):
+                return None
+            with contextlib.suppress(OSError):
+                path.unlink()
             return len(records)
         finally:
             os.close(fd)
@@ -269,6 +287,13 @@ class Spill:
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
                 self._fd = None
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except OSError:
+        return False
 
 
 def _line(data: dict[str, Any]) -> bytes:
