@@ -125,6 +125,8 @@ BUSY_TIMEOUT = 1.0
 #: How often storage is tried again while alerts are kept in memory, and how long that try waits.
 RETRY_EVERY = 5.0
 PROBE_TIMEOUT = 0.05
+#: Recoveries whose renumbering :meth:`Outbox._file_seq` remembers.
+MAX_RENUMBERED = 16
 #: Persisted times further ahead than this were written by a different (wrong) clock.
 MAX_FUTURE = 2 * 3600.0
 #: Pending rows carried over from an outbox that was removed or renamed under us.
@@ -175,6 +177,9 @@ class Outbox:
         self._retry_at = 0.0
         self._base_seq = 0
         self._high_seq = 0
+        #: Per recovery: (base, high) of the seqs alerts had in memory, and the highest seq
+        #: they got in the file; see :meth:`_file_seq`.
+        self._renumbered: list[tuple[int, int, int]] = []
         self._deferred: list[tuple[list[str], str, tuple[Any, ...]]] = []
         self._deferred_ids: set[str] = set()
         # This process's pending rows (as inserted), so they can be sent from memory even when
@@ -465,6 +470,10 @@ class Outbox:
                 "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)", kv
             )
             self._high_seq = disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
+        self._renumbered = [
+            *self._renumbered[-(MAX_RENUMBERED - 1) :],
+            (self._base_seq, hi, self._high_seq),
+        ]
         self._set_busy(disk, BUSY_TIMEOUT)
         kept = sum(1 for r in rows if r[8] == PENDING)
         discard(mem, unsafe=False)
@@ -726,22 +735,33 @@ class Outbox:
                         self._recent.pop(alert_id, None)
             return [Alert.from_json(body) for _, body in taken]
 
+    def _file_seq(self, seq: int) -> int:
+        """A seq :meth:`add` returned while alerts were kept in memory, as the file numbers
+        that alert since storage recovered (memory rows get new, higher seqs there)."""
+        for base, high, moved_to in self._renumbered:
+            if base < seq <= high:
+                return max(seq, moved_to)
+        return seq
+
     def pending_from(self, origin: str, up_to_seq: int) -> int:
-        """How many of ``origin``'s alerts up to ``up_to_seq`` are still pending."""
+        """How many of ``origin``'s alerts up to ``up_to_seq`` (a seq :meth:`add` returned)
+        are still pending."""
         with self._lock:
             row = self._query(
                 "SELECT count(*) FROM alerts WHERE state = 0 AND origin = ? AND seq <= ?",
-                (origin, up_to_seq),
+                (origin, self._file_seq(up_to_seq) if self.fault is None else up_to_seq),
             )
             n = int(row[0][0])
             if self.fault is None:
                 return n
             # In memory every row of ours counts: copies from the file were given new seqs.
-            n = int(
-                self._memory()
-                .execute("SELECT count(*) FROM alerts WHERE state = 0 AND origin = ?", (origin,))
-                .fetchone()[0]
-            )
+            mine = [
+                alert_id
+                for (alert_id,) in self._memory().execute(
+                    "SELECT alert_id FROM alerts WHERE state = 0 AND origin = ?", (origin,)
+                )
+            ]
+            n = len(mine) - self._finished_in_file([a for a in mine if a in self._in_file])
             on_disk = self._disk_read(
                 lambda c: c.execute(
                     "SELECT alert_id FROM alerts WHERE state = 0 AND origin = ? AND seq <= ?",
@@ -758,8 +778,27 @@ class Outbox:
                     n += 1
             return n
 
+    def _finished_in_file(self, alert_ids: list[str]) -> int:
+        """How many of these rows, copied to memory when the file failed, the file (still
+        readable) says are finished: another process, the leader, sent them meanwhile."""
+        done = 0
+        for start in range(0, len(alert_ids), 500):
+            chunk = alert_ids[start : start + 500]
+            sql = (
+                "SELECT count(*) FROM alerts WHERE state > 0 AND alert_id IN "  # noqa: S608
+                f"({','.join('?' * len(chunk))})"
+            )
+
+            def count(c: sqlite3.Connection, sql: str = sql, chunk: list[str] = chunk) -> int:
+                return int(c.execute(sql, chunk).fetchone()[0])
+
+            done += self._disk_read(count) or 0
+        return done
+
     def latest_from(self, origin: str, up_to_seq: int) -> tuple[int, str | None] | None:
         """State and last error of ``origin``'s newest alert up to ``up_to_seq``."""
+        if self.fault is None:
+            up_to_seq = self._file_seq(up_to_seq)
         rows = self._query(
             "SELECT state, error FROM alerts WHERE origin = ? AND seq <= ? AND state >= 0 "
             "ORDER BY seq DESC LIMIT 1",

@@ -378,6 +378,12 @@ class Sender:
         summarized: list[str] = []
         for ref in found:
             self._last_seq = max(self._last_seq, ref.seq)
+            known = self._pending.get(ref.alert_id)
+            if known is not None:
+                # Renumbered as storage recovered: its retry time stays ours (shifted with any
+                # clock step since), not the one saved under the old clock.
+                known.seq = ref.seq
+                continue
             if self._summary_only(ref.category):
                 summarized.append(ref.alert_id)
                 continue

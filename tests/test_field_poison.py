@@ -330,3 +330,46 @@ class TestDeadline:
         assert [r.alert_id for r in other.pending_refs()] == [a.alert_id]
         other.close()
         assert any("works again" in line for line in diag.lines)
+
+
+class TestCountsAcrossAFault:
+    """What flush and the exit line count (``pending_from``) stays true across a fault."""
+
+    def test_alerts_kept_in_memory_still_count_once_storage_recovers(self, tmp_path: Path) -> None:
+        """Recovery gives the memory rows new, higher seqs in the file: the seq ``add``
+        returned still covers them, so flush does not say done while they are pending."""
+        box = Outbox(tmp_path, diag=Diagnostics())
+        peer = sqlite3.connect(tmp_path / "outbox.sqlite3", isolation_level=None)
+        peer.execute("BEGIN IMMEDIATE")
+        seq = box.add([(alert(), "d") for _ in range(5)])
+        assert box.fault is not None
+        assert box.pending_from(box.origin, seq) == 5
+        peer.execute("ROLLBACK")
+        peer.close()
+        assert box.settle() == 0
+        assert box.fault is None
+        assert box.pending_from(box.origin, seq) == 5
+        box.mark_delivered([r.alert_id for r in box.pending_refs()], "ts")
+        assert box.pending_from(box.origin, seq) == 0
+        box.close()
+
+    def test_a_row_the_leader_finished_in_the_file_is_not_counted_pending(
+        self, tmp_path: Path
+    ) -> None:
+        """A row stored in the file, then copied to memory when the file failed: the leader
+        (another process) delivers it and marks it in the file. This process's count reads
+        that, instead of calling it pending forever (and "not delivered" at exit)."""
+        box = Outbox(tmp_path, diag=Diagnostics())
+        first = alert()
+        box.add([(first, "d")])
+        peer = sqlite3.connect(tmp_path / "outbox.sqlite3", isolation_level=None)
+        peer.execute("BEGIN IMMEDIATE")
+        seq = box.add([(alert(), "d")])
+        assert box.fault is not None
+        assert box.pending_from(box.origin, seq) == 2
+        peer.execute("UPDATE alerts SET state = 1 WHERE alert_id = ?", (first.alert_id,))
+        peer.execute("COMMIT")
+        assert box.fault is not None  # storage is tried again only every few seconds
+        assert box.pending_from(box.origin, seq) == 1
+        peer.close()
+        box.close()

@@ -263,3 +263,31 @@ def test_non_leader_keeps_memory_only_alerts_stored_while_it_looks(
         peer.close()
         holder.release()
         box.close()
+
+
+def test_retry_time_survives_recovery_after_a_clock_step(clocks: Clocks, tmp_path: Path) -> None:
+    """Slack fails while the file is locked (alerts in memory); the wall clock steps back an
+    hour; storage recovers and renumbers the rows. The sender keeps the retry time it shifted,
+    not the one saved under the old clock (that one would read as far ahead: a long stall)."""
+    box = Outbox(tmp_path)
+    peer = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    peer.execute("BEGIN IMMEDIATE")
+    t = FakeTransport()
+    t.answers = [SendResult(Outcome.RETRY, 500)]
+    sender = make_sender(box, clocks, t)
+    try:
+        store(box, clocks, 1)
+        assert box.fault is not None
+        assert sender.step()  # sent, failed: retried later
+        assert t.covered() == 1
+        clocks.step(-3600.0)
+        sender.step()  # notices the step and shifts its retry time (under a second away)
+        assert t.covered() == 1
+    finally:
+        peer.execute("ROLLBACK")
+        peer.close()
+    assert box.settle() == 0 and box.fault is None
+    run(sender, clocks, 20)
+    assert t.covered() == 2
+    assert box.counts()["pending"] == 0
+    box.close()
