@@ -36,6 +36,7 @@ DROP_REASONS = (
     "unbuildable",  # a record that could not become an alert (kept in the mirror only)
     "outbox_refused",  # alerts beyond the in-memory bound while the outbox refused writes
     "not_durable",  # alerts still in memory at exit (the outbox refused or was locked)
+    "exit_budget",  # overflowing alerts shutdown_timeout left no time to write at exit
 )
 
 

@@ -638,7 +638,8 @@ class Runtime:
             self._close_files()
 
     def _shutdown(self, deadline: float) -> None:
-        overflowed = self.overflow.close()  # overflowing alerts to spill files, taken below
+        # Overflowing alerts to spill files (taken below), in at most half the budget.
+        overflowed, unwritten = self.overflow.close(max(0.1, (deadline - self.monotonic()) / 2))
         self._close_gap(min(0.1, (deadline - self.monotonic()) / 4))
         if self.outbox is not None:
             self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
@@ -674,7 +675,7 @@ class Runtime:
             self._pid == os.getpid() and deadline - self.monotonic() > self.settings.connect_timeout
         ):
             _bounded(lambda: self._deliver_inline(sender, deadline), deadline, self.monotonic)
-        self._exit_line(deadline, spilled)
+        self._exit_line(deadline, spilled, unwritten)
         # Each of these may wait on the outbox's lock (another thread of ours stuck in SQLite):
         # a short margin past the deadline, never SQLite's busy timeout.
         margin = max(deadline, self.monotonic() + 0.1)
@@ -687,7 +688,10 @@ class Runtime:
             if not sender.alive:
                 self._release_connections()
 
-    def _exit_line(self, deadline: float, spilled: int) -> None:
+    def _exit_line(self, deadline: float, spilled: int, unwritten: int = 0) -> None:
+        """The one stderr line at exit: how many alerts this process leaves undelivered, where
+        they are kept, and how many are lost and why. ``unwritten``: overflowing alerts the
+        exit budget left no time to write."""
         held = self.ingest.unsaved
         counted = _bounded(
             lambda: (
@@ -716,8 +720,8 @@ class Runtime:
             self.ledger.drop("not_durable", held)
         in_dir = durable_pending + spilled if self.durable else 0
         lost = held + (durable_pending if not self.durable else 0)
-        self._left_at_close = in_dir + lost + (1 if counted is None else 0)
-        if not (in_dir or lost or counted is None):
+        self._left_at_close = in_dir + lost + unwritten + (1 if counted is None else 0)
+        if not (in_dir or lost or unwritten or counted is None):
             return
         parts = []
         if in_dir:
@@ -732,11 +736,15 @@ class Runtime:
                 else "the outbox could not store them"
             )
             parts.append(f"{lost} lost ({why})")
+        if unwritten:
+            parts.append(
+                f"{unwritten} lost (the queue had overflowed and shutdown_timeout ran out "
+                "before they were written to spill files)"
+            )
         if counted is None:
             parts.append("the outbox did not answer in time to count the rest")
-        self.diag.report(
-            "exit", f"{in_dir + lost} alert(s) not delivered at exit, {'; '.join(parts)}"
-        )
+        total = in_dir + lost + unwritten
+        self.diag.report("exit", f"{total} alert(s) not delivered at exit, {'; '.join(parts)}")
 
     def _rescue_volatile(self, deadline: float) -> tuple[int, int, int]:
         """Alerts the outbox holds only in memory (its file refused them: locked by a stopped

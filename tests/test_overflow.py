@@ -251,6 +251,37 @@ class TestOverflowingAlerts:
         assert h.stats()["dropped"] == {}
         assert fake_slack.alerts_covered == 51
 
+    def test_alerts_the_exit_budget_cannot_write_are_reported_lost(
+        self,
+        make_handler: MakeHandler,
+        logger: logging.Logger,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Close with a thousand overflowing alerts still waiting and a slow disk: close()
+        keeps to shutdown_timeout, and the exit line counts what it had no time to write."""
+        monkeypatch.setattr(overflow_module.Overflow, "_start", lambda self: True)  # no writer
+        write_many = Spill.write_many
+
+        def slow(self: Spill, records: list[logging.LogRecord], **kw: Any) -> Any:
+            time.sleep(0.6)
+            return write_many(self, records, **kw)
+
+        monkeypatch.setattr(Spill, "write_many", slow)
+        h = make_handler(queue_size=3, shutdown_timeout=1.0)
+        logger.addHandler(h)
+        with stalled_listener(h):
+            for i in range(1000):
+                logger.error("burst %d", i, extra={"alert": "payment_fail", "order_id": i})
+        waiting = h.runtime.overflow.waiting
+        assert waiting > overflow_module.BATCH
+        h.close()
+        # One slow batch fits the budget (half of shutdown_timeout), the second does not.
+        left = waiting - overflow_module.BATCH
+        assert h.stats()["dropped"] == {"exit_budget": left}
+        err = capsys.readouterr().err
+        assert f"{left} lost (the queue had overflowed and shutdown_timeout ran out" in err
+
     def test_alerts_sent_by_level_are_kept_too(
         self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
     ) -> None:
@@ -364,5 +395,23 @@ def test_a_forked_child_starts_with_an_empty_side_list(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert overflow.waiting == 3
-    assert overflow.close() == 3
+    assert overflow.close() == (3, 0)
     assert len(list(tmp_path.glob("overflow-*.jsonl"))) == 1
+
+
+def test_close_writes_within_its_budget_and_counts_the_rest(tmp_path: Path) -> None:
+    """At exit the overflow writer gets a share of shutdown_timeout: what it has no time to
+    write is counted lost by reason (and the exit line says so), never waited for."""
+    spill = Spill(tmp_path, Redactor())
+    ledger = Ledger()
+    overflow = overflow_module.Overflow(
+        lambda: spill, ledger=ledger, diag=Diagnostics(), on_thread=lambda: None
+    )
+    overflow._start = lambda: True  # type: ignore[method-assign]  # no writer thread
+    for i in range(3):
+        assert overflow.hold(logging.makeLogRecord({"msg": f"a {i}", "alert": "payment_fail"}))
+        ledger.count("spilled")  # as the runtime counts a held alert
+    assert overflow.close(budget=0.0) == (0, 3)
+    assert ledger.snapshot()["dropped"] == {"exit_budget": 3}
+    assert ledger.snapshot()["spilled"] == 0
+    assert not list(tmp_path.glob("overflow-*.jsonl"))
