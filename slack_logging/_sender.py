@@ -47,6 +47,12 @@ __all__ = ["Sender", "SenderConfig"]
 
 #: A wall-clock jump bigger than this (against the monotonic clock) counts as a step.
 CLOCK_STEP = 2.0
+#: A leader whose outbox has refused writes this long lets go of the sender lock for
+#: ``YIELD_FOR`` seconds, at most every ``YIELD_EVERY``: a peer whose storage works can then
+#: lead and send what the peers store in the file, which a degraded leader cannot see.
+YIELD_AFTER = 5.0
+YIELD_FOR = 2.0
+YIELD_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,9 @@ class Sender:
         self._due: float | None = None
         #: Monotonic time before which this process does not try to lead (see hand_off).
         self._lead_after = float("-inf")
+        #: Since when (monotonic) the outbox refuses writes while we lead; the last yield.
+        self._degraded_since: float | None = None
+        self._yielded_at = float("-inf")
         #: Monotonic time after which a stopping sender gives up (set by :meth:`stop`).
         self._deadline: float | None = None
         #: While set, held duplicates go at once (flush and shutdown).
@@ -305,7 +314,20 @@ class Sender:
             self.leadership.beat()
             if not self.leadership.still_held():
                 self.diag.report(
-                    "leader", "another process took over sending (this one was stopped)"
+                    "leader",
+                    "the sender lock file was replaced (another process took over after this "
+                    "one was stopped, or the alerts directory was moved); sending goes on from "
+                    "whoever holds it now",
+                )
+                return
+            if self._should_yield():
+                self.step_down()
+                self.hand_off(self.monotonic() + YIELD_FOR)
+                self.diag.report(
+                    "leader-yield",
+                    "this process's outbox refuses writes, so it cannot see what other "
+                    "processes store: it leaves sending to one whose storage works (retried "
+                    f"every {YIELD_EVERY:g} s; it leads again if none takes over)",
                 )
                 return
             if self.step():
@@ -336,6 +358,18 @@ class Sender:
             )
             if not self._stop.is_set():
                 self._sleep(1.0)
+
+    def _should_yield(self) -> bool:
+        if self.outbox.fault is None or self._stop.is_set():
+            self._degraded_since = None
+            return False
+        now = self.monotonic()
+        if self._degraded_since is None:
+            self._degraded_since = now
+        if now - self._degraded_since < YIELD_AFTER or now - self._yielded_at < YIELD_EVERY:
+            return False
+        self._yielded_at = now
+        return True
 
     def _quiet(self) -> None:
         self.quiet_turns += 1

@@ -360,6 +360,58 @@ class TestNotLeader:
         assert "lost" not in err and "not delivered" not in err
 
 
+class TestDegradedLeader:
+    def test_a_healthy_peer_s_alerts_are_sent_while_the_leader_s_outbox_refuses_writes(
+        self, fake_slack: FakeSlack, alerts_dir: Path
+    ) -> None:
+        """The leader's own writes fail (a file size limit on it alone) while a peer stores
+        alerts in the file: the degraded leader cannot see those, so it yields the lock for a
+        moment and the peer leads and sends them, each once."""
+        leader = child(
+            """
+            import resource, signal
+            alert(0)
+            assert h.flush(20) and h.runtime.sender.leader
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+            alert(1, blob="y" * 4000)
+            report(flushed=h.flush(20), fault=h.outbox.fault)
+            step("peer")
+            h.close()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        leader.until_step("peer")
+        peer = child(
+            """
+            for i in range(2, 7):
+                alert(i)
+            report(flushed=h.flush(40))
+            h.close()
+            """,
+            fake_slack,
+            alerts_dir,
+        )
+        status, err = peer.finish()
+        leader.go()
+        lstatus, lerr = leader.finish()
+        assert_clean_exit(status, err)
+        assert_clean_exit(lstatus, lerr)
+        assert leader.report["fault"] is not None, "the size limit never reached the outbox"
+        assert leader.report["flushed"] is True, lerr
+        assert peer.report["flushed"] is True, err
+        assert "leaves sending to one whose storage works" in lerr
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 7
+        assert "not delivered" not in err
+
+
 class TestUnwritable:
     def test_immutable_outbox_no_sigbus(self, fake_slack: FakeSlack, alerts_dir: Path) -> None:
         """``chattr +i`` on the outbox and its WAL files while the process runs: SQLite would
