@@ -309,6 +309,8 @@ class Runtime:
                     spill.write(record, keep_open=not self._closed and spill is self.spill)
                     if spill is self.spill or spill.held == held:
                         self.ledger.count("spilled")
+                        if self._closed:
+                            self._left_at_close += 1  # the next process sends it, not this one
                         return
                 except Exception:  # noqa: S110 - counted as a drop below
                     pass
@@ -720,7 +722,7 @@ class Runtime:
             self.ledger.drop("not_durable", held)
         in_dir = durable_pending + spilled if self.durable else 0
         lost = held + (durable_pending if not self.durable else 0)
-        self._left_at_close = in_dir + lost + unwritten + (1 if counted is None else 0)
+        self._left_at_close += in_dir + lost + unwritten + (1 if counted is None else 0)
         if not (in_dir or lost or unwritten or counted is None):
             return
         parts = []

@@ -316,8 +316,11 @@ class TestLifecycleEdges:
         h = make_handler()
         logger.addHandler(h)
         h.close()
+        assert h.flush(1)
         logger.error("late", extra={"alert": "net_cancel_fail", "order_id": "ORD-LATE"})
         assert h.spilled == 1
+        assert not h.flush(1)  # kept for the next handler: not delivered by this one
+        assert h.stats()["pending"] == 1
         logger.removeHandler(h)
         nxt = make_handler()
         (msg,) = fake_slack.wait_for(1, timeout=10)
