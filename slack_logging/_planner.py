@@ -99,6 +99,19 @@ class Planner:
         token_at = now if tokens >= 1.0 else now + (1.0 - tokens) / self.rate
         return max(token_at, b.blocked_until)
 
+    def paced_until(self, dests: Iterable[str], now: float) -> float | None:
+        """When every one of ``dests`` is still out of budget (or blocked) at ``now``: the
+        earliest time one may be sent to, before which :meth:`plan` finds nothing. ``None``
+        when one may be sent to now. O(destinations), where planning is O(pending)."""
+        soonest: float | None = None
+        for dest in dests:
+            at = self.ready_at(dest, now)
+            if at <= now:
+                return None
+            if soonest is None or at < soonest:
+                soonest = at
+        return soonest
+
     def release_at(
         self, ref: PendingRef, latest: Mapping[tuple[str, str], float], *, release: bool = False
     ) -> float:

@@ -126,6 +126,8 @@ class Sender:
         self._due: float | None = None
         #: Monotonic time before which this process does not try to lead (see hand_off).
         self._lead_after = float("-inf")
+        #: Set by a step that found every destination out of budget: when one has budget.
+        self._paced: float | None = None
         #: Since when (monotonic) the outbox refuses writes while we lead; the last yield.
         self._degraded_since: float | None = None
         self._yielded_at = float("-inf")
@@ -335,12 +337,7 @@ class Sender:
                 return
             self._quiet()
             now = self._now()
-            wake = self.planner.wake_at(
-                list(self._pending.values()), now, release=self.release.is_set()
-            )
-            later = self.followups.wake(now)
-            if later is not None and (wake is None or later < wake):
-                wake = later
+            wake = self._wake_at(now)
             delay = self.config.poll_interval
             self._due = None
             if wake is not None:
@@ -358,6 +355,18 @@ class Sender:
             )
             if not self._stop.is_set():
                 self._sleep(1.0)
+
+    def _wake_at(self, now: float) -> float | None:
+        """When the next message or live edit may be due, if nothing new arrives."""
+        wake = self._paced
+        if wake is None:
+            wake = self.planner.wake_at(
+                list(self._pending.values()), now, release=self.release.is_set()
+            )
+        later = self.followups.wake(now)
+        if later is not None and (wake is None or later < wake):
+            wake = later
+        return wake
 
     def _should_yield(self) -> bool:
         if self.outbox.fault is None or self._stop.is_set():
@@ -467,6 +476,7 @@ class Sender:
         True if one was attempted."""
         self._idle()
         self._retry_unmarked()
+        self._paced = None
         now = self._now()
         if self.summary is not None and not volatile_only:  # the leader's job
             self.summary.tick(now)
@@ -490,6 +500,13 @@ class Sender:
         # something arrives or the time it said to look again has come.
         if not changed and not release and now < self._next_look:
             return False
+        if not self.coord.shared:
+            # A burst waits mostly for the rate budget: then no plan can come out before the
+            # budget refills, and planning over thousands of alerts each wake-up is wasted.
+            paced = self.planner.paced_until({r.dest for r in self._pending.values()}, now)
+            if paced is not None:
+                self._next_look = self._paced = paced
+                return False
         pending = list(self._pending.values())
         if self.coord.shared:
             self.planner.learn_windows(self.coord.sync(pending, now), now)

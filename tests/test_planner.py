@@ -105,6 +105,30 @@ class TestPacing:
         assert p.plan([ref(0.0, not_before=5.0)], 4.0) is None
         assert p.plan([ref(0.0, not_before=5.0)], 5.0) is not None
 
+    @pytest.mark.parametrize("seed", range(20))
+    def test_paced_until_agrees_with_plan(self, seed: int) -> None:
+        """``paced_until`` (the sender's shortcut past planning) says "nothing before T" only
+        when ``plan`` finds nothing at any time before T, and something at T."""
+        import random
+
+        rng = random.Random(seed)
+        p = Planner(rate=1.0, burst=2)
+        dests = ["webhook:a", "webhook:b"][: rng.randint(1, 2)]
+        now = 100.0
+        for _ in range(rng.randint(0, 6)):
+            p.took_token(rng.choice(dests), now)
+        if rng.random() < 0.3:
+            p.rate_limited(rng.choice(dests), rng.uniform(0.5, 5.0), now=now)
+        pending = [ref(now - 1.0, dest=d) for d in dests for _ in range(3)]
+        paced = p.paced_until(dests, now)
+        if paced is None:
+            assert p.plan(pending, now) is not None
+            return
+        assert paced > now
+        for t in (now, (now + paced) / 2, paced - 1e-6):
+            assert p.plan(pending, t) is None
+        assert p.plan(pending, paced + 1e-9) is not None
+
 
 class TestDigests:
     def test_waiting_alerts_of_one_category_become_one_digest(self) -> None:

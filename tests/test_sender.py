@@ -291,3 +291,25 @@ def test_retry_time_survives_recovery_after_a_clock_step(clocks: Clocks, tmp_pat
     assert t.covered() == 2
     assert box.counts()["pending"] == 0
     box.close()
+
+
+def test_a_paced_burst_is_not_planned_again_until_the_budget_refills(
+    outbox: Outbox, clocks: Clocks
+) -> None:
+    """While the destination has no budget, new alerts arriving do not make the sender plan
+    over everything pending (O(pending) per wake-up); all still go out once budget returns."""
+    t = FakeTransport()
+    sender = make_sender(outbox, clocks, t, rate=1.0, burst=1)
+    plans = []
+    plan = sender.planner.plan
+    sender.planner.plan = lambda *a, **kw: plans.append(1) or plan(*a, **kw)  # type: ignore[method-assign]
+    store(outbox, clocks, 1)
+    assert sender.step()
+    planned = len(plans)
+    for _ in range(5):
+        clocks.advance(0.1)
+        store(outbox, clocks, 3)
+        assert not sender.step()
+    assert len(plans) == planned
+    run(sender, clocks, 90)  # the repeats are held for the dedup window, then go too
+    assert t.covered() == 16
