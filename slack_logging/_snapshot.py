@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from slack_logging._extras import extras, extras_of
+from slack_logging._extras import extras_of
 from slack_logging._jsonsafe import JSONValue, safe_str, type_name
 from slack_logging._redact import Redactor
 
@@ -197,10 +197,7 @@ def _build(record: logging.LogRecord, redactor: Redactor) -> Snapshot:
     message = attrs.get("message")
     if type(message) is not str:
         message = safe_message(record)
-    found = extras_of(attrs)
-    fields = redactor.value(found) if found else {}
-    if not isinstance(fields, dict):
-        fields = {"fields": fields}
+    fields = _fields(attrs, redactor)
     tag = tag_value = category = None
     if "alert" in attrs:
         raw = attrs["alert"]
@@ -285,10 +282,7 @@ def plain_parts(record: logging.LogRecord, redactor: Redactor) -> PlainParts | N
     message = got[9]
     if type(message) is not str:
         message = safe_message(record)
-    found = extras(record)
-    fields = redactor.value(found) if found else {}
-    if not isinstance(fields, dict):
-        fields = {"fields": fields}
+    fields = _fields(attrs, redactor)
     lineno, process = got[11], got[12]
     return (
         names,
@@ -298,6 +292,13 @@ def plain_parts(record: logging.LogRecord, redactor: Redactor) -> PlainParts | N
         lineno if type(lineno) is int else 0,
         process if type(process) is int else None,
     )
+
+
+def _fields(attrs: dict[Any, Any], redactor: Redactor) -> dict[str, JSONValue]:
+    """The record's extras, redacted: one definition for the snapshot and the plain path."""
+    found = extras_of(attrs)
+    fields = redactor.value(found) if found else {}
+    return fields if isinstance(fields, dict) else {"fields": fields}
 
 
 def _as_text(value: object) -> str:

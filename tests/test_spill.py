@@ -77,29 +77,23 @@ os.waitpid(pid, 0)
 """
 
 
-def test_a_forked_child_does_not_keep_the_parent_s_file_locked(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("child", "taken", "dirty", "left"),
+    [("reset", "1", "False", 0), ("no-reset", "0", "True", 1)],
+)
+def test_a_forked_child_and_the_parent_s_spill_file(
+    tmp_path: Path, child: str, taken: str, dirty: str, left: int
+) -> None:
     """The parent's alerts in its open spill file are taken while a forked child lives: the
-    child closed its copy of the descriptor (with it, the lock would stay held)."""
+    child's fork hook closed its copy of the descriptor (with it, the lock would stay held).
+    A child that never ran the hook holds the lock: nothing is taken yet, and ``dirty`` stays
+    set so the sender (and flush) keep trying instead of forgetting the file."""
     done = subprocess.run(
-        [sys.executable, "-c", FORKED, str(tmp_path), "reset"],
+        [sys.executable, "-c", FORKED, str(tmp_path), child],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "False"]
-    assert not list(tmp_path.glob(f"{PREFIX}*"))
-
-
-def test_a_file_of_ours_still_locked_keeps_the_spill_dirty(tmp_path: Path) -> None:
-    """A child that never ran the fork hook holds our file's lock: nothing is taken yet, and
-    ``dirty`` stays set so the sender (and flush) keep trying instead of forgetting it."""
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED, str(tmp_path), "no-reset"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "True"]
-    assert len(list(tmp_path.glob(f"{PREFIX}*"))) == 1
+    assert done.stdout.split() == [taken, dirty]
+    assert len(list(tmp_path.glob(f"{PREFIX}*"))) == left
