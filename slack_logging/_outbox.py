@@ -688,16 +688,22 @@ class Outbox:
         """Pending alerts with a seq above ``after_seq``, oldest first."""
         rows = self._query(
             "SELECT seq, alert_id, dest, category, rank, dedup_key, created, attempts,"
-            " not_before FROM alerts WHERE state = 0 AND seq > ? ORDER BY seq",
+            " not_before, updated FROM alerts WHERE state = 0 AND seq > ? ORDER BY seq",
             (after_seq,),
         )
-        refs = [PendingRef(*row) for row in rows]
+        refs = [PendingRef(*row[:9]) for row in rows]
         if refs and self.fault is None:
             self._high_seq = max(self._high_seq, refs[-1].seq)
-        horizon = self.clock() + MAX_FUTURE
-        for ref in refs:
+        now = self.clock()
+        horizon = now + MAX_FUTURE
+        for ref, row in zip(refs, rows, strict=True):
+            written = row[9]
             if ref.not_before > horizon:
                 ref.not_before = 0.0  # set by a clock far ahead of ours: due now
+            elif ref.not_before and isinstance(written, (int, float)) and written > now + 1.0:
+                # Written "in the future": the wall clock stepped back since. The retry delay
+                # it set counts from now, not from a time this clock reaches an hour later.
+                ref.not_before = now + max(0.0, ref.not_before - written)
         return refs
 
     def bodies(self, alert_ids: Sequence[str]) -> dict[str, Alert]:

@@ -277,6 +277,22 @@ class TestClock:
         assert box.prune(delivered_older_than=7 * 86400, dead_older_than=30 * 86400) == 1
         box.close()
 
+    @pytest.mark.parametrize("step", [-3600.0, -600.0, -5.0])
+    def test_a_retry_time_written_before_a_step_back_keeps_its_delay(
+        self, tmp_path: Path, step: float
+    ) -> None:
+        """A retry 20 s away is saved; the wall clock steps back. Read again (a new leader, a
+        restart, storage recovered), it is 20 s away from now, not 20 s plus the step."""
+        clock = [1_700_000_000.0]
+        box = Outbox(tmp_path, clock=lambda: clock[0])
+        a = alert()
+        box.add([(a, "d")])
+        box.reschedule([a.alert_id], clock[0] + 20.0, "HTTP 503")
+        clock[0] += step + 2.0  # stepped back, then two seconds went by
+        (ref,) = box.pending_refs()
+        assert ref.not_before == pytest.approx(clock[0] + 20.0)
+        box.close()
+
     def test_outbox_from_before_the_written_column(self, tmp_path: Path) -> None:
         """An outbox made by an earlier version (kv without ``written``) gets the column; its
         old state stays readable."""
