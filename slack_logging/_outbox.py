@@ -801,6 +801,19 @@ class Outbox:
             done += self._disk_read(count) or 0
         return done
 
+    def states_of(self, alert_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """State and origin of each of these alerts the outbox holds (absent: not stored)."""
+        out: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(alert_ids), 500):
+            chunk = list(alert_ids[start : start + 500])
+            sql = (
+                "SELECT alert_id, state, origin FROM alerts WHERE alert_id IN "  # noqa: S608
+                f"({','.join('?' * len(chunk))})"
+            )
+            for alert_id, state, origin in self._query(sql, chunk):
+                out[alert_id] = (int(state), origin)
+        return out
+
     def latest_from(self, origin: str, up_to_seq: int) -> tuple[int, str | None] | None:
         """State and last error of ``origin``'s newest alert up to ``up_to_seq``."""
         if self.fault is None:

@@ -304,6 +304,7 @@ class Runtime:
             if spill is None and not self._opened and self.settings.enabled:
                 spill = self._spill_before_open()
             if spill is not None:
+                _give_ids([record])  # one id, however many processes take its file
                 try:
                     held = spill.held
                     spill.write(record, keep_open=not self._closed and spill is self.spill)
@@ -571,9 +572,28 @@ class Runtime:
         """This process's alerts not yet delivered (or given up)."""
         if self.outbox is None:
             return 0
-        held = self.ingest.unsaved + self.overflow.waiting
+        held = self.ingest.unsaved + self.overflow.waiting + self._spilled_waiting()
         held += 1 if self.spill is not None and self.spill.dirty else 0
         return held + self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
+
+    def _spilled_waiting(self) -> int:
+        """Alerts we spilled that no one has delivered yet. Any process may take a spill file
+        (a forked child, a peer), storing its alerts under its own origin, where
+        ``pending_from`` does not look; those stored under ours it counts already."""
+        spill, outbox = self.spill, self.outbox
+        if spill is None or outbox is None or not spill.sent_out:
+            return 0
+        ids = list(spill.sent_out)
+        try:
+            states = outbox.states_of(ids)
+        except Exception:
+            return len(ids)
+        spill.sent_out.difference_update(a for a, (state, _) in states.items() if state > 0)
+        waiting = 0
+        for alert_id in ids:
+            state, origin = states.get(alert_id, (0, ""))
+            waiting += state == 0 and origin != outbox.origin  # "": still in a spill file
+        return waiting
 
     def flush(self, deadline: float) -> bool:
         """Wait (until the monotonic ``deadline``) for everything accepted so far to be

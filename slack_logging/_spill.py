@@ -38,6 +38,9 @@ __all__ = ["Spill"]
 PREFIX = "overflow-"
 #: Alerts held in memory while no spill file can be written.
 MAX_HELD = 10_000
+#: Spilled alert ids a process follows until they are delivered (beyond: flush does not wait
+#: for the rest, which stay durable in the files and the outbox).
+MAX_TRACKED = 100_000
 
 _encode = compact_encoder()
 
@@ -57,6 +60,9 @@ class Spill:
         self._held: list[dict[str, Any]] = []
         self._on_disk = False  # written to a file of ours since the last take of files
         self.dirty = False
+        #: Ids of the alerts this process put in spill files, until the outbox shows them
+        #: finished (any process may take a file): what :meth:`Runtime.flush` still waits for.
+        self.sent_out: set[str] = set()
 
     def reset_after_fork(self) -> None:
         """A child writes its own files. Its copy of the parent's descriptor is closed: kept,
@@ -71,6 +77,7 @@ class Spill:
         self._held = []  # the parent's to store
         self._on_disk = False
         self.dirty = False
+        self.sent_out = set()
 
     @property
     def held(self) -> int:
@@ -92,6 +99,7 @@ class Spill:
                 self._hold(data, error)
                 return
             self.dirty = self._on_disk = True
+            self._track([data])
             if not keep_open and self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -109,6 +117,7 @@ class Spill:
             error = self._append(data)
             if error is None:
                 self.dirty = True
+                self._track(datas)
                 if not keep_open and self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
@@ -146,6 +155,13 @@ class Spill:
                 os.close(self._fd)  # at exit: let the next process take the file at once
                 self._fd = None
             return True
+
+    def _track(self, datas: list[dict[str, Any]]) -> None:
+        room = MAX_TRACKED - len(self.sent_out)
+        for data in datas[: max(0, room)]:
+            own = data.get(OWN_ID)
+            if type(own) is str:
+                self.sent_out.add(own)
 
     def _append(self, line: bytes) -> OSError | None:
         try:

@@ -415,3 +415,36 @@ def test_close_writes_within_its_budget_and_counts_the_rest(tmp_path: Path) -> N
     assert ledger.snapshot()["dropped"] == {"exit_budget": 3}
     assert ledger.snapshot()["spilled"] == 0
     assert not list(tmp_path.glob("overflow-*.jsonl"))
+
+
+def test_flush_waits_for_spilled_alerts_another_process_took(
+    make_handler: MakeHandler, logger: logging.Logger, alerts_dir: Path
+) -> None:
+    """Any process may take our spill files (a forked child, a peer) and store the alerts
+    under its own origin: flush still waits for them until they are delivered."""
+    from test_field_poison import alert
+
+    from slack_logging._alert import new_alert_id
+
+    h = make_handler()
+    logger.addHandler(h)
+    logger.error("first", extra={"alert": "payment_fail"})
+    assert h.flush(10)
+    runtime = h.runtime
+    assert runtime.spill is not None
+    ids = [new_alert_id() for _ in range(3)]
+    runtime.spill.sent_out.update(ids)  # as the overflow writer records what it spilled
+    assert h.pending() == 3  # still in a spill file
+    other = Outbox(alerts_dir, origin="elsewhere:1")
+    other.add([(alert(alert_id=i), "webhook:x") for i in ids])
+    # Not due for an hour, so this handler's sender leaves them alone meanwhile.
+    other.reschedule(ids, time.time() + 3600, "HTTP 503")
+    assert h.pending() == 3
+    assert not h.flush(0.3)
+    other.mark_delivered(ids[:2], "1.0")
+    assert h.pending() == 1
+    other.mark_delivered(ids[2:], "2.0")
+    assert h.pending() == 0
+    assert h.flush(5)
+    assert not runtime.spill.sent_out
+    other.close()
