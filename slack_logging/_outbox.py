@@ -285,6 +285,10 @@ class Outbox:
         """From now on no call waits for a lock past ``deadline`` (``time.monotonic()``)."""
         self._deadline = deadline
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def settle(self) -> int:
         """A last try to store alerts kept in memory; returns how many pending alerts are still
         only in memory (lost if the process ends now). The caller reports them; close() then

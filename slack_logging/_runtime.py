@@ -483,7 +483,15 @@ class Runtime:
             return 0
         # Files are durable; an outbox that only holds memory is not: they wait until it works.
         files = self.outbox is None or self.outbox.fault is None
-        return self.spill.take(self.ingest.store, files=files)
+        return self.spill.take(self._store_late, files=files)
+
+    def _store_late(self, records: list[logging.LogRecord]) -> bool:
+        """Store records from outside the ingest thread. A store that outlived the exit budget
+        (in a helper thread) finds the outbox closed: the records stay where they are (spill
+        files, for the next process), neither kept in memory nor counted lost."""
+        if self.outbox is not None and self.outbox.closed:
+            return False
+        return self.ingest.store(records)
 
     # -- fork ------------------------------------------------------------------------------------
 
@@ -672,7 +680,7 @@ class Runtime:
             leftover = self._drain_without_thread()
             if (
                 leftover
-                and _bounded(lambda: self.ingest.store(leftover), deadline, self.monotonic) is None
+                and _bounded(lambda: self._store_late(leftover), deadline, self.monotonic) is None
             ):
                 spilled += self._spill_records(leftover)
             if self.spill is not None:

@@ -448,3 +448,24 @@ def test_flush_waits_for_spilled_alerts_another_process_took(
     assert h.flush(5)
     assert not runtime.spill.sent_out
     other.close()
+
+
+def test_a_take_that_outlives_close_leaves_the_files_and_counts_nothing(
+    make_handler: MakeHandler, logger: logging.Logger, alerts_dir: Path
+) -> None:
+    """Spill files taken in an exit helper thread that runs past the budget find the outbox
+    closed: the files stay for the next process; nothing is kept in memory or counted lost."""
+    h = make_handler()
+    logger.addHandler(h)
+    logger.error("first", extra={"alert": "payment_fail"})
+    assert h.flush(10)
+    runtime = h.runtime
+    assert runtime.spill is not None
+    h.close()
+    logger.error("late", extra={"alert": "payment_fail"})  # spilled after close
+    files = list(alerts_dir.glob("overflow-*.jsonl"))
+    assert files
+    assert runtime.take_spills() == 0
+    assert list(alerts_dir.glob("overflow-*.jsonl")) == files
+    assert h.stats()["dropped"] == {}
+    assert runtime.ingest.unsaved == 0
