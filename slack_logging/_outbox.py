@@ -127,6 +127,8 @@ RETRY_EVERY = 5.0
 PROBE_TIMEOUT = 0.05
 #: Recoveries whose renumbering :meth:`Outbox._file_seq` remembers.
 MAX_RENUMBERED = 16
+#: Ids per ``IN (...)`` query (SQLite allows 999 parameters in older builds).
+_CHUNK = 500
 #: Persisted times further ahead than this were written by a different (wrong) clock.
 MAX_FUTURE = 2 * 3600.0
 #: Pending rows carried over from an outbox that was removed or renamed under us.
@@ -598,9 +600,7 @@ class Outbox:
             return
         try:
             if self._mem is not None:
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in _chunks(ids):
                     self._mem.execute(
                         f"DELETE FROM alerts WHERE state = 0 AND alert_id IN ({marks})",  # noqa: S608
                         chunk,
@@ -712,14 +712,13 @@ class Outbox:
 
     def bodies(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
         out: dict[str, Alert] = {}
-        for start in range(0, len(alert_ids), 500):
-            chunk = list(alert_ids[start : start + 500])
-            for alert_id, body in self._bodies(chunk):
+        for chunk, marks in _chunks(alert_ids):
+            for alert_id, body in self._bodies(chunk, marks):
                 out.setdefault(alert_id, Alert.from_json(body))
         return out
 
-    def _bodies(self, chunk: list[str]) -> list[Any]:
-        sql = f"SELECT alert_id, body FROM alerts WHERE alert_id IN ({','.join('?' * len(chunk))})"  # noqa: S608
+    def _bodies(self, chunk: list[str], marks: str) -> list[Any]:
+        sql = f"SELECT alert_id, body FROM alerts WHERE alert_id IN ({marks})"  # noqa: S608
         found = self._query(sql, chunk)
         if self.fault is not None and len(found) < len(chunk):
             found += self._disk_read(lambda c: c.execute(sql, chunk).fetchall()) or []
@@ -737,9 +736,7 @@ class Outbox:
             taken = [(a, body) for a, body in rows if a not in self._in_file]
             if taken:
                 ids = [a for a, _ in taken]
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in _chunks(ids):
                     self._mem.execute(f"DELETE FROM alerts WHERE alert_id IN ({marks})", chunk)  # noqa: S608
                     for alert_id in chunk:
                         self._recent.pop(alert_id, None)
@@ -792,12 +789,8 @@ class Outbox:
         """How many of these rows, copied to memory when the file failed, the file (still
         readable) says are finished: another process, the leader, sent them meanwhile."""
         done = 0
-        for start in range(0, len(alert_ids), 500):
-            chunk = alert_ids[start : start + 500]
-            sql = (
-                "SELECT count(*) FROM alerts WHERE state > 0 AND alert_id IN "  # noqa: S608
-                f"({','.join('?' * len(chunk))})"
-            )
+        for chunk, marks in _chunks(alert_ids):
+            sql = f"SELECT count(*) FROM alerts WHERE state > 0 AND alert_id IN ({marks})"  # noqa: S608
 
             def count(c: sqlite3.Connection, sql: str = sql, chunk: list[str] = chunk) -> int:
                 return int(c.execute(sql, chunk).fetchone()[0])
@@ -808,12 +801,8 @@ class Outbox:
     def states_of(self, alert_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
         """State and origin of each of these alerts the outbox holds (absent: not stored)."""
         out: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(alert_ids), 500):
-            chunk = list(alert_ids[start : start + 500])
-            sql = (
-                "SELECT alert_id, state, origin FROM alerts WHERE alert_id IN "  # noqa: S608
-                f"({','.join('?' * len(chunk))})"
-            )
+        for chunk, marks in _chunks(alert_ids):
+            sql = f"SELECT alert_id, state, origin FROM alerts WHERE alert_id IN ({marks})"  # noqa: S608
             for alert_id, state, origin in self._query(sql, chunk):
                 out[alert_id] = (int(state), origin)
         return out
@@ -897,11 +886,10 @@ class Outbox:
             mem = self._memory()
             held = {
                 r[0]
-                for start in range(0, len(ids), 500)
+                for chunk, marks in _chunks(ids)
                 for r in mem.execute(
-                    "SELECT alert_id FROM alerts WHERE alert_id IN "  # noqa: S608
-                    f"({','.join('?' * len(ids[start : start + 500]))})",
-                    ids[start : start + 500],
+                    f"SELECT alert_id FROM alerts WHERE alert_id IN ({marks})",  # noqa: S608
+                    chunk,
                 )
             }
             rest = [i for i in ids if i not in held]
@@ -1113,12 +1101,17 @@ def _add_written(conn: sqlite3.Connection) -> None:
             raise
 
 
+def _chunks(ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
+    """``ids`` in chunks within SQLite's limit on parameters, each with its ``?,?,…`` marks."""
+    for start in range(0, len(ids), _CHUNK):
+        chunk = list(ids[start : start + _CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _update(
     conn: sqlite3.Connection, ids: list[str], assignment: str, params: tuple[Any, ...]
 ) -> None:
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in _chunks(ids):
         conn.execute(
             f"UPDATE alerts SET {assignment}, updated = ? "  # noqa: S608
             f"WHERE alert_id IN ({marks})",
