@@ -6,138 +6,53 @@ the elected sender (see :mod:`slack_logging._sender`) changes states, so claims 
 WAL with ``synchronous=NORMAL`` means a commit is a write into the page cache: it survives
 ``kill -9`` and a crash of the process, not a power cut. Stdlib only.
 
-Longer than most modules because the file can fail in many ways at run time and each must keep
-the same interface working (the fallback to memory, recovery and the checks that avoid SIGBUS
-belong together); the file-level helpers live in :mod:`slack_logging._storage`.
+This module holds what the rest of the package asks of the outbox: inserting, reading and
+changing alert states. The parts beneath it have their own modules: the tables and statements
+(:mod:`~slack_logging._outbox_sql`), where statements run when the file fails
+(:mod:`~slack_logging._outbox_store`) and the shared key-value state
+(:mod:`~slack_logging._outbox_state`).
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sqlite3
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from typing import Any
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import SEVERITY_RANK
-from slack_logging._diag import Diagnostics
-from slack_logging._storage import (
-    Unwritable,
-    clean_json,
-    clean_number,
-    clean_text,
-    describe_fault,
-    discard,
-    fault_kind,
-    fault_remedy,
-    is_corrupt,
-    is_storage_fault,
-    move_aside,
-    side_files,
-    unwritable_file,
+from slack_logging._outbox_sql import (
+    DB_NAME,
+    DEAD,
+    DELIVERED,
+    INSERT,
+    MAX_FUTURE,
+    MAX_RECENT,
+    PENDING,
+    STATE_NAMES,
+    PendingRef,
+    chunks,
+    update,
 )
+from slack_logging._outbox_state import SharedState
+from slack_logging._storage import clean_json, clean_number, clean_text, is_storage_fault
 
-__all__ = ["DEAD", "DELIVERED", "PENDING", "Outbox", "PendingRef"]
-
-PENDING, DELIVERED, DEAD = 0, 1, 2
-STATE_NAMES = {PENDING: "pending", DELIVERED: "delivered", DEAD: "dead"}
-DB_NAME = "outbox.sqlite3"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    seq        INTEGER PRIMARY KEY,
-    alert_id   TEXT NOT NULL UNIQUE,
-    dest       TEXT NOT NULL,
-    category   TEXT NOT NULL,
-    rank       INTEGER NOT NULL,
-    dedup_key  TEXT NOT NULL,
-    created    REAL NOT NULL,
-    origin     TEXT NOT NULL,
-    body       TEXT NOT NULL,
-    state      INTEGER NOT NULL DEFAULT 0,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL DEFAULT 0,
-    message    TEXT,
-    error      TEXT,
-    updated    REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, seq);
-CREATE TABLE IF NOT EXISTS kv (
-    key     TEXT PRIMARY KEY,
-    value   TEXT NOT NULL,
-    expires REAL,
-    written REAL
-);
-"""
+__all__ = [
+    "DB_NAME",
+    "DEAD",
+    "DELIVERED",
+    "MAX_FUTURE",
+    "MAX_RECENT",
+    "PENDING",
+    "STATE_NAMES",
+    "Outbox",
+    "PendingRef",
+]
 
 
-@dataclass(slots=True)
-class PendingRef:
-    """What the sender keeps in memory per pending alert: enough to plan, not the body."""
-
-    seq: int
-    alert_id: str
-    dest: str
-    category: str
-    rank: int
-    dedup_key: str
-    created: float
-    attempts: int
-    not_before: float
-
-
-_INSERT = (
-    "INSERT OR IGNORE INTO alerts (alert_id, dest, category, rank, dedup_key, created, origin,"
-    " body, updated) VALUES (?,?,?,?,?,?,?,?,?)"
-)
-_ALL_COLUMNS = (
-    "alert_id, dest, category, rank, dedup_key, created, origin, body, state, attempts,"
-    " not_before, message, error, updated"
-)
-# Every column but seq, in _ALL_COLUMNS order: what moves between memory and the file.
-_SELECT_ALL = "SELECT " + _ALL_COLUMNS + " FROM alerts WHERE state "  # noqa: S608
-_COPY = "INSERT OR IGNORE INTO alerts (" + _ALL_COLUMNS + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
-# Back into the file: new rows get the given seq; a row the file already has takes the state
-# memory knows, unless another process finished it meanwhile.
-_MERGE = (
-    "INSERT INTO alerts (seq, " + _ALL_COLUMNS + ") "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (alert_id) DO UPDATE SET "
-    "state = excluded.state, attempts = excluded.attempts, not_before = excluded.not_before, "
-    "message = excluded.message, error = excluded.error, updated = excluded.updated "
-    "WHERE alerts.state = 0"
-)
-_MARKER = (
-    "INSERT INTO alerts (seq, alert_id, dest, category, rank, dedup_key, created, origin, body,"
-    " updated, state) VALUES (?,'','','',0,'',0,'','',0,-1)"
-)
-
-#: Seconds an insert or read may wait for another process's write lock (a stopped peer holds it
-#: forever); past it, alerts are kept in memory and the outbox is tried again later.
-BUSY_TIMEOUT = 1.0
-#: How often storage is tried again while alerts are kept in memory, and how long that try waits.
-RETRY_EVERY = 5.0
-PROBE_TIMEOUT = 0.05
-#: Recoveries whose renumbering :meth:`Outbox._file_seq` remembers.
-MAX_RENUMBERED = 16
-#: Ids per ``IN (...)`` query (SQLite allows 999 parameters in older builds).
-_CHUNK = 500
-#: Persisted times further ahead than this were written by a different (wrong) clock.
-MAX_FUTURE = 2 * 3600.0
-#: Pending rows carried over from an outbox that was removed or renamed under us.
-MAX_CARRY = 50_000
-#: This process's newest pending rows kept in memory too, in case the file becomes unreadable.
-MAX_RECENT = 2_000
-
-
-class Outbox:
+class Outbox(SharedState):
     """The alerts directory's outbox.
 
     When the file refuses writes (disk full, locked by a stopped process, read-only, immutable,
@@ -151,416 +66,9 @@ class Outbox:
             directory cannot be written: delivery goes on, persistence does not).
         origin: who inserts (``host:pid``), so :meth:`pending_from` can tell this process's alerts.
         clock: wall-clock time source for stored times (tests inject one).
+        monotonic: the clock of retries and deadlines (``time.monotonic``; tests inject one).
         diag: where storage faults are reported (default: a private one writing to stderr).
     """
-
-    def __init__(
-        self,
-        directory: str | os.PathLike[str] | None,
-        *,
-        origin: str = "",
-        clock: Callable[[], float] = time.time,
-        diag: Diagnostics | None = None,
-    ) -> None:
-        self.path: Path | None = Path(directory) / DB_NAME if directory is not None else None
-        self._file = str(self.path) if self.path is not None else None
-        self.origin = origin or f"{os.uname().nodename}:{os.getpid()}"
-        self.clock = clock
-        self.diag = diag or Diagnostics()
-        self._lock = threading.RLock()
-        self._deadline: float | None = None
-        self._busy_ms = -1
-        self._disk: sqlite3.Connection | None = None
-        self._disk_id: tuple[int, int] | None = None
-        self._mem: sqlite3.Connection | None = None
-        self.fault: str | None = None  # why alerts are kept in memory; None when the file works
-        self._reopen = False
-        self._unsafe = False
-        self._retry_at = 0.0
-        self._base_seq = 0
-        self._high_seq = 0
-        #: Per recovery: (base, high) of the seqs alerts had in memory, and the highest seq
-        #: they got in the file; see :meth:`_file_seq`.
-        self._renumbered: list[tuple[int, int, int]] = []
-        self._deferred: list[tuple[list[str], str, tuple[Any, ...]]] = []
-        self._deferred_ids: set[str] = set()
-        # This process's pending rows (as inserted), so they can be sent from memory even when
-        # the file can no longer be read safely (made immutable). Ordered: the oldest go first.
-        self._recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
-        self._in_file: set[str] = set()
-        self._settled: int | None = None
-        #: Alerts whose durable copy is elsewhere (see hand_over): never kept in memory.
-        self._handed_over: set[str] = set()
-        self._told = False
-        self._closed = False
-        if self.path is None:
-            self._mem = _open_memory()
-            return
-        try:
-            self._disk = self._open_disk()
-        except Exception as exc:  # whatever the file's trouble, alerts go on from memory
-            self._degrade(exc, reopen=True)
-
-    # -- connections -------------------------------------------------------------------------
-
-    def _open_disk(self) -> sqlite3.Connection:
-        """Connect to the file, recreating a removed directory and moving a corrupt file aside."""
-        assert self.path is not None
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        try:
-            return self._connect(self.path)
-        except sqlite3.DatabaseError as exc:
-            if not is_corrupt(exc):
-                raise
-            target = move_aside(self.path)
-            self.diag.report(
-                f"corrupt:{target}",
-                f"the outbox {self.path} is corrupt ({exc}); it was moved aside to {target} "
-                "(kept for forensics) and a fresh outbox is used",
-                once=True,
-            )
-            return self._connect(self.path)
-
-    def _connect(self, path: Path) -> sqlite3.Connection:
-        bad = unwritable_file(path)
-        if bad is not None:
-            raise Unwritable(errno.EACCES, "not writable by this user (or immutable)", str(bad))
-        if not path.exists():
-            # Create it private before SQLite does, umask-independent.
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.fchmod(fd, 0o600)
-            os.close(fd)
-        conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            _add_written(conn)
-            # Reads a page of the table and of its index: a corrupt file fails here, at start.
-            conn.execute("SELECT count(*) FROM alerts WHERE state = 0").fetchone()
-        except BaseException:
-            discard(conn, unsafe=False)
-            raise
-        for side in side_files(path):
-            with suppress(OSError):
-                os.chmod(side, 0o600)
-        st = os.stat(path)
-        self._disk_id = (st.st_dev, st.st_ino)
-        self._busy_ms = int(BUSY_TIMEOUT * 1000)
-        return conn
-
-    def _memory(self) -> sqlite3.Connection:
-        if self._mem is None:
-            self._mem = _open_memory()
-        return self._mem
-
-    @property
-    def durable(self) -> bool:
-        """True while alerts reach the file (not only memory)."""
-        return self.path is not None and self.fault is None
-
-    def reopen_after_fork(self) -> None:
-        """Drop the parent's connections without closing them (SQLite forbids using them in a
-        child); the parent's alerts in memory stay the parent's to send."""
-        for conn in (self._disk, self._mem):
-            if conn is not None:
-                _ORPHANS.append(conn)
-        self._lock = threading.RLock()
-        self.origin = f"{os.uname().nodename}:{os.getpid()}"
-        self._disk = self._mem = None
-        self.fault = None
-        self._deferred, self._deferred_ids = [], set()
-        self._recent, self._in_file = OrderedDict(), set()
-        self._deadline = None
-        if self.path is None:
-            self._mem = _open_memory()
-            return
-        try:
-            self._disk = self._open_disk()
-        except Exception as exc:  # whatever the file's trouble, alerts go on from memory
-            self._degrade(exc, reopen=True)
-
-    def set_deadline(self, deadline: float | None) -> None:
-        """From now on no call waits for a lock past ``deadline`` (``time.monotonic()``)."""
-        self._deadline = deadline
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def settle(self) -> int:
-        """A last try to store alerts kept in memory; returns how many pending alerts are still
-        only in memory (lost if the process ends now). The caller reports them; close() then
-        does not repeat it."""
-        self._told = True
-        return self._settle()
-
-    def _settle(self) -> int:
-        with self._locked() as ok:
-            if not ok or self._closed:
-                return self._settled or 0
-            if self.fault is not None and self.path is not None:
-                self._retry_at = 0.0
-                self._maintain()
-            self._settled = self._volatile()
-            return self._settled
-
-    def close(self, deadline: float | None = None) -> None:
-        """Close, never raising and never waiting past ``deadline`` (``time.monotonic()``).
-
-        Alerts still only in memory are tried on the file once more; if they cannot be stored,
-        stderr says how many are lost and why.
-        """
-        if deadline is not None:
-            self._deadline = deadline
-        try:
-            self._close()
-        except Exception as exc:  # close() runs at exit: it must never raise into the app
-            self.diag.report("outbox-close", f"could not close the outbox cleanly ({exc!r})")
-
-    def _close(self) -> None:
-        left = self._settle() if self._settled is None else self._settled
-        with self._locked() as ok:
-            if not ok or self._closed:
-                return
-            self._closed = True
-            if left and self.path is not None and not self._told:
-                self.diag.report(
-                    "outbox-lost",
-                    f"{left} alert(s) could not be stored in {self.path} ({self.fault}) and were "
-                    "not delivered: they are lost with this process",
-                )
-            if self._disk is not None:
-                discard(self._disk, unsafe=self._unsafe or self._files_unsafe())
-            if self._mem is not None:
-                discard(self._mem, unsafe=False)
-
-    @contextmanager
-    def _locked(self) -> Iterator[bool]:
-        timeout = -1.0
-        if self._deadline is not None:
-            timeout = max(0.0, self._deadline - time.monotonic())
-        got = self._lock.acquire(timeout=timeout)
-        try:
-            yield got
-        finally:
-            if got:
-                self._lock.release()
-
-    # -- fault handling ----------------------------------------------------------------------
-
-    def _degrade(
-        self, exc: BaseException, *, reopen: bool = False, durable_copies: bool = True
-    ) -> None:
-        """Keep alerts in memory from now on; say why once."""
-        corrupt = is_corrupt(exc)
-        reopen = reopen or corrupt or isinstance(exc, Unwritable)
-        first = self.fault is None
-        self.fault = describe_fault(exc)
-        self._reopen = self._reopen or reopen
-        self._retry_at = time.monotonic() + RETRY_EVERY
-        mem = self._memory()
-        if first:
-            self._base_seq = self._high_seq
-            mem.executemany(
-                _COPY,
-                [(*row[:8], PENDING, 0, 0.0, None, None, row[8]) for row in self._recent.values()],
-            )
-            if durable_copies:
-                # Still in the file too: not lost if the process ends before storage works.
-                self._in_file.update(self._recent)
-            self._recent = OrderedDict()
-            top = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
-            if self._base_seq > top:
-                # A marker row (state -1) so the alerts kept in memory get seqs above every seq
-                # the sender has seen in the file.
-                mem.execute(_MARKER, (self._base_seq,))
-        self.diag.report(
-            f"outbox-fault:{fault_kind(exc)}",
-            f"cannot use the outbox {self.path} ({self.fault}); alerts are sent from memory and "
-            f"stored once it works again (tried every {RETRY_EVERY:g} s). "
-            f"{fault_remedy(exc, self.path)}".rstrip(),
-        )
-
-    def _files_unsafe(self) -> bool:
-        return self._file is not None and unwritable_file(self._file) is not None
-
-    def _maintain(self) -> None:
-        """Before each use of the file: notice it was made unwritable, removed or renamed; while
-        degraded, try storage again now and then."""
-        if self.path is None or self._closed:
-            return
-        if self.fault is None:
-            assert self._disk is not None
-            if self._files_unsafe():
-                self._unsafe = True
-                self._degrade(Unwritable(errno.EACCES, "made unwritable", str(self.path)))
-            elif self._moved():
-                self._degrade(
-                    FileNotFoundError(errno.ENOENT, "removed or renamed", str(self.path)),
-                    reopen=True,
-                    durable_copies=False,
-                )
-                self._carry_over()
-            return
-        if time.monotonic() < self._retry_at:
-            return
-        self._retry_at = time.monotonic() + RETRY_EVERY
-        try:
-            self._recover()
-        except Exception as exc:
-            if not is_storage_fault(exc):
-                raise
-            if is_corrupt(exc) or isinstance(exc, Unwritable):
-                self._reopen = True
-
-    def _moved(self) -> bool:
-        assert self._file is not None
-        try:
-            st = os.stat(self._file)
-        except OSError:
-            return True
-        return (st.st_dev, st.st_ino) != self._disk_id
-
-    def _carry_over(self) -> None:
-        """The file was removed or renamed: its pending alerts come along to the new one."""
-        if self._disk is None:
-            return
-        with suppress(Exception):
-            rows = self._disk.execute(
-                _SELECT_ALL + "= 0 ORDER BY seq LIMIT ?",
-                (MAX_CARRY,),
-            ).fetchall()
-            self._memory().executemany(
-                _COPY,
-                rows,
-            )
-
-    def _recover(self) -> None:
-        """Move what memory holds into the file, in one transaction, then use the file again."""
-        if self._disk is None or self._reopen:
-            old, self._disk = self._disk, None
-            if old is not None:
-                discard(old, unsafe=self._unsafe)
-            self._unsafe = False
-            self._disk = self._open_disk()
-            self._reopen = False
-        disk = self._disk
-        self._set_busy(disk, PROBE_TIMEOUT)
-        mem = self._memory()
-        rows = mem.execute(_SELECT_ALL + ">= 0 ORDER BY seq").fetchall()
-        hi = mem.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
-        kv = mem.execute("SELECT key, value, expires, written FROM kv").fetchall()
-        with self._tx(disk):
-            top = max(disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0, hi)
-            disk.executemany(
-                _MERGE,
-                [(top + i + 1, *row) for i, row in enumerate(rows)],
-            )
-            for ids, assignment, params in self._deferred:
-                _update(disk, ids, assignment, params)
-            # Alerts other processes stored meanwhile, numbered below what the sender has seen
-            # (it read seqs from memory): renumbered so it picks them up.
-            for (seq,) in disk.execute(
-                "SELECT seq FROM alerts WHERE state = 0 AND seq > ? AND seq <= ? ORDER BY seq",
-                (self._base_seq, hi),
-            ).fetchall():
-                disk.execute(
-                    "UPDATE alerts SET seq = (SELECT max(seq) + 1 FROM alerts) WHERE seq = ?",
-                    (seq,),
-                )
-            disk.executemany(
-                "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)", kv
-            )
-            self._high_seq = disk.execute("SELECT max(seq) FROM alerts").fetchone()[0] or 0
-        self._renumbered = [
-            *self._renumbered[-(MAX_RENUMBERED - 1) :],
-            (self._base_seq, hi, self._high_seq),
-        ]
-        self._set_busy(disk, BUSY_TIMEOUT)
-        kept = sum(1 for r in rows if r[8] == PENDING)
-        discard(mem, unsafe=False)
-        self._mem = None
-        self._deferred, self._deferred_ids = [], set()
-        self._in_file = set()
-        was, self.fault = self.fault, None
-        self._settled = None
-        self.diag.report(
-            "outbox-recovered",
-            f"the outbox {self.path} works again (it failed with: {was}); "
-            f"{kept} pending alert(s) kept in memory meanwhile are stored in it",
-        )
-
-    def _set_busy(self, conn: sqlite3.Connection, seconds: float) -> None:
-        if self._deadline is not None:
-            seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
-        ms = int(seconds * 1000)
-        if ms != self._busy_ms:
-            conn.execute(f"PRAGMA busy_timeout = {ms}")
-            self._busy_ms = ms
-
-    # -- running statements ------------------------------------------------------------------
-
-    def _run(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``op`` on the file, or on memory when the file fails (now or earlier)."""
-        with self._lock:
-            self._maintain()
-            if self.fault is None and self._disk is not None:
-                try:
-                    self._set_busy(self._disk, BUSY_TIMEOUT)
-                    return op(self._disk)
-                except Exception as exc:
-                    if not is_storage_fault(exc) or self._closed:
-                        raise
-                    self._degrade(exc)
-            return op(self._memory())
-
-    def _disk_read(self, op: Callable[[sqlite3.Connection], _T]) -> _T | None:
-        """While degraded: what the file (if still readable and safe) says, else None."""
-        disk = self._disk
-        if disk is None or self._unsafe or self._reopen:
-            return None
-        try:
-            self._set_busy(disk, PROBE_TIMEOUT)
-            return op(disk)
-        except Exception:
-            return None
-
-    @contextmanager
-    def _tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._run(lambda c: c.execute(sql, params).fetchall())
-
-    def _volatile(self) -> int:
-        return len(self.volatile_ids())
-
-    def volatile_ids(self) -> set[str]:
-        """This process's pending alerts that only memory holds (the file refused them): no
-        other process can see them, so this one sends them even when it does not lead."""
-        if self.fault is None:
-            return set()  # without the lock: a store stuck in SQLite may hold it
-        with self._lock:
-            if self.fault is None or self._mem is None:
-                return set()
-            pending = self._mem.execute("SELECT alert_id FROM alerts WHERE state = 0").fetchall()
-            return {alert_id for (alert_id,) in pending if alert_id not in self._in_file}
 
     # -- inserting (any process) -------------------------------------------------------------
 
@@ -584,29 +92,6 @@ class Outbox:
             while len(recent) > MAX_RECENT:
                 recent.popitem(last=False)
         return last
-
-    def _keepable(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Any]:
-        if conn is self._disk or not self._handed_over:
-            return rows
-        return [row for row in rows if row[0] not in self._handed_over]
-
-    def hand_over(self, alert_ids: Iterable[str]) -> None:
-        """These alerts were made durable elsewhere (spill files written at exit while a store
-        was stuck): from now on memory never keeps them, so they are not sent from memory now
-        and again by the next process. Never waits: the stuck store may hold our lock."""
-        ids = [a for a in alert_ids if a not in self._handed_over]
-        self._handed_over.update(ids)
-        if not ids or not self._lock.acquire(blocking=False):
-            return
-        try:
-            if self._mem is not None:
-                for chunk, marks in _chunks(ids):
-                    self._mem.execute(
-                        f"DELETE FROM alerts WHERE state = 0 AND alert_id IN ({marks})",  # noqa: S608
-                        chunk,
-                    )
-        finally:
-            self._lock.release()
 
     def _row(self, alert: Alert, dest: str, now: float) -> tuple[Any, ...]:
         try:
@@ -639,7 +124,7 @@ class Outbox:
     def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
         with self._tx(conn):
             try:
-                conn.executemany(_INSERT, rows)
+                conn.executemany(INSERT, rows)
             except Exception as exc:
                 if is_storage_fault(exc):
                     raise
@@ -651,7 +136,7 @@ class Outbox:
 
     def _insert_one(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         try:
-            conn.execute(_INSERT, row)
+            conn.execute(INSERT, row)
             return
         except Exception as exc:
             if is_storage_fault(exc):
@@ -670,7 +155,7 @@ class Outbox:
             clean_number(now, 0.0),
         )
         try:
-            conn.execute(_INSERT, clean)
+            conn.execute(INSERT, clean)
         except Exception as exc:
             if is_storage_fault(exc):
                 raise
@@ -712,7 +197,7 @@ class Outbox:
 
     def bodies(self, alert_ids: Sequence[str]) -> dict[str, Alert]:
         out: dict[str, Alert] = {}
-        for chunk, marks in _chunks(alert_ids):
+        for chunk, marks in chunks(alert_ids):
             for alert_id, body in self._bodies(chunk, marks):
                 out.setdefault(alert_id, Alert.from_json(body))
         return out
@@ -723,32 +208,6 @@ class Outbox:
         if self.fault is not None and len(found) < len(chunk):
             found += self._disk_read(lambda c: c.execute(sql, chunk).fetchall()) or []
         return found
-
-    def take_volatile(self) -> list[Alert]:
-        """This process's pending alerts that only memory holds (the file refused them), removed
-        from memory: at exit the runtime writes them to spill files for the next process."""
-        with self._locked() as ok:
-            if not ok or self.fault is None or self._mem is None:
-                return []
-            rows = self._mem.execute(
-                "SELECT alert_id, body FROM alerts WHERE state = 0 ORDER BY seq"
-            ).fetchall()
-            taken = [(a, body) for a, body in rows if a not in self._in_file]
-            if taken:
-                ids = [a for a, _ in taken]
-                for chunk, marks in _chunks(ids):
-                    self._mem.execute(f"DELETE FROM alerts WHERE alert_id IN ({marks})", chunk)  # noqa: S608
-                    for alert_id in chunk:
-                        self._recent.pop(alert_id, None)
-            return [Alert.from_json(body) for _, body in taken]
-
-    def _file_seq(self, seq: int) -> int:
-        """A seq :meth:`add` returned while alerts were kept in memory, as the file numbers
-        that alert since storage recovered (memory rows get new, higher seqs there)."""
-        for base, high, moved_to in self._renumbered:
-            if base < seq <= high:
-                return max(seq, moved_to)
-        return seq
 
     def pending_from(self, origin: str, up_to_seq: int) -> int:
         """How many of ``origin``'s alerts up to ``up_to_seq`` (a seq :meth:`add` returned)
@@ -789,7 +248,7 @@ class Outbox:
         """How many of these rows, copied to memory when the file failed, the file (still
         readable) says are finished: another process, the leader, sent them meanwhile."""
         done = 0
-        for chunk, marks in _chunks(alert_ids):
+        for chunk, marks in chunks(alert_ids):
             sql = f"SELECT count(*) FROM alerts WHERE state > 0 AND alert_id IN ({marks})"  # noqa: S608
 
             def count(c: sqlite3.Connection, sql: str = sql, chunk: list[str] = chunk) -> int:
@@ -801,7 +260,7 @@ class Outbox:
     def states_of(self, alert_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
         """State and origin of each of these alerts the outbox holds (absent: not stored)."""
         out: dict[str, tuple[int, str]] = {}
-        for chunk, marks in _chunks(alert_ids):
+        for chunk, marks in chunks(alert_ids):
             sql = f"SELECT alert_id, state, origin FROM alerts WHERE alert_id IN ({marks})"  # noqa: S608
             for alert_id, state, origin in self._query(sql, chunk):
                 out[alert_id] = (int(state), origin)
@@ -873,7 +332,7 @@ class Outbox:
 
         def apply(conn: sqlite3.Connection) -> None:
             with self._tx(conn):
-                _update(conn, ids, assignment, full)
+                update(conn, ids, assignment, full)
 
         with self._lock:
             self._run(apply)
@@ -886,7 +345,7 @@ class Outbox:
             mem = self._memory()
             held = {
                 r[0]
-                for chunk, marks in _chunks(ids)
+                for chunk, marks in chunks(ids)
                 for r in mem.execute(
                     f"SELECT alert_id FROM alerts WHERE alert_id IN ({marks})",  # noqa: S608
                     chunk,
@@ -989,75 +448,6 @@ class Outbox:
 
     # -- small shared state --------------------------------------------------------------------
 
-    def delete_state(self, key: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
-            with self._tx(conn):
-                conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-
-        self._run(delete)
-
-    def get_state(self, key: str) -> Any:
-        return self.get_states(key, exact=True).get(key)
-
-    def get_states(self, prefix: str, *, exact: bool = False) -> dict[str, Any]:
-        """Unexpired values whose key starts with ``prefix`` (is ``prefix`` with ``exact``).
-
-        A value written "in the future" (by a clock far ahead of ours) is not trusted: a rate
-        budget saved then would stall sending until that time comes round.
-        """
-        now = self.clock()
-        sql = (
-            "SELECT key, value FROM kv WHERE key >= ? AND key <= ? "
-            "AND (expires IS NULL OR expires >= ?) AND (written IS NULL OR written <= ?)"
-        )
-        params = (prefix, prefix if exact else prefix + "\uffff", now, now + MAX_FUTURE)
-        with self._lock:
-            found = self._query(sql, params)
-            if self.fault is not None:
-                found = (self._disk_read(lambda c: c.execute(sql, params).fetchall()) or []) + found
-        out: dict[str, Any] = {}
-        for k, v in found:
-            with suppress(ValueError):
-                out[k] = json.loads(v)
-        return out
-
-    def set_state(self, key: str, value: Any, ttl: float | None = None) -> None:
-        now = self.clock()
-        expires = now + ttl if ttl is not None else None
-        text = json.dumps(value)
-
-        def put(conn: sqlite3.Connection) -> None:
-            with self._tx(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO kv (key, value, expires, written) VALUES (?,?,?,?)",
-                    (key, text, expires, now),
-                )
-
-        self._run(put)
-
-    def claim_state(self, key: str, value: Any, ttl: float) -> bool:
-        """Set ``key`` only if it is absent or expired; True when this call set it.
-
-        One transaction on the shared file, so of several processes claiming the same key
-        (one summary per period and destination) exactly one wins until ``ttl`` runs out.
-        """
-        now = self.clock()
-        text = json.dumps(value)
-
-        def claim(conn: sqlite3.Connection) -> bool:
-            with self._tx(conn):
-                conn.execute(
-                    "DELETE FROM kv WHERE key = ? AND expires IS NOT NULL AND expires < ?",
-                    (key, now),
-                )
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO kv (key, value, expires, written) VALUES (?,?,?,?)",
-                    (key, text, now + ttl, now),
-                )
-                return cur.rowcount == 1
-
-        return self._run(claim)
-
     def alerts_after(self, seq: int, limit: int = 1000) -> list[tuple[int, str, Alert]]:
         """(seq, destination, alert) of every state with a seq above ``seq``, oldest first,
         at most ``limit``: for sharing summary rows with other hosts."""
@@ -1087,45 +477,3 @@ class Outbox:
             with suppress(ValueError, TypeError, KeyError):
                 out.append((dest, STATE_NAMES.get(state, str(state)), Alert.from_json(body)))
         return out
-
-
-def _add_written(conn: sqlite3.Connection) -> None:
-    """Outboxes made before ``kv.written`` existed get the column (older versions ignore it)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(kv)")}
-    if "written" in columns:
-        return
-    try:
-        conn.execute("ALTER TABLE kv ADD COLUMN written REAL")
-    except sqlite3.OperationalError as exc:
-        if "duplicate column" not in str(exc):  # not another process's win: locked, read-only
-            raise
-
-
-def _chunks(ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
-    """``ids`` in chunks within SQLite's limit on parameters, each with its ``?,?,…`` marks."""
-    for start in range(0, len(ids), _CHUNK):
-        chunk = list(ids[start : start + _CHUNK])
-        yield chunk, ",".join("?" * len(chunk))
-
-
-def _update(
-    conn: sqlite3.Connection, ids: list[str], assignment: str, params: tuple[Any, ...]
-) -> None:
-    for chunk, marks in _chunks(ids):
-        conn.execute(
-            f"UPDATE alerts SET {assignment}, updated = ? "  # noqa: S608
-            f"WHERE alert_id IN ({marks})",
-            (*params, *chunk),
-        )
-
-
-def _open_memory() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-    conn.executescript(_SCHEMA)
-    return conn
-
-
-_T = TypeVar("_T")
-
-# Connections inherited across fork: kept referenced so their finalizers never run in the child.
-_ORPHANS: list[sqlite3.Connection] = []

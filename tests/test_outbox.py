@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 from slack_logging._alert import Alert, new_alert_id
 from slack_logging._outbox import DEAD, Outbox
+from slack_logging._outbox_sql import RETRY_EVERY
 
 
 def alert(category: str = "payment_fail", severity: str = "error", **fields: object) -> Alert:
@@ -130,3 +132,60 @@ def test_prune_never_lets_a_seq_be_reused(tmp_path: Path) -> None:
     (fresh,) = box.pending_refs()
     assert fresh.seq > highest
     box.close()
+
+
+class TestRetryClock:
+    """The outbox's retries and deadlines run on an injected monotonic clock, so a test moves
+    time by moving the clock, not by sleeping or patching ``time``."""
+
+    def test_storage_is_tried_again_when_the_injected_clock_says_so(self, tmp_path: Path) -> None:
+        """A removed file is noticed, alerts go on in memory, and the new file is tried only
+        once the injected clock has moved RETRY_EVERY seconds; then every alert is in it."""
+        mono = [100.0]
+        box = Outbox(tmp_path, monotonic=lambda: mono[0])
+        first = alert(order_id="ORD-1")
+        box.add([(first, "d")])
+        (tmp_path / "outbox.sqlite3").rename(tmp_path / "moved.sqlite3")
+
+        second = alert(order_id="ORD-2")
+        box.add([(second, "d")])
+        assert not box.durable
+        mono[0] += RETRY_EVERY - 0.01
+        third = alert(order_id="ORD-3")
+        box.add([(third, "d")])
+        assert not box.durable  # the clock has not reached the retry time yet
+
+        mono[0] += 0.01
+        assert box.counts()["pending"] == 3
+        assert box.durable
+        box.close()
+        again = Outbox(tmp_path)
+        stored = {r.alert_id for r in again.pending_refs()}
+        assert stored == {first.alert_id, second.alert_id, third.alert_id}
+        again.close()
+
+    def test_close_deadline_is_on_the_injected_clock(self, tmp_path: Path) -> None:
+        """A deadline already past on the injected clock makes close() give up on a lock held
+        elsewhere at once instead of waiting for it."""
+        mono = [50.0]
+        box = Outbox(tmp_path, monotonic=lambda: mono[0])
+        box.add([(alert(), "d")])
+        started = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            with box._lock:
+                started.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        started.wait()
+        try:
+            box.close(deadline=mono[0] - 1.0)  # returns: the lock is not waited for
+            assert not box.closed
+        finally:
+            release.set()
+            holder.join()
+        box.close()
+        assert box.closed
