@@ -45,6 +45,12 @@ OWN_ID = "_slack_logging_id"
 def new_alert_id(now: float | None = None) -> str:
     """A 24-hex-char id that sorts by creation time (ms) and is unique across processes."""
     ms = int((time.time() if now is None else now) * 1000)
+    pid = os.getpid()
+    if _owner[0] != pid:
+        # A forked child must not use the tokens its parent has yet to use. Cleared before the
+        # owner is set, so a thread that sees this pid as owner finds no parent token left.
+        _tokens.clear()
+        _owner[0] = pid
     try:
         token = _tokens.pop()  # atomic: threads never share a token
     except IndexError:
@@ -57,9 +63,8 @@ def new_alert_id(now: float | None = None) -> str:
 
 _TOKEN_BATCH = 256
 _tokens: list[str] = []
-if hasattr(os, "register_at_fork"):
-    # A forked child must not use the tokens its parent has yet to use.
-    os.register_at_fork(after_in_child=_tokens.clear)
+#: The process the tokens were drawn in (a pid check, not a fork hook: the runtime's is the one).
+_owner = [os.getpid()]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -95,3 +98,34 @@ class TestOddInput:
         """An alert survives the outbox's JSON round trip unchanged."""
         a = alert_of(record("결제 %s", "실패", order_id="ORD-1", amount=15000))
         assert Alert.from_json(a.to_json()) == a
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_alert_ids_stay_unique_across_fork() -> None:
+    """A forked child draws its own random tokens: none of its ids repeats one of the ids the
+    parent goes on making from the tokens it drew before the fork."""
+    script = textwrap.dedent(
+        """
+        import os
+        from slack_logging._alert import new_alert_id
+        new_alert_id(0.0)  # the parent draws a batch of tokens before the fork
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            os.write(write, " ".join(new_alert_id(0.0) for _ in range(200)).encode())
+            os._exit(0)
+        os.close(write)
+        ours = {new_alert_id(0.0) for _ in range(200)}
+        chunks = []
+        while chunk := os.read(read, 65536):
+            chunks.append(chunk)
+        os.waitpid(pid, 0)
+        theirs = set(b"".join(chunks).decode().split())
+        print(len(ours), len(theirs), len(ours & theirs))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["200", "200", "0"]
