@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 from slack_logging._catalog import SEVERITY_LEVELS, Catalog
+from slack_logging._config import Settings
 from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._snapshot import category_key
 
@@ -68,14 +69,16 @@ def alert_extra(category: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def catalog_for(logger: logging.Logger) -> Catalog | None:
-    """The catalog of the first SlackAlertHandler this logger's records reach, if any."""
-    from slack_logging._handler import SlackAlertHandler  # here: the handler pulls in requests
+    """The catalog of the first SlackAlertHandler this logger's records reach, if any.
 
+    Known by its resolved :class:`Settings` rather than its class: the handler's module imports
+    the whole runtime, which imports this module (an import cycle)."""
     current: logging.Logger | None = logger
     while current is not None:
         for handler in current.handlers:
-            if isinstance(handler, SlackAlertHandler):
-                return handler.settings.catalog
+            settings = getattr(handler, "settings", None)
+            if isinstance(settings, Settings):
+                return settings.catalog
         if not current.propagate:
             return None
         current = current.parent

@@ -3,22 +3,20 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slack_logging._alert import IGNORED_LOGGERS, safe_message
+from slack_logging._alert import IGNORED_LOGGERS
+from slack_logging._caller import prepare
 from slack_logging._config import Settings, parse_level
 from slack_logging._diag import Diagnostics
-from slack_logging._frameworks import lift_fields
 from slack_logging._ingest import Ingest
 from slack_logging._outbox import Outbox
 from slack_logging._runtime import Runtime, ours
 from slack_logging._sender import Sender
-from slack_logging._traces import SPAN_ATTR, capture
 from slack_logging._urls import mask_url
 
 __all__ = ["SlackAlertHandler"]
@@ -220,24 +218,15 @@ class SlackAlertHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Enqueue a shallow copy; never blocks, never raises, no file I/O (but after close, or
-        past 10 000 overflowing alerts waiting for the overflow writer).
-
-        Only the message is pinned now (its args may change after the call returns); the copy
-        keeps other handlers and filters that touch the shared record off our thread's toes.
-        """
+        """Enqueue a shallow copy prepared in this thread (:func:`~slack_logging._caller.prepare`);
+        never blocks, never raises, no file I/O (but after close, or past 10 000 overflowing
+        alerts waiting for the overflow writer)."""
         try:
             name = record.name
             # ours.__dict__ is non-empty only in our own threads (is_our_thread, inlined).
             if name in self._ignored or name.startswith(self._ignored_dotted) or ours.__dict__:
                 return
-            # structlog and loguru keep the tag and fields in their own shape: lift them here,
-            # while exc_info=True still means the exception being handled.
-            record = lift_fields(_shallow_copy(record))
-            record.message = safe_message(record)
-            # The span is only current on the caller's thread; its ids are formatted at ingest.
-            record.__dict__[SPAN_ATTR] = capture()
-            self._submit(record)
+            self._submit(prepare(record))
         except Exception:
             self.handleError(record)
 
@@ -271,13 +260,3 @@ class SlackAlertHandler(logging.Handler):
             self.runtime.stop(time.monotonic() + max(0.0, budget))
         finally:
             super().close()
-
-
-def _shallow_copy(record: logging.LogRecord) -> logging.LogRecord:
-    """``copy.copy`` of a plain ``LogRecord`` without its generic reduce protocol (a third of
-    the cost); any subclass goes through ``copy.copy``."""
-    if type(record) is not logging.LogRecord:
-        return copy.copy(record)
-    new: logging.LogRecord = object.__new__(logging.LogRecord)
-    new.__dict__.update(record.__dict__)
-    return new

@@ -44,8 +44,8 @@ from slack_logging._alert import IGNORED_LOGGERS, Alert
 from slack_logging._alert_logger import RESOLVE_ATTR, catalog_for
 from slack_logging._catalog import Catalog
 from slack_logging._config import parse_bool
-from slack_logging._frameworks import lift_fields
 from slack_logging._ingest import alert_from_record
+from slack_logging._lift import lift_fields
 from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert
 

@@ -1,0 +1,248 @@
+"""The package's shape (issue 12): no import cycles, a marked public surface, one fork hook,
+small leaf modules for the small jobs, and modules that say why they are long.
+
+Read from the source with ``ast``, so a deferred import inside a function counts like any other:
+moving an import into a function hides a cycle from Python, not from this test.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import slack_logging
+
+PACKAGE = Path(slack_logging.__file__).parent
+MODULES = {p.stem: p for p in sorted(PACKAGE.glob("*.py"))}
+PUBLIC = {"__init__", "__main__", "cli", "pytest_plugin", "testing"}
+#: Modules that do one small job for everyone: they import nothing else from the package
+#: (but the leaf they name), so every module can use them without a cycle.
+LEAVES = {
+    "_urls": {"_secrets"},  # URL validation; a URL's secret part masked by the one masker
+    "_secrets": set(),  # secret masking
+    "_extras": set(),  # extras pulled off a record
+    "_jsonsafe": set(),  # the JSON-safety walk
+    "_lift": {"_extras"},  # structlog/loguru records made plain
+    "_diag": set(),
+    "_storage": set(),
+    "_outbox_sql": {"_storage"},
+}
+#: A module longer than this says in its docstring why (issue 12: "needs a reason").
+LONG = 400
+
+
+def _tree(name: str) -> ast.Module:
+    return ast.parse(MODULES[name].read_text(encoding="utf-8"), filename=str(MODULES[name]))
+
+
+def _imports(name: str) -> set[str]:
+    """The package modules ``name`` imports anywhere in its source (``__init__`` for the
+    package itself)."""
+    out: set[str] = set()
+    for node in ast.walk(_tree(name)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "slack_logging":
+                    out.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[0] != "slack_logging":
+                continue
+            if len(parts) > 1:
+                out.add(parts[1])
+            else:  # from slack_logging import x: a submodule, or a name from __init__
+                out.update(a.name if a.name in MODULES else "__init__" for a in node.names)
+    out.discard(name)
+    return out
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle in ``graph`` as a path that ends where it starts, or None."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            found = visit(nxt)
+            if found:
+                return found
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        found = visit(start)
+        if found:
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The check below is only worth something if it can fail."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_import_graph_has_no_cycle() -> None:
+    """No module imports, directly or through others, a module that imports it back: not at
+    the top, and not deferred into a function. The package's ``__init__`` only re-exports, so
+    nothing inside the package may import it."""
+    graph = {name: _imports(name) for name in MODULES}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+    users = sorted(name for name, deps in graph.items() if "__init__" in deps)
+    assert users == [], f"{users} import slack_logging itself"
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """Each module imports first in a fresh interpreter (a cycle Python resolves only in one
+    order breaks here)."""
+    names = sorted(MODULES.keys() - {"__init__", "__main__"})
+    script = (
+        "import importlib, subprocess, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    code = f'import importlib; importlib.import_module(\"slack_logging.{name}\")'\n"
+        "    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)\n"
+        "    if done.returncode:\n"
+        "        print(name, done.stderr.strip().splitlines()[-1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *names], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_leaf_modules_import_only_their_leaves(leaf: str) -> None:
+    """URL checks, secret masking, extras, the JSON-safety walk and the record lifting each
+    live in one leaf module that every other module can import."""
+    assert _imports(leaf) <= LEAVES[leaf]
+
+
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("mask_secret", "_secrets"),
+        ("validate_webhook_url", "_urls"),
+        ("extras", "_extras"),
+        ("lift_fields", "_lift"),
+        ("severity_for_level", "_catalog"),
+    ],
+)
+def test_each_small_job_is_defined_once(name: str, home: str) -> None:
+    """A function for one of the small shared jobs is defined in exactly one module."""
+    defined_in = sorted(
+        module
+        for module in MODULES
+        for node in ast.walk(_tree(module))
+        if isinstance(node, ast.FunctionDef) and node.name == name
+    )
+    assert defined_in == [home]
+
+
+def test_one_level_severity_map() -> None:
+    """One mapping between logging levels and severities, in the catalog; no module spells
+    out the four severities with their levels again."""
+    owners = []
+    for module in MODULES:
+        for node in ast.walk(_tree(module)):
+            if not isinstance(node, ast.Dict):
+                continue
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            values = [v for v in node.values if isinstance(v, ast.Attribute)]
+            if {"critical", "error", "warning"} <= keys and any(
+                v.attr in {"CRITICAL", "ERROR", "WARNING"} for v in values
+            ):
+                owners.append(module)
+    assert owners == ["_catalog"]
+
+
+def test_private_modules_are_marked() -> None:
+    """Only the documented public modules go without a leading underscore."""
+    assert {name for name in MODULES if not name.startswith("_")} | {
+        "__init__",
+        "__main__",
+    } == PUBLIC
+
+
+def test_public_names_are_all_listed_and_importable() -> None:
+    """Every name in ``slack_logging.__all__`` (kept sorted by ruff's RUF022) is there, once;
+    the package imports nothing for the public that is not in it."""
+    listed = slack_logging.__all__
+    assert len(listed) == len(set(listed))
+    for name in listed:
+        assert getattr(slack_logging, name) is not None
+    tree = _tree("__init__")
+    bound = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slack_logging.")
+        for alias in node.names
+    }
+    assert bound <= set(listed)
+
+
+def _fork_hook_modules() -> set[str]:
+    return {
+        module
+        for module in MODULES
+        for node in ast.walk(_tree(module))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "register_at_fork"
+    }
+
+
+def test_one_fork_hook() -> None:
+    """One module registers a fork hook (over the weak set of live runtimes); everything else
+    that must change in a forked child is reset from there, or checks the pid itself."""
+    found = _fork_hook_modules()
+    if "_overflow" in found and len(found) == 2:
+        pytest.xfail("the overflow side list's own hook goes with the runtime split (faults)")
+    assert len(found) == 1, sorted(found)
+
+
+#: Long modules other helpers are splitting or explaining in this wave (issue 12); each leaves
+#: this list when its docstring gives the reason.
+AWAITING_REASON = {"_checklist", "_config", "_followups", "_live", "_mirror", "_redact"}
+AWAITING_REASON |= {"_render", "_sender", "_summary_job", "cli", "testing"}
+
+
+def test_long_modules_say_why() -> None:
+    """A module over 400 lines says in its docstring why it is long ("longer than", "over 400
+    lines", "close to 500 lines")."""
+    unexplained = []
+    for name, path in MODULES.items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        doc = (ast.get_docstring(_tree(name)) or "").lower()
+        if lines > LONG and not re.search(r"\blong|\b[4-9]\d\d lines", doc):
+            unexplained.append(name)
+    assert sorted(set(unexplained) - AWAITING_REASON) == []
+
+
+def test_slack_alert_handler_takes_typed_keywords() -> None:
+    """Every option is a named, annotated parameter (no ``**options: Any``), and each is
+    described in the class docstring, the one place they are documented."""
+    tree = _tree("_handler")
+    cls = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == "SlackAlertHandler"
+    )
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert init.args.kwarg is None and init.args.vararg is None
+    params = [a for a in (*init.args.args, *init.args.kwonlyargs) if a.arg != "self"]
+    assert all(a.annotation is not None for a in params)
+    doc = ast.get_docstring(cls) or ""
+    missing = [a.arg for a in params if a.arg not in doc]
+    assert missing == []
