@@ -6,8 +6,9 @@ everything. :class:`RedisCoordination` shares it through Redis between hosts (``
 and falls back to local coordination while Redis is down or slow. Only the sender thread calls
 these; the logging call never does.
 
-Over 400 lines because the Redis side carries its Lua scripts and the whole round protocol
-(enter, gather, close, lease, announce, settle) in one place, next to the local stand-in.
+Over 400 lines because the Redis side carries the whole round protocol (enter, gather, close,
+lease, announce, settle) in one place, next to the local stand-in it falls back to; the Lua
+scripts it runs inside Redis are :mod:`slack_logging._redis_scripts`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from slack_logging._alert import Alert
 from slack_logging._diag import Diagnostics
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._planner import Plan
+from slack_logging._redis_scripts import ACQUIRE, BLOCK, CLOSE, ENTER
 
 __all__ = ["Admission", "Coordination", "LocalCoordination", "RedisCoordination", "Settled"]
 
@@ -137,69 +139,6 @@ class LocalCoordination:
         return None
 
 
-# Token bucket on the server's clock: returns 0 (a token taken) or the milliseconds to wait.
-_ACQUIRE = """
-local rate, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local blocked = redis.call('PTTL', KEYS[2])
-if blocked > 0 then return blocked end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens, ts = tonumber(b[1]), tonumber(b[2])
-if tokens == nil or ts == nil then tokens, ts = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ttl)
-return wait
-"""
-
-# Slack said wait: block the destination for every host, never shortening an existing block.
-_BLOCK = """
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-end
-return 1
-"""
-
-# Publish alerts into the current round of a dedup window, opening the window if there is none
-# (dated ARGV[3] ms back: a window opened by a digest is not gathering). Round lists are named
-# after the window's start, so a window that expired and reopened never mixes with the old one.
-# Returns {opened_now, round, window age in ms, window start in ms}.
-_ENTER = """
-local ttl = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local opened = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'start_ms', tostring(now_ms - tonumber(ARGV[3])), 'round', '1')
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  opened = 1
-end
-local r = redis.call('HGET', KEYS[1], 'round')
-local start_ms = redis.call('HGET', KEYS[1], 'start_ms')
-local list = ARGV[2] .. start_ms .. ':' .. r
-for i = 4, #ARGV do redis.call('RPUSH', list, ARGV[i]) end
-redis.call('PEXPIRE', list, ttl)
-return {opened, tonumber(r), now_ms - tonumber(start_ms), start_ms}
-"""
-
-# Take every alert published in round ARGV[1] of the window that started at ARGV[3] and open the
-# next round; false if that round was already taken, 'gone' if the window itself is (flushed,
-# evicted, expired): then nobody else will send these alerts.
-_CLOSE = """
-local start_ms = redis.call('HGET', KEYS[1], 'start_ms')
-if not start_ms or start_ms ~= ARGV[3] then return 'gone' end
-if redis.call('HGET', KEYS[1], 'round') ~= ARGV[1] then return false end
-redis.call('HINCRBY', KEYS[1], 'round', 1)
-local list = ARGV[2] .. ARGV[3] .. ':' .. ARGV[1]
-local items = redis.call('LRANGE', list, 0, -1)
-redis.call('DEL', list)
-return items
-"""
-
-
 @dataclass
 class _Round:
     """A dedup round this host has opened or taken, kept until its message is sent."""
@@ -275,10 +214,10 @@ class RedisCoordination:
         self._awaiting: dict[str, tuple[list[PendingRef], float]] = {}
         self.clock = clock
         self.monotonic = monotonic
-        self._acquire = self.client.register_script(_ACQUIRE)
-        self._block = self.client.register_script(_BLOCK)
-        self._enter = self.client.register_script(_ENTER)
-        self._close = self.client.register_script(_CLOSE)
+        self._acquire = self.client.register_script(ACQUIRE)
+        self._block = self.client.register_script(BLOCK)
+        self._enter = self.client.register_script(ENTER)
+        self._close = self.client.register_script(CLOSE)
         self.stats: dict[str, int] = {"calls": 0, "errors": 0}
 
     @property

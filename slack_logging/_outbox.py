@@ -11,6 +11,11 @@ changing alert states. The parts beneath it have their own modules: the tables a
 (:mod:`~slack_logging._outbox_sql`), where statements run when the file fails
 (:mod:`~slack_logging._outbox_store`) and the shared key-value state
 (:mod:`~slack_logging._outbox_state`).
+
+Over 400 lines because each query here has to give the same answer whether the alerts are in
+the file, in memory, or partly in both while the file fails (``pending_from``, ``bodies``,
+``counts``, ``_set`` read or defer across the two); they stay next to each other so that rule is
+visible in one place.
 """
 
 from __future__ import annotations

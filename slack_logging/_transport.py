@@ -10,6 +10,12 @@ is classified as OK, RETRY, RATE_LIMITED or PERMANENT for the dispatcher to act 
         pause(transport.destination, result.retry_after)
 
 A transport is used by one sender thread at a time (a `requests.Session` is not thread-safe).
+
+Over 400 lines because both transports share one classification of every way a request ends
+(status, Slack's code, an exception, Retry-After in the header or the body, an answer that is not
+Slack's) and one scrubbing of the secret from all of it; split, a new answer could be classified
+in one place and leak in the other. What the operator should do about each cause is
+:mod:`slack_logging._remedies`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from slack_logging._remedies import remedy_for
 from slack_logging._secrets import mask_secret
 
 if TYPE_CHECKING:
@@ -124,155 +131,6 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release pooled connections; idempotent."""
         ...
-
-
-_REMEDY_WEBHOOK = (
-    "Regenerate the incoming webhook in the Slack app settings (Incoming Webhooks) "
-    "and update SLACK_WEBHOOK_URL."
-)
-_REMEDY_INVITE = (
-    "Invite the bot to the channel (/invite @your-app) or check SLACK_CHANNEL_ID "
-    "and the app's permissions."
-)
-_REMEDY_CHANNEL = (
-    "Check SLACK_CHANNEL_ID (a channel id such as C0123456789) and invite the bot to that channel."
-)
-_REMEDY_ARCHIVED = (
-    "The channel is archived: unarchive it or point slack-logging at another channel."
-)
-_REMEDY_REINSTALL = "Reinstall the Slack app to the workspace and update SLACK_BOT_TOKEN."
-_REMEDY_TEAM = (
-    "The token has no access to this workspace: install the app there and update SLACK_BOT_TOKEN."
-)
-_REMEDY_SCOPE = (
-    "Add the chat:write scope to the Slack app, reinstall it and update SLACK_BOT_TOKEN."
-)
-_REMEDY_NETWORK = (
-    "Check that outbound HTTPS to slack.com:443 is allowed (firewall, proxy, HTTPS_PROXY), "
-    "or raise the timeout."
-)
-_REMEDY_TLS = (
-    "The TLS handshake with Slack failed: if a proxy intercepts HTTPS, "
-    "point REQUESTS_CA_BUNDLE at its CA certificate."
-)
-_REMEDY_NOT_SLACK = (
-    "Something other than Slack answered (not Slack's JSON): check HTTPS_PROXY and any proxy "
-    "that intercepts slack.com."
-)
-_REMEDY_BAD_URL = (
-    "The configured Slack URL is malformed: check SLACK_WEBHOOK_URL "
-    "(https://hooks.slack.com/services/...)."
-)
-_REMEDY_REDIRECT = (
-    "The Slack URL answered with a redirect: check SLACK_WEBHOOK_URL "
-    "(https://hooks.slack.com/services/...) or the API URL."
-)
-_REMEDY_FORMAT = (
-    "Slack rejected the message format; this is a bug in slack-logging: "
-    "please report it with the dead letter from the alerts directory."
-)
-_REMEDY_GENERAL = "Only workspace admins may post to #general: send alerts to another channel."
-_REMEDY_ADMIN = (
-    "A workspace admin restricts posting to this channel: ask an admin or use another channel."
-)
-_REMEDY_RATE = (
-    "Slack is rate limiting this destination; delivery resumes after Retry-After. "
-    "If this persists, reduce the alert volume or split categories across channels."
-)
-_REMEDY_SLACK = (
-    "Slack answered with a server error; delivery is retried automatically "
-    "(see https://slack-status.com if it persists)."
-)
-
-_CODE_REMEDIES: dict[str, str] = {
-    # Incoming webhook reasons.
-    "no_service": _REMEDY_WEBHOOK,
-    "no_service_id": _REMEDY_WEBHOOK,
-    "no_team": _REMEDY_WEBHOOK,
-    "team_disabled": _REMEDY_WEBHOOK,
-    "invalid_token": _REMEDY_WEBHOOK,
-    "no_active_hooks": _REMEDY_WEBHOOK,
-    "user_not_found": _REMEDY_WEBHOOK,
-    "action_prohibited": _REMEDY_INVITE,
-    "channel_is_archived": _REMEDY_ARCHIVED,
-    "invalid_payload": _REMEDY_FORMAT,
-    "missing_text_or_fallback_or_attachments": _REMEDY_FORMAT,
-    "rollup_error": _REMEDY_SLACK,
-    # chat.postMessage errors.
-    "not_in_channel": _REMEDY_INVITE,
-    "is_archived": _REMEDY_ARCHIVED,
-    "invalid_auth": _REMEDY_REINSTALL,
-    "not_authed": _REMEDY_REINSTALL,
-    "account_inactive": _REMEDY_REINSTALL,
-    "token_revoked": _REMEDY_REINSTALL,
-    "token_expired": _REMEDY_REINSTALL,
-    "team_access_not_granted": _REMEDY_TEAM,
-    "missing_scope": _REMEDY_SCOPE,
-    "restricted_action": _REMEDY_ADMIN,
-    "ekm_access_denied": _REMEDY_ADMIN,
-    "posting_to_general_channel_denied": _REMEDY_GENERAL,
-    "invalid_blocks": _REMEDY_FORMAT,
-    "invalid_blocks_format": _REMEDY_FORMAT,
-    "invalid_attachments": _REMEDY_FORMAT,
-    "msg_too_long": _REMEDY_FORMAT,
-    "msg_blocks_too_long": _REMEDY_FORMAT,
-    "no_text": _REMEDY_FORMAT,
-    "too_many_attachments": _REMEDY_FORMAT,
-    "invalid_arguments": _REMEDY_FORMAT,
-    "invalid_json": _REMEDY_FORMAT,
-    "invalid_metadata_format": _REMEDY_FORMAT,
-    "invalid_metadata_schema": _REMEDY_FORMAT,
-    "unserializable_payload": _REMEDY_FORMAT,
-    "ratelimited": _REMEDY_RATE,
-    "rate_limited": _REMEDY_RATE,
-    "internal_error": _REMEDY_SLACK,
-    "fatal_error": _REMEDY_SLACK,
-    "service_unavailable": _REMEDY_SLACK,
-    "request_timeout": _REMEDY_SLACK,
-    "invalid_response": _REMEDY_NOT_SLACK,
-    # Exception class names (no HTTP response).
-    "SSLError": _REMEDY_TLS,
-    "MissingSchema": _REMEDY_BAD_URL,
-    "InvalidSchema": _REMEDY_BAD_URL,
-    "InvalidURL": _REMEDY_BAD_URL,
-    "InvalidHeader": _REMEDY_BAD_URL,
-    "URLRequired": _REMEDY_BAD_URL,
-}
-
-_STATUS_REMEDIES: dict[int, str] = {
-    400: _REMEDY_FORMAT,
-    401: _REMEDY_REINSTALL,
-    403: _REMEDY_INVITE,
-    404: _REMEDY_WEBHOOK,
-    410: _REMEDY_ARCHIVED,
-    413: _REMEDY_FORMAT,
-    429: _REMEDY_RATE,
-}
-
-
-def remedy_for(status: int | None, error: str | None) -> str | None:  # noqa: PLR0911 - a lookup table in code
-    """Return what the operator should do about a failed delivery, or None when nothing applies.
-
-    `status` is the HTTP status (None when no response arrived) and `error` is Slack's reason or an
-    exception class name, as found in `SendResult`::
-
-        remedy_for(404, "no_service")  # -> "Regenerate the incoming webhook ..."
-    """
-    if error == "channel_not_found":
-        # A webhook answers 404 for a deleted channel; the Web API answers 200 for a wrong id.
-        return _REMEDY_WEBHOOK if status == 404 else _REMEDY_CHANNEL
-    if error is not None and error in _CODE_REMEDIES:
-        return _CODE_REMEDIES[error]
-    if status is None:
-        # Any other exception means the request did not get through the network.
-        return _REMEDY_NETWORK if error not in (None, "closed") else None
-    if status in _STATUS_REMEDIES:
-        return _STATUS_REMEDIES[status]
-    if 300 <= status < 400:
-        return _REMEDY_REDIRECT
-    if status >= 500:
-        return _REMEDY_SLACK
-    return None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -692,18 +550,14 @@ def build_routes(settings: Settings) -> Routes:
         t = WebhookTransport(url, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
         return add(t, f"webhook {mask_secret(url)}")
 
-    if s.mode == "chat":
-        assert s.channel is not None
-        default = chat(s.channel)
-        for c in s.catalog.values():
-            if c.channel:
-                by_category[c.key] = chat(c.channel)
-    elif s.mode == "webhook":
-        assert s.webhook_url is not None
-        default = webhook(s.webhook_url)
-        for c in s.catalog.values():
-            if c.webhook_url:
-                by_category[c.key] = webhook(c.webhook_url)
-    else:
-        default = "none"
+    if s.mode == "none":
+        return Routes("none", transports, by_category, labels)
+    make = chat if s.mode == "chat" else webhook
+    main = s.channel if s.mode == "chat" else s.webhook_url
+    assert main is not None
+    default = make(main)
+    for c in s.catalog.values():
+        own = c.channel if s.mode == "chat" else c.webhook_url
+        if own:
+            by_category[c.key] = make(own)
     return Routes(default, transports, by_category, labels)

@@ -13,6 +13,7 @@ import pytest
 import requests
 import responses
 
+from slack_logging._config import Settings
 from slack_logging._transport import (
     DEFAULT_RETRY_AFTER,
     MAX_RETRY_AFTER,
@@ -20,6 +21,7 @@ from slack_logging._transport import (
     SendResult,
     WebApiTransport,
     WebhookTransport,
+    build_routes,
     parse_retry_after,
     remedy_for,
 )
@@ -695,3 +697,58 @@ class TestSendResult:
     def test_ok(self, outcome: Outcome, ok: bool) -> None:
         """ok is true only for a delivered message."""
         assert SendResult(outcome).ok is ok
+
+
+class TestRoutes:
+    """build_routes: one transport per destination a configuration names."""
+
+    def test_bot_mode_routes_categories_with_their_own_channel(self) -> None:
+        """In bot mode a category's channel gets its own route; its webhook_url is not used,
+        and two categories on one channel share one transport."""
+        settings = Settings.resolve(
+            {},
+            token=TOKEN,
+            channel=CHANNEL,
+            categories={
+                "payment_fail": {"channel": "C0000PAY"},
+                "net_cancel_fail": {"channel": "C0000PAY"},
+                "db_down": {"webhook_url": WEBHOOK_URL},
+            },
+        )
+        routes = build_routes(settings)
+        try:
+            assert routes.labels[routes.default] == f"channel {CHANNEL}"
+            assert set(routes.by_category) == {"payment_fail", "net_cancel_fail"}
+            pay = routes.by_category["payment_fail"]
+            assert routes.by_category["net_cancel_fail"] == pay
+            assert routes.labels[pay] == "channel C0000PAY"
+            assert len(routes.transports) == 2
+            assert all(isinstance(t, WebApiTransport) for t in routes.transports.values())
+        finally:
+            for t in routes.transports.values():
+                t.close()
+
+    def test_webhook_mode_routes_categories_with_their_own_webhook(self) -> None:
+        """In webhook mode a category's webhook_url gets its own route (labelled masked); its
+        channel is not used."""
+        other = WEBHOOK_URL.replace("B000", "B111")
+        settings = Settings.resolve(
+            {},
+            webhook_url=WEBHOOK_URL,
+            categories={"payment_fail": {"webhook_url": other}, "db_down": {"channel": "C1"}},
+        )
+        routes = build_routes(settings)
+        try:
+            assert list(routes.by_category) == ["payment_fail"]
+            assert len(routes.transports) == 2
+            assert all(isinstance(t, WebhookTransport) for t in routes.transports.values())
+            assert all(SECRET not in label for label in routes.labels.values())
+            assert next(iter(routes.transports)) == routes.default
+        finally:
+            for t in routes.transports.values():
+                t.close()
+
+    def test_no_destination_no_transport(self) -> None:
+        """Without a destination nothing is built and the default route is "none"."""
+        routes = build_routes(Settings.resolve({}))
+        assert (routes.default, routes.transports, routes.by_category) == ("none", {}, {})
