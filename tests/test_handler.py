@@ -80,7 +80,11 @@ class TestHappyPath:
         logger.error("sent without a tag")
         assert h.flush(5)
         (msg,) = fake_slack.wait_for(1)
-        assert "sent without a tag" in json.dumps(msg.payload, ensure_ascii=False)
+        shown = json.dumps(msg.payload, ensure_ascii=False)
+        assert "sent without a tag" in shown
+        # Titled when it was stored, by level and logger; never "Unknown alert: log".
+        assert f"Error log · {logger.name}" in shown
+        assert "Unknown alert" not in shown
 
     def test_unknown_category_is_delivered_and_marked(
         self, make_handler: MakeHandler, fake_slack: FakeSlack, logger: logging.Logger
