@@ -498,21 +498,18 @@ class RedisCoordination:
         return [_text(v) for values in found for v in values]
 
     def live_entry(self, key: str) -> Any:
-        """``live:<dest>:<dedup key>`` as the last host to change it saved it (JSON)."""
-        try:
-            raw = self._call(self.client.get, self._key(key))
-        except _Unavailable:
-            return None
-        if raw is None:
+        """``live:<dest>:<dedup key>`` as the last host to change it saved it (JSON); None
+        when absent, unreadable, or while Redis does not answer."""
+        text = self.shared_get(key)
+        if text is None:
             return None
         try:
-            return json.loads(raw)
+            return json.loads(text)
         except ValueError:
             return None
 
     def save_live_entry(self, key: str, value: Any, ttl: float) -> None:
-        with contextlib.suppress(_Unavailable):
-            self._call(self.client.set, self._key(key), json.dumps(value), px=int(ttl * 1000))
+        self.shared_put(key, json.dumps(value), ttl)
 
     def reset_after_fork(self) -> None:
         """The parent's rounds (and the copies it took) are the parent's to send."""
@@ -537,7 +534,9 @@ def _lease(done_key: str) -> str:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # Bytes that are not UTF-8 (written by something else under our namespace) read as text
+    # that fails to parse where it is used, never as an exception out of a read.
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class _Unavailable(Exception):

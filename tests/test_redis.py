@@ -527,3 +527,31 @@ class TestSharedBudget:
             log_b.removeHandler(b)
         assert len(fake_slack.messages) == 1
         assert sender_b.stats["requests"] == 0
+
+
+class TestSharedValues:
+    def test_values_that_are_not_utf8_read_as_absent(
+        self, redis_server: RedisServer, tmp_path: Path
+    ) -> None:
+        """A live-message entry or shared value overwritten with bytes that are not UTF-8 (or
+        not JSON) reads as absent: the sender starts a new message, it never raises."""
+        from slack_logging._diag import Diagnostics
+        from slack_logging._outbox import Outbox
+
+        outbox = Outbox(tmp_path)
+        coord = RedisCoordination(
+            redis_server.url, LocalCoordination(outbox), Diagnostics(), namespace="odd"
+        )
+        try:
+            coord.save_live_entry("live:d:k", {"ts": "1.000100"}, 60)
+            assert coord.live_entry("live:d:k") == {"ts": "1.000100"}
+            with redis_server.client() as client:
+                client.set("odd:live:d:k", b"\xff\xfe{")
+                client.set("odd:summary:x", b"\xc3(")
+            assert coord.live_entry("live:d:k") is None
+            assert coord.shared_get("summary:x") is not None  # readable text, if garbled
+            coord.save_live_entry("live:d:k", {"ts": "2.000200"}, 60)
+            assert coord.live_entry("live:d:k") == {"ts": "2.000200"}
+        finally:
+            coord.close()
+            outbox.close()
