@@ -8,6 +8,7 @@ moving an import into a function hides a cycle from Python, not from this test.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -256,3 +257,44 @@ def test_readme_architecture_names_every_module() -> None:
         name for name in MODULES if name != "__init__" and f"`{name}.py`" not in section
     )
     assert unnamed == []
+
+
+def test_mypy_strict_catches_a_misspelt_or_mistyped_option(tmp_path: Path) -> None:
+    """The options are typed keyword parameters: a misspelt name or a value of the wrong type
+    is a type error in the user's code, not something found at run time."""
+    pytest.importorskip("mypy")
+    (tmp_path / "app.py").write_text(
+        "from slack_logging import SlackAlertHandler\n"
+        "SlackAlertHandler(rate_limt=2)\n"
+        "SlackAlertHandler(queue_size=[1])\n"
+        "SlackAlertHandler(webhook_url='http://127.0.0.1:1/services/T/B/x', burst=5)\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "app.py"],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": str(PACKAGE.parent)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert any("app.py:2:" in e and '"rate_limt"' in e for e in errors), done.stdout
+    assert any("app.py:3:" in e and '"queue_size"' in e for e in errors), done.stdout
+    assert len(errors) == 2, done.stdout
+
+
+def test_complexity_exceptions_say_why() -> None:
+    """ruff's complexity rules (PLR0911/0912/0915) are on; each ``noqa`` for one gives its
+    reason on the same line."""
+    config = (PACKAGE.parent / "ruff.toml").read_text(encoding="utf-8")
+    ignored = config.split("ignore = [", 1)[1].split("]", 1)[0]
+    assert not re.search(r"PLR09(11|12|15)", ignored)
+    bare = [
+        f"{name}:{number}"
+        for name, path in MODULES.items()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"noqa: [^#]*PLR09(11|12|15)", line)
+        and not re.search(r"PLR09\d\d(, PLR09\d\d)* - \w+", line)
+    ]
+    assert bare == []
