@@ -42,10 +42,10 @@ import requests.adapters
 from slack_logging import _transport
 from slack_logging._alert import IGNORED_LOGGERS, Alert
 from slack_logging._alert_logger import RESOLVE_ATTR, catalog_for
+from slack_logging._caller import prepare
 from slack_logging._catalog import Catalog
 from slack_logging._config import parse_bool
 from slack_logging._ingest import alert_from_record
-from slack_logging._lift import lift_fields
 from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert
 
@@ -131,7 +131,8 @@ class _Capture(logging.Handler):
             name = record.name
             if name in IGNORED_LOGGERS or name.startswith(_IGNORED_DOTTED):
                 return
-            record = lift_fields(logging.makeLogRecord(record.__dict__))
+            # The handler's own caller-side step: a test sees what the handler would send.
+            record = prepare(record)
             if RESOLVE_ATTR in record.__dict__:
                 return  # AlertLogger.resolve(): a success, never a Slack alert
             if "alert" not in record.__dict__:

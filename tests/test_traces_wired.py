@@ -155,3 +155,21 @@ def test_nothing_is_imported_without_opentelemetry_in_use(
     assert result == {"flushed": True, "loaded": []}
     (message,) = fake_slack.wait_for(1)
     assert "trace_id" not in fields_of(message) and "|Trace>" not in fields_of(message)
+
+
+def test_the_pytest_fixture_captures_the_span_as_the_handler_does(
+    slack_alerts: object, logger: logging.Logger
+) -> None:
+    """The ``slack_alerts`` fixture takes the record through the handler's caller-side step,
+    so a captured alert carries the span's ids, as the message in Slack does."""
+    from slack_logging.pytest_plugin import SlackAlerts
+
+    assert isinstance(slack_alerts, SlackAlerts)
+    logger.addHandler(slack_alerts.handler)
+    tracer = sdk_trace.TracerProvider(id_generator=FixedIds()).get_tracer("tests")
+    with tracer.start_as_current_span("checkout") as span:
+        logger.error("카드 한도 초과", extra={"alert": "payment_fail", "order_id": "ORD-1"})
+        context = span.get_span_context()
+    (captured,) = slack_alerts.alerts
+    assert captured.fields["trace_id"] == f"{context.trace_id:032x}"
+    assert captured.fields["span_id"] == f"{context.span_id:016x}"
