@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from slack_logging._alert import Alert, new_alert_id
+from slack_logging._coordination import LocalCoordination
 from slack_logging._outbox import DEAD, Outbox
 from slack_logging._outbox_sql import RETRY_EVERY
 
@@ -94,6 +95,23 @@ class TestStates:
         box.set_state("thread:d:ORD-1", "1.0", ttl=-1.0)
         assert box.get_state("thread:d:ORD-1") is None
         box.close()
+
+    def test_thread_map_expires_on_the_outbox_clock(self, tmp_path: Path) -> None:
+        """A Slack thread stays open for its ttl on the injected wall clock, then a new one
+        starts, across a reopen of the outbox: no row edited to move time."""
+        now = [1_700_000_000.0]
+        box = Outbox(tmp_path, clock=lambda: now[0])
+        LocalCoordination(box).remember_thread("chat:C1", "ORD-1", "1.000100", ttl=3600.0)
+        box.close()
+        now[0] += 3599.0
+        again = Outbox(tmp_path, clock=lambda: now[0])
+        coord = LocalCoordination(again)
+        assert coord.thread_ts("chat:C1", "ORD-1") == "1.000100"
+        now[0] += 2.0
+        assert coord.thread_ts("chat:C1", "ORD-1") is None
+        coord.remember_thread("chat:C1", "ORD-1", "2.000200", ttl=3600.0)
+        assert coord.thread_ts("chat:C1", "ORD-1") == "2.000200"
+        again.close()
 
     def test_in_memory_outbox(self) -> None:
         """Without a directory the outbox works in memory (not durable)."""
