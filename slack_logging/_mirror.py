@@ -614,6 +614,6 @@ _LIVE: weakref.WeakSet[Mirror] = weakref.WeakSet()
 
 def reset_all_after_fork() -> None:
     """In a forked child, before anything writes: every mirror's lock anew. Called from the
-    runtime's single ``os.register_at_fork`` hook (:mod:`slack_logging._runtime`)."""
+    single ``os.register_at_fork`` hook (:mod:`slack_logging._process_hooks`)."""
     for mirror in list(_LIVE):
         mirror._reinit_after_fork()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -35,7 +34,7 @@ from slack_logging._diag import Diagnostics
 from slack_logging._ledger import Ledger
 from slack_logging._spill import Spill
 
-__all__ = ["MAX_WAITING", "GapRecord", "Overflow"]
+__all__ = ["MAX_WAITING", "GapRecord", "Overflow", "reset_all_after_fork"]
 
 #: Where a gap record keeps its gap (private: a leading underscore keeps it out of the line).
 _GAP = "_slack_logging_gap"
@@ -268,10 +267,8 @@ class Overflow:
 _LIVE: weakref.WeakSet[Overflow] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def reset_all_after_fork() -> None:
+    """In a forked child: every side list starts empty. Called from the single fork hook
+    (:mod:`slack_logging._process_hooks`)."""
     for overflow in list(_LIVE):
         overflow.reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

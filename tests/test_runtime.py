@@ -289,7 +289,7 @@ class TestHostileUserObjects:
         for i in range(3):
             logger.error("after %d", i, extra={"alert": "report_fail"})
         assert h.flush(10)
-        assert h.runtime._thread is not None and h.runtime._thread.is_alive()
+        assert h.runtime.feeder.thread is not None and h.runtime.feeder.thread.is_alive()
         unbuildable = h.stats()["dropped"].get("unbuildable", 0)
         assert fake_slack.alerts_covered + unbuildable == 4
         assert fake_slack.alerts_covered >= 3
@@ -512,7 +512,7 @@ class TestRuntimeHooks:
         logger.error("after", extra={"alert": "api_timeout"})
         assert h.flush(30)
         assert fake_slack.alerts_covered == 3
-        assert rt._thread is not None and rt._thread.is_alive()
+        assert rt.feeder.thread is not None and rt.feeder.thread.is_alive()
         assert rt.sender is not None and rt.sender.alive
 
     def test_stop_is_idempotent_and_reports_nothing_when_all_is_sent(
