@@ -446,9 +446,7 @@ class Runtime:
         if self.outbox is not None:
             self.outbox.reopen_after_fork()
         if self.sender is not None:
-            self.sender.reset_after_fork()
-            self.sender.transports = dict(self.transports)
-            self.sender.stats = self.ledger
+            self.sender.reset_after_fork(transports=self.transports, ledger=self.ledger)
             self.sender.coord.reset_after_fork()
         self.ingest = self._make_ingest()
         self.feeder = IngestThread(

@@ -36,15 +36,9 @@ from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_alert, render_digest
 from slack_logging._summary_job import SummaryJob
 from slack_logging._transport import Outcome, SendResult, Transport
+from slack_logging._yielding import YieldPolicy
 
 __all__ = ["Sender", "SenderConfig"]
-
-#: A leader whose outbox has refused writes this long lets go of the sender lock for
-#: ``YIELD_FOR`` seconds, at most every ``YIELD_EVERY``: a peer whose storage works can then
-#: lead and send what the peers store in the file, which a degraded leader cannot see.
-YIELD_AFTER = 5.0
-YIELD_FOR = 2.0
-YIELD_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -119,9 +113,7 @@ class Sender:
         self._lead_after = float("-inf")
         #: Set by a step that found every destination out of budget: when one has budget.
         self._paced: float | None = None
-        #: Since when (monotonic) the outbox refuses writes while we lead; the last yield.
-        self._degraded_since: float | None = None
-        self._yielded_at = float("-inf")
+        self._yield = YieldPolicy()
         #: Monotonic time after which a stopping sender gives up (set by :meth:`stop`).
         self._deadline: float | None = None
         #: While set, held duplicates go at once (flush and shutdown).
@@ -174,6 +166,8 @@ class Sender:
     def transports(self, transports: Mapping[str, Transport]) -> None:
         """After a fork the runtime builds its own connections: every part uses them."""
         self._transports = self.live.transports = dict(transports)
+        if self.summary is not None:
+            self.summary.transports = self._transports
 
     @property
     def stats(self) -> Ledger:
@@ -182,6 +176,8 @@ class Sender:
     @stats.setter
     def stats(self, ledger: Ledger) -> None:
         self._stats = self.live.stats = ledger
+        if self.summary is not None:
+            self.summary.stats = ledger
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -227,8 +223,12 @@ class Sender:
             self.leadership.release()
         return ended
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: no thread, no lock, no cached state from the parent."""
+    def reset_after_fork(
+        self, *, transports: Mapping[str, Transport] | None = None, ledger: Ledger | None = None
+    ) -> None:
+        """In a forked child: no thread, no lock, no cached state from the parent. The child's
+        own connections (``transports``: the parent's pooled ones are not its to share) and
+        ledger replace the parent's in every part, the periodic summary's too."""
         self._thread = None
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
@@ -244,7 +244,9 @@ class Sender:
         self.outcomes.unmarked = []
         self._forget()
         self.followups.forget()
-        self.stats = Ledger()
+        self.stats = ledger if ledger is not None else Ledger()
+        if transports is not None:
+            self.transports = transports
 
     def _forget(self) -> None:
         self._pending = {}
@@ -334,14 +336,15 @@ class Sender:
                     "whoever holds it now",
                 )
                 return
-            if self._should_yield():
+            degraded = self.outbox.fault is not None and not self._stop.is_set()
+            if self._yield.should_yield(degraded=degraded, now=self.monotonic()):
                 self.step_down()
-                self.hand_off(self.monotonic() + YIELD_FOR)
+                self.hand_off(self.monotonic() + self._yield.off_for)
                 self.diag.report(
                     "leader-yield",
                     "this process's outbox refuses writes, so it cannot see what other "
                     "processes store: it leaves sending to one whose storage works (retried "
-                    f"every {YIELD_EVERY:g} s; it leads again if none takes over)",
+                    f"every {self._yield.every:g} s; it leads again if none takes over)",
                 )
                 return
             if self.step():
@@ -379,18 +382,6 @@ class Sender:
         if later is not None and (wake is None or later < wake):
             wake = later
         return wake
-
-    def _should_yield(self) -> bool:
-        if self.outbox.fault is None or self._stop.is_set():
-            self._degraded_since = None
-            return False
-        now = self.monotonic()
-        if self._degraded_since is None:
-            self._degraded_since = now
-        if now - self._degraded_since < YIELD_AFTER or now - self._yielded_at < YIELD_EVERY:
-            return False
-        self._yielded_at = now
-        return True
 
     def _quiet(self) -> None:
         self.quiet_turns += 1

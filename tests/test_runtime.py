@@ -533,3 +533,27 @@ class TestRuntimeHooks:
         assert fake_slack.alerts_covered == 4
         assert h.stats()["pending"] == 0
         assert "not delivered at exit" not in capsys.readouterr().err
+
+
+def test_a_forked_child_sends_its_summary_over_its_own_connections(make_handler: Any) -> None:
+    """After a fork the runtime builds its own connections (the parent's pooled ones are not
+    the child's to share): the periodic summary uses those too, not the parent's."""
+    h = make_handler(summary_at="00:00", summary_zone="UTC")
+    rt = h.runtime
+    rt.open()
+    assert rt.sender is not None and rt.sender.summary is not None
+    parents = dict(rt.transports)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 1
+        try:
+            sender = rt.sender
+            summary = sender.summary if sender is not None else None
+            own = all(rt.transports[d] is not t for d, t in parents.items())
+            if summary is not None and own:
+                same = all(summary.transports[d] is t for d, t in rt.transports.items())
+                code = 0 if same and summary.stats is rt.ledger else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
