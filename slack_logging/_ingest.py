@@ -24,7 +24,7 @@ from slack_logging._outbox import Outbox
 from slack_logging._overflow import GapRecord
 from slack_logging._redact import Redactor
 
-__all__ = ["Ingest", "IngestStats", "alert_from_record", "resolve_category"]
+__all__ = ["Ingest", "IngestStats", "alert_from_record", "is_alert", "resolve_category"]
 
 BATCH = 256
 MAX_UNSAVED = 50_000
@@ -37,6 +37,15 @@ class IngestStats:
     records: int = 0
     alerts: int = 0
     last_seq: int = field(default=0)
+
+
+def is_alert(record: logging.LogRecord, untagged_level: int | None) -> bool:
+    """Tagged, or sent by its level (``untagged_level``): what :func:`resolve_category` gives a
+    category (and what a full queue spills rather than drops)."""
+    if "alert" in record.__dict__:
+        return True
+    level = record.levelno
+    return untagged_level is not None and isinstance(level, int) and level >= untagged_level
 
 
 def resolve_category(

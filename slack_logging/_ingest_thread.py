@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from slack_logging._alert import OWN_ID, new_alert_id
 from slack_logging._diag import Diagnostics
 
-__all__ = ["BATCH", "IngestThread", "give_ids", "take_more", "tasks_done"]
+__all__ = ["BATCH", "IngestThread", "give_ids", "take_all", "take_more", "tasks_done"]
 
 BATCH = 256
 #: With this many alerts pending, the sender is woken by newly stored ones at most every
@@ -172,6 +172,19 @@ def take_more(q: queue.Queue[Any], limit: int) -> list[Any]:
         if n:
             q.not_full.notify(n)
     return out
+
+
+def take_all(q: queue.Queue[Any]) -> list[logging.LogRecord]:
+    """Every queued record, marked done, without waiting (no thread takes them any more)."""
+    out: list[logging.LogRecord] = []
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return out
+        q.task_done()
+        if isinstance(item, logging.LogRecord):
+            out.append(item)
 
 
 def tasks_done(q: queue.Queue[Any], n: int) -> None:

@@ -1,17 +1,21 @@
 """The lifecycle owner: the queue, the ingest thread, the sender thread and spill recovery of
 one handler, from first record through ``fork`` to exit.
 
-``submit()`` runs in the caller's thread and only enqueues. The ingest thread turns records into
-mirror lines and outbox rows (:mod:`slack_logging._ingest`); the sender thread delivers
+``submit()`` runs in the caller's thread and only enqueues (a full queue goes to
+:mod:`slack_logging._overflow`). The ingest thread (:mod:`slack_logging._ingest_thread`) turns
+records into mirror lines and outbox rows; the sender thread delivers
 (:mod:`slack_logging._sender`). Threads start on first use, or at once when an earlier process
 left alerts pending. Storage (directory, outbox, mirror) is opened on first use too, so a process
 that only configures logging (``manage.py check``) creates nothing.
 
 The one module-level ``os.register_at_fork`` hook (:mod:`slack_logging._process_hooks`) pauses
 every live runtime before a fork and resets or resumes it after, in the child and in the parent.
+``flush`` waits through :mod:`slack_logging._flushwait`; ``stop`` leaves what it could not
+deliver to :mod:`slack_logging._exit`, which writes the exit line.
 
-Longer than most modules on purpose: start, fork, flush and exit touch the same few fields
-(queue, threads, storage), and keeping them in one class is what makes their order visible.
+About 600 lines, on purpose: what is left here is the order of things on the few fields they
+share (the queue, the threads, the storage and the closed/forking flags): open, submit, start,
+fork, flush and stop. The jobs with their own inputs live in the modules named above.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from typing import Any
 from slack_logging._config import Settings
 from slack_logging._diag import Diagnostics
 from slack_logging._exit import Leftovers
-from slack_logging._ingest import Ingest
-from slack_logging._ingest_thread import IngestThread, give_ids
+from slack_logging._flushwait import queue_drained, wait_delivered
+from slack_logging._ingest import Ingest, is_alert
+from slack_logging._ingest_thread import IngestThread, give_ids, take_all
 from slack_logging._ledger import Ledger
 from slack_logging._mirror import Mirror
 from slack_logging._outbox import DB_NAME, Outbox
-from slack_logging._overflow import Overflow
+from slack_logging._overflow import Overflow, drop_message
 from slack_logging._parts import make_mirror, make_sender, prepare_dir
 from slack_logging._process_hooks import register_mp_child, stop_all, track, untrack
 from slack_logging._sender import Sender
@@ -245,17 +250,10 @@ class Runtime:
             self.start(blocking=False)
 
     def _overflow(self, record: logging.LogRecord) -> None:
-        if self._is_alert(record) and self.overflow.hold(record):
+        if is_alert(record, self.settings.untagged_level) and self.overflow.hold(record):
             self.ledger.count("spilled")
         else:
             self._spill_or_drop(record)
-
-    def _is_alert(self, record: logging.LogRecord) -> bool:
-        """Tagged, or sent by its level (``untagged_level``): kept on overflow, not dropped."""
-        if "alert" in record.__dict__:
-            return True
-        level = self.settings.untagged_level
-        return level is not None and isinstance(record.levelno, int) and record.levelno >= level
 
     def _put_gap(self) -> None:
         """The first record after a run of drops: the gap's mirror line goes ahead of it."""
@@ -284,7 +282,7 @@ class Runtime:
         file from this thread, which this or a later process moves into the outbox; anything
         else is counted as dropped."""
         reason = "closed" if self._closed else "queue_full"
-        if self._is_alert(record):
+        if is_alert(record, self.settings.untagged_level):
             spill = self.spill
             if spill is None and not self._opened and self.settings.enabled:
                 spill = self._spill_before_open()
@@ -303,17 +301,9 @@ class Runtime:
             reason = "spill_failed"
         # After close there is no mirror to show a gap in.
         n = self.ledger.drop(reason) if self._closed else self.overflow.lost(record, reason)
-        if n in (1, 100, 10_000) or n % 100_000 == 0:
-            why = {
-                "closed": "the handler is closed",
-                "queue_full": f"the logging queue is full ({self.settings.queue_size})",
-                "spill_failed": "an alert could not be written to a spill file",
-            }[reason]
-            self.diag.report(
-                f"dropped:{reason}:{n}",
-                f"{why}; {n} record(s) dropped so far for this reason"
-                + (" (alerts are spilled to disk, not dropped)" if reason == "queue_full" else ""),
-            )
+        text = drop_message(reason, n, self.settings.queue_size)
+        if text is not None:
+            self.diag.report(f"dropped:{reason}:{n}", text)
 
     def _spill_before_open(self) -> Spill | None:
         """Storage is not open yet (closed before it ever was, or another thread is opening
@@ -470,28 +460,10 @@ class Runtime:
         """This process's alerts not yet delivered (or given up)."""
         if self.outbox is None:
             return 0
-        held = self.ingest.unsaved + self.overflow.waiting + self._spilled_waiting()
-        held += 1 if self.spill is not None and self.spill.dirty else 0
+        held = self.ingest.unsaved + self.overflow.waiting
+        if self.spill is not None:
+            held += self.spill.waiting_elsewhere(self.outbox) + self.spill.dirty
         return held + self.outbox.pending_from(self.outbox.origin, self.ingest.stats.last_seq)
-
-    def _spilled_waiting(self) -> int:
-        """Alerts we spilled that no one has delivered yet. Any process may take a spill file
-        (a forked child, a peer), storing its alerts under its own origin, where
-        ``pending_from`` does not look; those stored under ours it counts already."""
-        spill, outbox = self.spill, self.outbox
-        if spill is None or outbox is None or not spill.sent_out:
-            return 0
-        ids = list(spill.sent_out)
-        try:
-            states = outbox.states_of(ids)
-        except Exception:
-            return len(ids)
-        spill.sent_out.difference_update(a for a, (state, _) in states.items() if state > 0)
-        waiting = 0
-        for alert_id in ids:
-            state, origin = states.get(alert_id, (0, ""))
-            waiting += state == 0 and origin != outbox.origin  # "": still in a spill file
-        return waiting
 
     def flush(self, deadline: float) -> bool:
         """Wait (until the monotonic ``deadline``) for everything accepted so far to be
@@ -510,23 +482,7 @@ class Runtime:
         self.ingest.retry_unsaved()
         if self.spill is not None and self.spill.dirty:
             self.take_spills()
-        sender.release.set()
-        try:
-            while self.pending() or sender.live_pending():
-                if self.monotonic() >= deadline:
-                    return False
-                sender.notify()
-                sender.wait_changed(min(0.05, max(0.0, deadline - self.monotonic())))
-            # Ours are delivered; wait for one quiet turn too, so a request the sender began
-            # for another process's alerts is recorded before we return: a fork child may
-            # os._exit() right after flush, and Slack would get that message again.
-            turn = sender.quiet_turns
-            while sender.alive and sender.quiet_turns == turn and self.monotonic() < deadline:
-                sender.notify()
-                sender.wait_changed(min(0.05, max(0.0, deadline - self.monotonic())))
-            return True
-        finally:
-            sender.release.clear()
+        return wait_delivered(sender, self.pending, deadline, self.monotonic)
 
     def wait_ingested(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until the ingest thread has taken every queued record
@@ -534,11 +490,7 @@ class Runtime:
         return self._drain_queue(self.monotonic() + max(0.0, timeout))
 
     def _drain_queue(self, deadline: float) -> bool:
-        q = self._queue
-        with q.all_tasks_done:
-            return q.all_tasks_done.wait_for(
-                lambda: q.unfinished_tasks == 0, max(0.0, deadline - self.monotonic())
-            )
+        return queue_drained(self._queue, deadline, self.monotonic)
 
     def stop(self, deadline: float) -> None:
         """Stop by the monotonic ``deadline`` even if Slack hangs or SQLite is locked.
@@ -578,7 +530,7 @@ class Runtime:
         ingested = self.feeder.stop(max(0.2, (deadline - self.monotonic()) / 2))
         spilled = 0
         if ingested:
-            leftover = self._drain_without_thread()
+            leftover = take_all(self._queue)
             if leftover and left.bounded(lambda: self._store_late(leftover), deadline) is None:
                 spilled += left.spill_records(leftover)
             if self.spill is not None:
@@ -588,7 +540,7 @@ class Runtime:
             # queue and its batch durable in spill files rather than wait. Those are the next
             # process's to send: the stuck store must not also send them from memory.
             spilled += overflowed + left.spill_records(
-                list(self.feeder.inflight) + self._drain_without_thread()
+                list(self.feeder.inflight) + take_all(self._queue)
             )
             if self.outbox is not None:
                 self.outbox.hand_over(left.spilled_ids)
@@ -625,17 +577,6 @@ class Runtime:
                 pass
         finally:
             sender.step_down()
-
-    def _drain_without_thread(self) -> list[logging.LogRecord]:
-        out: list[logging.LogRecord] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return out
-            self._queue.task_done()
-            if isinstance(item, logging.LogRecord):
-                out.append(item)
 
     def _release_connections(self) -> None:
         with self._lock:
