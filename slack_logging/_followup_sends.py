@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from slack_logging._alert import Alert
-from slack_logging._catalog import Catalog, Category
+from slack_logging._catalog import Catalog
 from slack_logging._diag import Diagnostics
 from slack_logging._followups import (
     HEADLINE_MAX,
@@ -22,6 +22,7 @@ from slack_logging._followups import (
 )
 from slack_logging._ledger import Ledger
 from slack_logging._live import Action, LiveMessage
+from slack_logging._message import category_for
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._outcomes import describe
 from slack_logging._planner import Plan, Planner, backoff
@@ -29,15 +30,7 @@ from slack_logging._redact import Redactor, seal
 from slack_logging._render import render_live, render_recovery
 from slack_logging._transport import Outcome, SendResult, Transport
 
-__all__ = ["FollowupSender", "category_for"]
-
-
-def category_for(catalog: Catalog, alerts: Sequence[Alert], key: str) -> Category:
-    """The category resolved at ingest and stored with the alerts (never looked up anew)."""
-    if not alerts:
-        return catalog.lookup(key)
-    a = alerts[0]
-    return catalog.stored(key, a.title, a.severity, a.known)
+__all__ = ["FollowupSender"]
 
 
 class FollowupSender:

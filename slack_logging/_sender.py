@@ -1,14 +1,19 @@
 """The sender thread: reads the outbox, asks the planner what to send, renders, posts, records.
 
 Only the process holding the directory's :class:`~slack_logging._leader.Leadership` sends; the
-others stand by (doing the runtime's housekeeping) and take over when the leader goes. Waits use
-the monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
-processes), and a step of that clock is detected against the monotonic one and shifted out.
+others stand by (doing the runtime's housekeeping) and take over when the leader goes; a leader
+whose storage fails steps aside now and then (:mod:`~slack_logging._yielding`). Waits use the
+monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
+processes), and a step of that clock (:mod:`~slack_logging._clockstep`) is shifted out of the
+planner and the pending alerts.
 
-About 800 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
-buildable) is a short method here because it changes the outbox, the planner and the ledger
-together; so are the two requests that follow a message (a live message's ``chat.update`` and a
-recovery notice), whose state and choices live in :mod:`~slack_logging._followups`.
+The parts with inputs of their own live beside it: the message (:mod:`~slack_logging._message`),
+the bookkeeping of each request's outcome and the pacing state the next leader takes over
+(:mod:`~slack_logging._outcomes`), live edits and recovery notices
+(:mod:`~slack_logging._followup_sends`). About 630 lines stay here, on purpose: the thread's
+lifecycle, the leader's loop and the path of one message (refresh, plan, admit, post, record)
+all read and change the same pending alerts and wake-up times, and the order of those changes
+is the sender's whole job.
 """
 
 from __future__ import annotations
@@ -21,19 +26,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_logging._alert import Alert
-from slack_logging._catalog import Catalog, Category
+from slack_logging._catalog import Catalog
 from slack_logging._clockstep import ClockWatch
 from slack_logging._coordination import Admission, Coordination
 from slack_logging._diag import Diagnostics
-from slack_logging._followup_sends import FollowupSender, category_for
+from slack_logging._followup_sends import FollowupSender
 from slack_logging._followups import Followups
 from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
+from slack_logging._message import build_payload, place_in_thread, thread_key
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._outcomes import Outcomes
 from slack_logging._planner import BACKOFF_CAP, Plan, Planner
-from slack_logging._redact import Redactor, seal
-from slack_logging._render import render_alert, render_digest
+from slack_logging._redact import Redactor
 from slack_logging._summary_job import SummaryJob
 from slack_logging._transport import Outcome, SendResult, Transport
 from slack_logging._yielding import YieldPolicy
@@ -543,15 +548,18 @@ class Sender:
                 return SendResult(Outcome.OK)
         try:
             # A live message replaces follow-ups: a run it no longer takes starts a new message.
-            payload = self._payload(plan, alerts, repeat=plan.kind == "repeat" and not live)
+            repeat = plan.kind == "repeat" and not live
+            payload = build_payload(plan, alerts, self.catalog, self.redactor, repeat=repeat)
         except Exception as exc:
             self._unbuildable(plan, exc)
             return None
-        thread_key = self._place_in_thread(payload, plan.dest, alerts, transport)
+        thread = thread_key(alerts, transport.supports_threads)
+        if thread is not None:
+            place_in_thread(payload, alerts, self.coord.thread_ts(plan.dest, thread))
         self.planner.took_token(plan.dest, now)
         self.stats.count("requests")
         result = transport.send(payload)
-        self._record(plan, result, alerts, admission, payload, transport, thread_key, live)
+        self._record(plan, result, alerts, admission, payload, transport, thread, live)
         return result
 
     def _record(
@@ -605,32 +613,6 @@ class Sender:
         for r in refs:
             self._pending.pop(r.alert_id, None)
 
-    def _place_in_thread(
-        self, payload: dict[str, Any], dest: str, alerts: Sequence[Alert], transport: Transport
-    ) -> str | None:
-        """Put the message in its Slack thread, if its alerts have one open; the thread key."""
-        thread_key = _thread_key(alerts, transport)
-        if thread_key is not None:
-            ts = self.coord.thread_ts(dest, thread_key)
-            if ts:
-                payload["thread_ts"] = ts
-                if any(a.severity == "critical" for a in alerts):
-                    payload["reply_broadcast"] = True
-        return thread_key
-
-    def category_for(self, alerts: Sequence[Alert], key: str) -> Category:
-        """The category resolved at ingest and stored with the alerts (never looked up anew)."""
-        return category_for(self.catalog, alerts, key)
-
-    def _payload(self, plan: Plan, alerts: Sequence[Alert], *, repeat: bool) -> dict[str, Any]:
-        category = self.category_for(alerts, plan.category)
-        redact = None if self.redactor is None else self.redactor.text
-        if plan.kind == "single" and len(alerts) == 1:
-            payload = render_alert(alerts[0], category, redact=redact)
-        else:
-            payload = render_digest(alerts, category, repeat=repeat, redact=redact)
-        return payload if self.redactor is None else seal(payload, self.redactor)
-
     def _settle(self, now: float) -> bool:
         """Alerts left to another host's message: mark those it covered, take back those whose
         sender went away. True if anything changed."""
@@ -654,13 +636,3 @@ class Sender:
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
-
-
-def _thread_key(alerts: Sequence[Alert], transport: Transport) -> str | None:
-    """The Slack thread (``thread_ts`` parent) a message belongs in, if all its alerts agree."""
-    if not transport.supports_threads or not alerts:
-        return None
-    keys = {a.thread_key for a in alerts}
-    if len(keys) != 1:
-        return None
-    return keys.pop()
