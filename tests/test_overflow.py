@@ -22,6 +22,7 @@ from slack_logging import SlackAlertHandler
 from slack_logging import _overflow as overflow_module
 from slack_logging import _spill as spill_module
 from slack_logging._diag import Diagnostics
+from slack_logging._ingest import is_alert
 from slack_logging._ledger import Ledger, directory_stats
 from slack_logging._outbox import Outbox
 from slack_logging._redact import Redactor
@@ -469,3 +470,26 @@ def test_a_take_that_outlives_close_leaves_the_files_and_counts_nothing(
     assert list(alerts_dir.glob("overflow-*.jsonl")) == files
     assert h.stats()["dropped"] == {}
     assert runtime.ingest.unsaved == 0
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"), [(1, True), (2, False), (100, True), (10_000, True), (300_000, True)]
+)
+def test_drop_lines_are_few_in_a_flood(n: int, shown: bool) -> None:
+    text = overflow_module.drop_message("queue_full", n, 5000)
+    assert (text is not None) is shown
+    if text is not None:
+        assert text.startswith("the logging queue is full (5000);")
+        assert f"{n} record(s) dropped so far" in text
+        assert text.endswith("(alerts are spilled to disk, not dropped)")
+
+
+def test_only_records_sent_to_slack_count_as_alerts() -> None:
+    """Kept on overflow: tagged ones, and untagged ones at or above untagged_level."""
+    tagged = logging.makeLogRecord({"alert": "payment_fail", "levelno": logging.INFO})
+    error = logging.makeLogRecord({"levelno": logging.ERROR})
+    odd = logging.makeLogRecord({"levelno": "ERROR"})  # a level that is not a number
+    assert is_alert(tagged, None)
+    assert not is_alert(error, None)
+    assert is_alert(error, logging.ERROR) and not is_alert(error, logging.CRITICAL)
+    assert not is_alert(odd, logging.ERROR)
