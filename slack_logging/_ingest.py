@@ -191,8 +191,8 @@ class Ingest:
                 try:
                     self.mirror.write(lines)
                 except OSError as exc:
-                    self.ledger.count("mirror_errors")
-                    self.diag.report(
+                    self._failed(
+                        "mirror_errors",
                         "mirror",
                         f"could not write the mirror in the {self.label} ({exc.strerror or exc}); "
                         "check that the directory exists and is writable by this user",
@@ -226,12 +226,18 @@ class Ingest:
             try:
                 self.outbox.set_state(key, value, ttl=RESOLVE_TTL)
             except Exception as exc:
-                self.ledger.count("outbox_errors")
-                self.diag.report(
+                self._failed(
+                    "outbox_errors",
                     "outbox:resolve",
                     f"could not store a resolution in the {self.label} ({type(exc).__name__}); "
                     "its recovery notice will be missing",
                 )
+
+    def _failed(self, counter: str, key: str, text: str) -> None:
+        """A write that failed: counted in the ledger, reported on stderr (once per ``key``
+        per interval)."""
+        self.ledger.count(counter)
+        self.diag.report(key, text)
 
     def _store(self, alerts: list[tuple[Alert, str]]) -> None:
         if self.outbox is None:
@@ -247,8 +253,8 @@ class Ingest:
             self._unsaved = todo[-MAX_UNSAVED:]
             if len(todo) > len(self._unsaved):
                 self.ledger.drop("outbox_refused", len(todo) - len(self._unsaved))
-            self.ledger.count("outbox_errors")
-            self.diag.report(
+            self._failed(
+                "outbox_errors",
                 "outbox",
                 f"could not store alerts in the {self.label} ({type(exc).__name__}: {exc}); "
                 f"{len(self._unsaved)} kept in memory and retried",

@@ -92,7 +92,7 @@ class Sender:
         self.default_dest = default_dest
         self.catalog = catalog
         self.planner = planner
-        self.config = config
+        self._config = config
         self.diag = diag
         self.coord = coord
         self.leadership = leadership
@@ -173,6 +173,19 @@ class Sender:
         self._transports = self.live.transports = dict(transports)
         if self.summary is not None:
             self.summary.transports = self._transports
+
+    @property
+    def config(self) -> SenderConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: SenderConfig) -> None:
+        """Knobs changed after construction (tests do) reach the parts that read them."""
+        self._config = config
+        self.outcomes.label = config.label
+        self.outcomes.max_permanent_attempts = config.max_permanent_attempts
+        self.outcomes.thread_ttl = config.thread_ttl
+        self.live.live_updates = config.live_updates
 
     @property
     def stats(self) -> Ledger:
