@@ -97,8 +97,7 @@ class Sender:
         self.coord = coord
         self.leadership = leadership
         self._stats = ledger or Ledger()
-        self.clock = clock
-        self.monotonic = monotonic
+        self._clock = ClockWatch(clock, monotonic)
         self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not crypto
         self._housekeeping = housekeeping
         self._on_thread = on_thread
@@ -111,7 +110,6 @@ class Sender:
         self._next_look = 0.0
         self._last_seq = 0
         self._last_prune = float("-inf")
-        self._clock = ClockWatch(clock, monotonic)
         #: Monotonic time the next message is due (None: nothing pending).
         self._due: float | None = None
         #: Monotonic time before which this process does not try to lead (see hand_off).
@@ -173,6 +171,24 @@ class Sender:
         self._transports = self.live.transports = dict(transports)
         if self.summary is not None:
             self.summary.transports = self._transports
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The wall clock (alert times, the planner); steps are measured against
+        :attr:`monotonic` (see :mod:`~slack_logging._clockstep`)."""
+        return self._clock.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._clock.clock = clock
+
+    @property
+    def monotonic(self) -> Callable[[], float]:
+        return self._clock.monotonic
+
+    @monotonic.setter
+    def monotonic(self, monotonic: Callable[[], float]) -> None:
+        self._clock.monotonic = monotonic
 
     @property
     def config(self) -> SenderConfig:
