@@ -2,6 +2,10 @@
 id, stores the batch (:class:`~slack_logging._ingest.Ingest`: mirror lines and outbox rows) and
 wakes the sender, at most every :data:`NOTIFY_EVERY` seconds while a backlog waits.
 
+Every write of new alerts into the outbox happens in this thread: between batches, and every
+:data:`IDLE_EVERY` seconds while the queue is empty, it runs the runtime's ``idle`` work (alerts
+the outbox refused, spill files), so the sender thread only reads and sends.
+
 A record is marked done on the queue only once stored, so ``queue.join``-style waits (flush)
 wait for the outbox, not just the queue.
 """
@@ -25,6 +29,8 @@ BATCH = 256
 #: NOTIFY_EVERY seconds (below it, at once: planning over a few alerts is cheap).
 NOTIFY_BACKLOG = 100
 NOTIFY_EVERY = 0.05
+#: How often the idle work runs (seconds), busy or not.
+IDLE_EVERY = 0.1
 
 #: Put in the queue by :meth:`IngestThread.stop`: the thread ends once it takes it.
 STOP = object()
@@ -50,6 +56,8 @@ class IngestThread:
         diag: Diagnostics,
         monotonic: Callable[[], float] = time.monotonic,
         on_thread: Callable[[], None] = lambda: None,
+        idle: Callable[[], None] = lambda: None,
+        idle_every: float = IDLE_EVERY,
     ) -> None:
         self.queue = q
         self.ingest = ingest
@@ -65,6 +73,9 @@ class IngestThread:
         self.inflight: list[logging.LogRecord] = []
         self._next_notify = 0.0
         self._notify_owed = False
+        self._idle = idle
+        self.idle_every = idle_every
+        self._next_idle = 0.0
 
     def start(self) -> None:
         """Start the thread, or keep the one still running (a stop it has not acted on yet is
@@ -148,18 +159,23 @@ class IngestThread:
             self._notify_owed = True
 
     def _next_item(self, q: queue.Queue[Any]) -> Any:
-        """The next queued item; while a sender wake-up is owed, waits no longer than until it
-        is due."""
-        while self._notify_owed:
-            wait = self._next_notify - self.monotonic()
-            if wait <= 0:
-                self.stored(0)
-                break
+        """The next queued item. Runs the idle work when due (a constant stream of records
+        does not put it off), and gives a sender wake-up owed when due."""
+        while True:
+            now = self.monotonic()
+            if now >= self._next_idle:
+                self._next_idle = now + self.idle_every
+                self._idle()
+            due = self._next_idle
+            if self._notify_owed:
+                if now >= self._next_notify:
+                    self.stored(0)
+                    continue
+                due = min(due, self._next_notify)
             try:
-                return q.get(timeout=wait)
+                return q.get(timeout=max(0.0, due - now))
             except queue.Empty:
                 continue
-        return q.get()
 
 
 def take_more(q: queue.Queue[Any], limit: int) -> list[Any]:

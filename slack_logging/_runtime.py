@@ -75,6 +75,10 @@ def _mark_ours() -> None:
     ours.flag = True
 
 
+def _nothing() -> None:
+    return None
+
+
 class Runtime:
     """Everything one handler runs. ``submit`` never blocks and never raises."""
 
@@ -102,9 +106,7 @@ class Runtime:
         self.spill: Spill | None = None
         self.sender: Sender | None = None
         self.ingest = self._make_ingest()
-        self.feeder = IngestThread(
-            self._queue, self.ingest, diag=diag, monotonic=monotonic, on_thread=_mark_ours
-        )
+        self.feeder = self._make_feeder()
         self.overflow = Overflow(
             lambda: self.spill, ledger=self.ledger, diag=diag, on_thread=_mark_ours
         )
@@ -158,6 +160,16 @@ class Runtime:
             ledger=self.ledger,
         )
 
+    def _make_feeder(self) -> IngestThread:
+        return IngestThread(
+            self._queue,
+            self.ingest,
+            diag=self.diag,
+            monotonic=self.monotonic,
+            on_thread=_mark_ours,
+            idle=self._housekeeping,
+        )
+
     def _left_behind(self) -> bool:
         """Alerts pending in an existing outbox, or spill files: never creates either."""
         s = self.settings
@@ -201,7 +213,7 @@ class Runtime:
                     clock=self.clock,
                     monotonic=self.monotonic,
                     rng=self.rng,
-                    housekeeping=self._housekeeping,
+                    housekeeping=_nothing,  # the ingest thread does it (see _housekeeping)
                     on_thread=_mark_ours,
                     redactor=self.redactor,
                 )
@@ -347,8 +359,9 @@ class Runtime:
         self.feeder.stored(seq)
 
     def _housekeeping(self) -> None:
-        """Sender thread, between messages (leader or not): retry alerts the outbox refused,
-        and move spilled alerts into the outbox, ours at once and others' now and then."""
+        """Ingest thread, between batches and when idle (leader or not): retry alerts the
+        outbox refused, and move spilled alerts into the outbox, ours at once and others' now
+        and then. Not the sender's: it only reads the outbox and sends."""
         self.ingest.retry_unsaved()
         now = self.monotonic()
         if now - self._ledger_saved > LEDGER_SAVE_EVERY:
@@ -439,9 +452,7 @@ class Runtime:
             self.sender.reset_after_fork(transports=self.transports, ledger=self.ledger)
             self.sender.coord.reset_after_fork()
         self.ingest = self._make_ingest()
-        self.feeder = IngestThread(
-            self._queue, self.ingest, diag=self.diag, monotonic=self.monotonic, on_thread=_mark_ours
-        )
+        self.feeder = self._make_feeder()
         self.feeder.sender = self.sender
         if self._left_behind():
             self.start()
@@ -526,24 +537,7 @@ class Runtime:
         self._close_gap(min(0.1, (deadline - self.monotonic()) / 4))
         if self.outbox is not None:
             self.outbox.set_deadline(deadline)  # no SQLite lock wait may outlast the exit budget
-        # The queue drains to disk first; a little extra time here is worth it.
-        ingested = self.feeder.stop(max(0.2, (deadline - self.monotonic()) / 2))
-        spilled = 0
-        if ingested:
-            leftover = take_all(self._queue)
-            if leftover and left.bounded(lambda: self._store_late(leftover), deadline) is None:
-                spilled += left.spill_records(leftover)
-            if self.spill is not None:
-                left.bounded(self.take_spills, deadline)
-        else:
-            # The ingest thread is stuck (the outbox is locked by another process): keep the
-            # queue and its batch durable in spill files rather than wait. Those are the next
-            # process's to send: the stuck store must not also send them from memory.
-            spilled += overflowed + left.spill_records(
-                list(self.feeder.inflight) + take_all(self._queue)
-            )
-            if self.outbox is not None:
-                self.outbox.hand_over(left.spilled_ids)
+        spilled = self._store_the_rest(left, deadline, overflowed)
         sender = self.sender
         if sender is None or self.outbox is None:
             return
@@ -567,6 +561,29 @@ class Runtime:
             sender.on_exit = self._release_connections
             if not sender.alive:
                 self._release_connections()
+
+    def _store_the_rest(self, left: Leftovers, deadline: float, overflowed: int) -> int:
+        """The queue drains to disk first (a little extra time here is worth it), then what
+        the ingest thread would have retried or taken; the number spilled at exit."""
+        if not self.feeder.stop(max(0.2, (deadline - self.monotonic()) / 2)):
+            # The ingest thread is stuck (the outbox is locked by another process): keep the
+            # queue and its batch durable in spill files rather than wait. Those are the next
+            # process's to send: the stuck store must not also send them from memory.
+            spilled = overflowed + left.spill_records(
+                list(self.feeder.inflight) + take_all(self._queue)
+            )
+            if self.outbox is not None:
+                self.outbox.hand_over(left.spilled_ids)
+            return spilled
+        spilled = 0
+        leftover = take_all(self._queue)
+        if leftover and left.bounded(lambda: self._store_late(leftover), deadline) is None:
+            spilled += left.spill_records(leftover)
+        if self.ingest.unsaved:  # the ingest thread retried these; it has ended
+            left.bounded(self.ingest.retry_unsaved, deadline)
+        if self.spill is not None:
+            left.bounded(self.take_spills, deadline)
+        return spilled
 
     def _deliver_inline(self, sender: Sender, deadline: float) -> None:
         """No thread (never started, or too late to start one): send from this thread."""

@@ -1,7 +1,7 @@
 """The sender thread: reads the outbox, asks the planner what to send, renders, posts, records.
 
 Only the process holding the directory's :class:`~slack_logging._leader.Leadership` sends; the
-others stand by (doing the runtime's housekeeping) and take over when the leader goes; a leader
+others stand by and take over when the leader goes; a leader
 whose storage fails steps aside now and then (:mod:`~slack_logging._yielding`). Waits use the
 monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
 processes), and a step of that clock (:mod:`~slack_logging._clockstep`) is shifted out of the

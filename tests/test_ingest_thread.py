@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 from typing import Any
 
 from slack_logging._alert import OWN_ID
@@ -117,3 +118,36 @@ def test_take_more_and_take_all_leave_the_queue_consistent() -> None:
     q.put("not a record")
     assert [r.msg for r in take_all(q)] == ["4", "5"]
     assert q.empty()
+
+
+def test_idle_work_runs_while_the_queue_is_empty_and_between_batches() -> None:
+    """Retrying refused alerts and taking spill files is this thread's job, not the sender's:
+    it runs when nothing is queued, and a constant stream of records does not put it off."""
+    now = [0.0]
+    ran: list[float] = []
+    q: queue.Queue[Any] = queue.Queue()
+    feeder = IngestThread(
+        q, Stored(), diag=Diagnostics(), monotonic=lambda: now[0], idle=lambda: ran.append(now[0])
+    )
+    q.put(record("first"))
+    feeder._next_item(q)
+    assert ran == [0.0]  # due at once
+    for i in range(5):  # a stream: an item is always waiting
+        q.put(record(str(i)))
+        feeder._next_item(q)
+    assert ran == [0.0]
+    now[0] += feeder.idle_every
+    q.put(record("later"))
+    feeder._next_item(q)
+    assert ran == [0.0, feeder.idle_every]
+
+
+def test_idle_work_runs_in_the_thread_with_nothing_logged() -> None:
+    q: queue.Queue[Any] = queue.Queue()
+    ran = threading.Event()
+    feeder = IngestThread(q, Stored(), diag=Diagnostics(), idle=ran.set, idle_every=0.01)
+    feeder.start()
+    try:
+        assert ran.wait(60)
+    finally:
+        assert feeder.stop(60)
