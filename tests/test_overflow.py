@@ -493,3 +493,30 @@ def test_only_records_sent_to_slack_count_as_alerts() -> None:
     assert not is_alert(error, None)
     assert is_alert(error, logging.ERROR) and not is_alert(error, logging.CRITICAL)
     assert not is_alert(odd, logging.ERROR)
+
+
+def test_spilled_alerts_are_stored_while_the_sender_waits_on_a_hung_slack(
+    make_handler: Callable[..., SlackAlertHandler],
+    fake_slack: FakeSlack,
+    logger: logging.Logger,
+) -> None:
+    """Taking spill files into the outbox is the ingest thread's job, not the sender's: with
+    the sender held in a request Slack does not answer, alerts that overflowed the queue are
+    stored (durable, pending) all the same."""
+    fake_slack.hang_next(600)
+    h = make_handler(queue_size=10, read_timeout=600)
+    logger.addHandler(h)
+    logger.error("first", extra={"alert": "payment_fail"})
+    fake_slack.wait_for_requests(1, timeout=60)  # the sender is in its request now
+    with stalled_listener(h):
+        for i in range(30):
+            logger.error("burst %d", i, extra={"alert": "payment_fail"})
+    assert h.stats()["spilled"] > 0
+    assert h.runtime.wait_ingested(60)
+    outbox = h.outbox
+    assert outbox is not None
+    deadline = time.monotonic() + 120  # a safety net against a hang, not a timing assertion
+    while outbox.counts()["pending"] < 31:
+        assert time.monotonic() < deadline, f"stored: {outbox.counts()}"
+        time.sleep(0.05)
+    assert len(fake_slack.requests) == 1  # the sender never got back to its loop meanwhile
