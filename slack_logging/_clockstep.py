@@ -2,13 +2,10 @@
 
 The sender plans on the wall clock (alert times are wall-clock, shared by processes) and waits on
 the monotonic one; a step between two readings is measured here so the sender can shift it out
-of the planner's state and the pending alerts' retry times.
+of the planner's state and the pending alerts' retry times. Pure: the caller reads both clocks.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
 
 __all__ = ["CLOCK_STEP", "ClockWatch"]
 
@@ -17,39 +14,27 @@ CLOCK_STEP = 2.0
 
 
 class ClockWatch:
-    """Reads both clocks; each :meth:`read` says how far the wall clock stepped since the last.
+    """Given both clocks' readings, says how far the wall clock stepped since the last ones.
 
-    >>> wall = [100.0]; mono = [5.0]
-    >>> watch = ClockWatch(lambda: wall[0], lambda: mono[0])
-    >>> watch.read()
-    (100.0, 0.0)
-    >>> wall[0], mono[0] = 40.0, 6.0  # one second passed, the wall clock went back a minute
-    >>> watch.read()
-    (40.0, -61.0)
+    >>> watch = ClockWatch()
+    >>> watch.step(100.0, 5.0)
+    0.0
+    >>> watch.step(40.0, 6.0)  # one second passed, the wall clock went back a minute
+    -61.0
     """
 
-    def __init__(
-        self,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        *,
-        threshold: float = CLOCK_STEP,
-    ) -> None:
-        self.clock = clock
-        self.monotonic = monotonic
+    def __init__(self, *, threshold: float = CLOCK_STEP) -> None:
         self.threshold = threshold
         self._mark: tuple[float, float] | None = None
 
-    def read(self) -> tuple[float, float]:
-        """Wall-clock now and the step since the last reading (0.0 when within the
-        threshold, or on the first reading)."""
-        wall, mono = self.clock(), self.monotonic()
+    def step(self, wall: float, mono: float) -> float:
+        """The step since the last readings (0.0 within the threshold, or the first time)."""
         mark = self._mark
         self._mark = (wall, mono)
         if mark is None:
-            return wall, 0.0
+            return 0.0
         step = wall - (mark[0] + (mono - mark[1]))
-        return wall, step if abs(step) > self.threshold else 0.0
+        return step if abs(step) > self.threshold else 0.0
 
     def forget(self) -> None:
         """The next reading starts afresh (a new leader, a forked child)."""

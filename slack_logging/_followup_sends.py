@@ -53,7 +53,6 @@ class FollowupSender:
         now: Callable[[], float],
         announce: Callable[[], None],
         redactor: Redactor | None = None,
-        live_updates: bool = True,
     ) -> None:
         self.followups = followups
         self.outbox = outbox
@@ -67,17 +66,13 @@ class FollowupSender:
         self._now = now
         self._announce = announce
         self.redactor = redactor
-        self.live_updates = live_updates
 
     # -- a run's live message (the send path) ---------------------------------------------------
 
     def live_mode(self, plan: Plan, transport: Transport) -> bool:
-        """Whether this plan's run is (or becomes) a live message: bot mode, one kind of alert."""
-        return (
-            self.live_updates
-            and bool(getattr(transport, "supports_updates", False))
-            and len(plan.dedup_keys) == 1
-        )
+        """Whether this plan's run is (or becomes) a live message: bot mode, one kind of alert
+        (the caller checks that live updates are on)."""
+        return bool(getattr(transport, "supports_updates", False)) and len(plan.dedup_keys) == 1
 
     def absorb(self, plan: Plan, alerts: Sequence[Alert]) -> str | None:
         """Count the plan's alerts in the run's live message instead of posting: the message

@@ -46,18 +46,12 @@ class Outcomes:
         diag: Diagnostics,
         *,
         rng: random.Random,
-        label: str,
-        max_permanent_attempts: int,
-        thread_ttl: float,
     ) -> None:
         self.outbox = outbox
         self.planner = planner
         self.coord = coord
         self.diag = diag
         self.rng = rng
-        self.label = label
-        self.max_permanent_attempts = max_permanent_attempts
-        self.thread_ttl = thread_ttl
         #: Delivered messages whose alerts the outbox refused to mark (a locked disk).
         self.unmarked: list[tuple[list[str], str]] = []
 
@@ -116,7 +110,11 @@ class Outcomes:
         now: float,
         thread_key: str | None,
         stats: Ledger,
+        *,
+        thread_ttl: float,
     ) -> None:
+        """Slack took the message: the alerts are done, their dedup window opens, and a Slack
+        thread the message started is remembered for ``thread_ttl`` seconds."""
         # Counted before the outbox says so: Slack has them, whatever the disk does next.
         stats.count("messages")
         stats.count("delivered", len(plan.refs))
@@ -125,7 +123,7 @@ class Outcomes:
         self.planner.delivered(plan, now)
         self.save_state(plan)
         if thread_key is not None and result.ts:
-            self.coord.remember_thread(plan.dest, thread_key, result.ts, self.thread_ttl)
+            self.coord.remember_thread(plan.dest, thread_key, result.ts, thread_ttl)
 
     def rate_limited(self, plan: Plan, result: SendResult, now: float, stats: Ledger) -> None:
         stats.count("rate_limited")
@@ -135,25 +133,34 @@ class Outcomes:
         self.save_state(plan)
 
     def retry(
-        self, plan: Plan, result: SendResult, now: float, stats: Ledger, *, waiting: int
+        self, plan: Plan, result: SendResult, now: float, stats: Ledger, *, waiting: int, label: str
     ) -> None:
         """A temporary failure: the plan's alerts wait out a backoff. ``waiting``: how many
-        alerts wait in all (for the message)."""
+        alerts wait in all; ``label``: where (both for the message)."""
         stats.count("retries")
         self._reschedule(plan.refs, now, describe(result))
         self.diag.report(
             f"retry:{plan.dest}",
             f"Slack did not take an alert ({describe(result)}); {waiting} alert(s) "
-            f"wait {self._where()} and are retried with backoff. "
+            f"wait {self._where(label)} and are retried with backoff. "
             f"{result.remedy or ''}".rstrip(),
         )
 
-    def permanent(self, plan: Plan, result: SendResult, now: float, stats: Ledger) -> list[str]:
-        """Slack rejected the message: alerts out of attempts become dead letters (their ids
-        are returned), the others are retried with backoff."""
+    def permanent(
+        self,
+        plan: Plan,
+        result: SendResult,
+        now: float,
+        stats: Ledger,
+        *,
+        max_attempts: int,
+        label: str,
+    ) -> list[str]:
+        """Slack rejected the message: alerts out of ``max_attempts`` become dead letters (their
+        ids are returned), the others are retried with backoff."""
         # Blocked by the pytest plugin: dead at once, so no later process posts a test's alert.
         blocked = result.error == "blocked_by_pytest"
-        limit = 1 if blocked else self.max_permanent_attempts
+        limit = 1 if blocked else max_attempts
         dead = [r.alert_id for r in plan.refs if r.attempts + 1 >= limit]
         later = [r for r in plan.refs if r.attempts + 1 < limit]
         reason = describe(result)
@@ -165,14 +172,14 @@ class Outcomes:
         if blocked:  # a test's alert: it must never reach Slack later, nothing to replay
             text = (
                 f"a real Slack send was blocked because pytest is running; the alert is kept as "
-                f"a dead letter in the {self.label} and never sent. To let a test run post "
+                f"a dead letter in the {label} and never sent. To let a test run post "
                 "for real, pass --slack-real-sends (or SLACK_LOGGING_REAL_SENDS=1, or mark the "
                 "test slack_real_sends); to capture alerts instead, use the slack_alerts fixture"
             )
         else:
             text = (
                 f"Slack rejected an alert: {reason}. {result.remedy or ''} Rejected alerts are "
-                f"kept as dead letters in the {self.label}; run `slack-logging replay` "
+                f"kept as dead letters in the {label}; run `slack-logging replay` "
                 "after the fix."
             )
         self.diag.report(f"permanent:{plan.dest}:{result.status}:{result.error}", text, once=True)
@@ -192,9 +199,9 @@ class Outcomes:
             r.attempts += 1
             r.not_before = not_before
 
-    def _where(self) -> str:
+    def _where(self, label: str) -> str:
         if self.outbox.durable:
-            return f"in the {self.label}"
+            return f"in the {label}"
         if self.outbox.path is None:
             return "in memory (the alerts directory cannot be written)"
         return "in memory (the outbox cannot be written now; stored once it works again)"

@@ -92,12 +92,14 @@ class Sender:
         self.default_dest = default_dest
         self.catalog = catalog
         self.planner = planner
-        self._config = config
+        self.config = config
         self.diag = diag
         self.coord = coord
         self.leadership = leadership
         self._stats = ledger or Ledger()
-        self._clock = ClockWatch(clock, monotonic)
+        self.clock = clock
+        self.monotonic = monotonic
+        self._clock = ClockWatch()
         self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not crypto
         self._housekeeping = housekeeping
         self._on_thread = on_thread
@@ -141,9 +143,6 @@ class Sender:
             coord,
             diag,
             rng=self.rng,
-            label=config.label,
-            max_permanent_attempts=config.max_permanent_attempts,
-            thread_ttl=config.thread_ttl,
         )
         self.live = FollowupSender(
             self.followups,
@@ -158,7 +157,6 @@ class Sender:
             now=self._now,
             announce=self._announce,
             redactor=redactor,
-            live_updates=config.live_updates,
         )
 
     @property
@@ -171,37 +169,6 @@ class Sender:
         self._transports = self.live.transports = dict(transports)
         if self.summary is not None:
             self.summary.transports = self._transports
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        """The wall clock (alert times, the planner); steps are measured against
-        :attr:`monotonic` (see :mod:`~slack_logging._clockstep`)."""
-        return self._clock.clock
-
-    @clock.setter
-    def clock(self, clock: Callable[[], float]) -> None:
-        self._clock.clock = clock
-
-    @property
-    def monotonic(self) -> Callable[[], float]:
-        return self._clock.monotonic
-
-    @monotonic.setter
-    def monotonic(self, monotonic: Callable[[], float]) -> None:
-        self._clock.monotonic = monotonic
-
-    @property
-    def config(self) -> SenderConfig:
-        return self._config
-
-    @config.setter
-    def config(self, config: SenderConfig) -> None:
-        """Knobs changed after construction (tests do) reach the parts that read them."""
-        self._config = config
-        self.outcomes.label = config.label
-        self.outcomes.max_permanent_attempts = config.max_permanent_attempts
-        self.outcomes.thread_ttl = config.thread_ttl
-        self.live.live_updates = config.live_updates
 
     @property
     def stats(self) -> Ledger:
@@ -432,7 +399,8 @@ class Sender:
     def _now(self) -> float:
         """Wall-clock now; a step since the last call (NTP, a VM resumed) is shifted out of the
         planner's state and the pending alerts' retry times."""
-        wall, step = self._clock.read()
+        wall = self.clock()
+        step = self._clock.step(wall, self.monotonic())
         if step:
             self.planner.shift(step)
             for r in self._pending.values():
@@ -569,7 +537,7 @@ class Sender:
             self.coord.hold(list(plan.refs), admission.await_key, now)
             return None
         alerts.extend(admission.remote)
-        live = self.live.live_mode(plan, transport)
+        live = self.config.live_updates and self.live.live_mode(plan, transport)
         if live:
             message = self.live.absorb(plan, alerts)
             if message is not None:
@@ -606,7 +574,8 @@ class Sender:
         after = self._now()
         if result.outcome is Outcome.OK:
             self._done(plan.refs)
-            self.outcomes.delivered(plan, result, after, thread_key, self.stats)
+            ttl = self.config.thread_ttl
+            self.outcomes.delivered(plan, result, after, thread_key, self.stats, thread_ttl=ttl)
             self.coord.delivered(plan, admission, result.ts or "sent")
             if live:
                 thread_ts = payload.get("thread_ts")
@@ -615,9 +584,18 @@ class Sender:
         elif result.outcome is Outcome.RATE_LIMITED:
             self.outcomes.rate_limited(plan, result, after, self.stats)
         elif result.outcome is Outcome.RETRY:
-            self.outcomes.retry(plan, result, after, self.stats, waiting=len(self._pending))
+            waiting, label = len(self._pending), self.config.label
+            self.outcomes.retry(plan, result, after, self.stats, waiting=waiting, label=label)
         else:
-            for alert_id in self.outcomes.permanent(plan, result, after, self.stats):
+            dead = self.outcomes.permanent(
+                plan,
+                result,
+                after,
+                self.stats,
+                max_attempts=self.config.max_permanent_attempts,
+                label=self.config.label,
+            )
+            for alert_id in dead:
                 self._pending.pop(alert_id, None)
         self._announce()
 

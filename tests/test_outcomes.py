@@ -21,6 +21,7 @@ from slack_logging._redact import Redactor
 from slack_logging._transport import Outcome, SendResult
 
 DEST = "webhook:test"
+LABEL = "alerts directory /x"
 NOW = 1_700_000_000.0
 
 
@@ -39,9 +40,6 @@ def make(outbox: Outbox, planner: Planner | None = None) -> tuple[Outcomes, Diag
         LocalCoordination(outbox),
         diag,
         rng=random.Random(1),
-        label="alerts directory /x",
-        max_permanent_attempts=3,
-        thread_ttl=3600.0,
     )
     return outcomes, diag
 
@@ -65,7 +63,8 @@ def test_delivered_marks_counts_and_opens_the_dedup_window(outbox: Outbox) -> No
     outcomes, _ = make(outbox)
     plan = plan_of(outbox, 2)
     stats = Ledger()
-    outcomes.delivered(plan, SendResult(Outcome.OK, 200, ts="171.1"), NOW, None, stats)
+    ok = SendResult(Outcome.OK, 200, ts="171.1")
+    outcomes.delivered(plan, ok, NOW, None, stats, thread_ttl=1)
     assert outbox.counts()["delivered"] == 2
     assert (stats["messages"], stats["delivered"]) == (1, 2)
     assert outcomes.planner.windows[(DEST, plan.dedup_keys[0])] == NOW
@@ -84,7 +83,7 @@ def test_a_refused_mark_is_kept_and_given_again_not_resent(outbox: Outbox) -> No
         raise OSError("database is locked")
 
     outbox.mark_delivered = locked  # type: ignore[method-assign]
-    outcomes.delivered(plan, SendResult(Outcome.OK, 200), NOW, None, Ledger())
+    outcomes.delivered(plan, SendResult(Outcome.OK, 200), NOW, None, Ledger(), thread_ttl=1)
     assert outcomes.unmarked and outbox.counts()["pending"] == 1
     outcomes.retry_unmarked()
     assert outcomes.unmarked
@@ -109,7 +108,7 @@ def test_retry_reschedules_with_backoff_and_says_where_alerts_wait(outbox: Outbo
     outcomes, diag = make(outbox)
     plan = plan_of(outbox, 2)
     stats = Ledger()
-    outcomes.retry(plan, SendResult(Outcome.RETRY, 503), NOW, stats, waiting=7)
+    outcomes.retry(plan, SendResult(Outcome.RETRY, 503), NOW, stats, waiting=7, label=LABEL)
     assert stats["retries"] == 1
     assert all(r.attempts == 1 and r.not_before > NOW for r in plan.refs)
     assert [r.not_before for r in outbox.pending_refs()] == [r.not_before for r in plan.refs]
@@ -121,9 +120,11 @@ def test_rejected_alerts_die_after_their_attempts(outbox: Outbox) -> None:
     plan = plan_of(outbox, 1)
     stats = Ledger()
     rejected = SendResult(Outcome.PERMANENT, 400, error="invalid_blocks")
-    assert outcomes.permanent(plan, rejected, NOW, stats) == []
-    assert outcomes.permanent(plan, rejected, NOW, stats) == []
-    assert outcomes.permanent(plan, rejected, NOW, stats) == [plan.refs[0].alert_id]
+    assert outcomes.permanent(plan, rejected, NOW, stats, max_attempts=3, label=LABEL) == []
+    assert outcomes.permanent(plan, rejected, NOW, stats, max_attempts=3, label=LABEL) == []
+    assert outcomes.permanent(plan, rejected, NOW, stats, max_attempts=3, label=LABEL) == [
+        plan.refs[0].alert_id
+    ]
     assert outbox.counts()["dead"] == 1 and stats["dead"] == 1
     assert "slack-logging replay" in diag.lines[-1]
 
@@ -133,7 +134,7 @@ def test_blocked_by_pytest_is_dead_at_once(outbox: Outbox) -> None:
     outcomes, diag = make(outbox)
     plan = plan_of(outbox, 2)
     blocked = SendResult(Outcome.PERMANENT, None, error="blocked_by_pytest")
-    assert len(outcomes.permanent(plan, blocked, NOW, Ledger())) == 2
+    assert len(outcomes.permanent(plan, blocked, NOW, Ledger(), max_attempts=3, label=LABEL)) == 2
     assert outbox.counts()["dead"] == 2
     assert "--slack-real-sends" in diag.lines[-1]
 
