@@ -10,7 +10,8 @@ planner and the pending alerts.
 The parts with inputs of their own live beside it: the message (:mod:`~slack_logging._message`),
 the bookkeeping of each request's outcome and the pacing state the next leader takes over
 (:mod:`~slack_logging._outcomes`), live edits and recovery notices
-(:mod:`~slack_logging._followup_sends`). About 630 lines stay here, on purpose: the thread's
+(:mod:`~slack_logging._followup_sends`), the pending alerts it knows
+(:mod:`~slack_logging._pending_set`). About 620 lines stay here, on purpose: the thread's
 lifecycle, the leader's loop and the path of one message (refresh, plan, admit, post, record)
 all read and change the same pending alerts and wake-up times, and the order of those changes
 is the sender's whole job.
@@ -37,7 +38,8 @@ from slack_logging._ledger import Ledger
 from slack_logging._message import build_payload, place_in_thread, thread_key
 from slack_logging._outbox import Outbox, PendingRef
 from slack_logging._outcomes import Outcomes
-from slack_logging._planner import BACKOFF_CAP, Plan, Planner
+from slack_logging._pending_set import PendingSet
+from slack_logging._planner import Plan, Planner
 from slack_logging._redact import Redactor
 from slack_logging._summary_job import SummaryJob
 from slack_logging._transport import Outcome, SendResult, Transport
@@ -108,9 +110,8 @@ class Sender:
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._pending: dict[str, PendingRef] = {}
+        self._pending = PendingSet()
         self._next_look = 0.0
-        self._last_seq = 0
         self._last_prune = float("-inf")
         #: Monotonic time the next message is due (None: nothing pending).
         self._due: float | None = None
@@ -250,9 +251,8 @@ class Sender:
             self.transports = transports
 
     def _forget(self) -> None:
-        self._pending = {}
+        self._pending = PendingSet()
         self._next_look = 0.0
-        self._last_seq = 0
         self._clock.forget()
 
     # -- leadership --------------------------------------------------------------------------
@@ -376,9 +376,7 @@ class Sender:
         """When the next message or live edit may be due, if nothing new arrives."""
         wake = self._paced
         if wake is None:
-            wake = self.planner.wake_at(
-                list(self._pending.values()), now, release=self.release.is_set()
-            )
+            wake = self.planner.wake_at(self._pending.values(), now, release=self.release.is_set())
         later = self.followups.wake(now)
         if later is not None and (wake is None or later < wake):
             wake = later
@@ -403,36 +401,21 @@ class Sender:
         step = self._clock.step(wall, self.monotonic())
         if step:
             self.planner.shift(step)
-            for r in self._pending.values():
-                r.created += step
-                if r.not_before:
-                    r.not_before += step
+            self._pending.shift(step)
             self._next_look = 0.0
             self.diag.report("clock", f"the wall clock stepped by {step:+.0f} s; pacing follows")
         return wall
 
     def refresh(self, now: float) -> bool:
         """Pick up alerts stored since the last look (by any process on the directory)."""
-        found = self.outbox.pending_refs(self._last_seq)
-        # A retry time saved under another clock (or by a process whose clock was ahead) is
-        # never believed further out than the longest backoff.
-        latest = now + BACKOFF_CAP * 1.5
-        summarized: list[str] = []
-        for ref in found:
-            self._last_seq = max(self._last_seq, ref.seq)
-            known = self._pending.get(ref.alert_id)
-            if known is not None:
-                # Renumbered as storage recovered: its retry time stays ours (shifted with any
-                # clock step since), not the one saved under the old clock.
-                known.seq = ref.seq
-                continue
-            if self._summary_only(ref.category):
-                summarized.append(ref.alert_id)
-                continue
-            if ref.dest not in self.transports:
-                ref.dest = self.default_dest
-            ref.not_before = min(ref.not_before, latest)
-            self._pending[ref.alert_id] = ref
+        found = self.outbox.pending_refs(self._pending.last_seq)
+        summarized = self._pending.take_in(
+            found,
+            now,
+            dests=self.transports,
+            default_dest=self.default_dest,
+            summary_only=self._summary_only,
+        )
         if summarized:
             self._summarized(summarized)
         return bool(found)
@@ -483,9 +466,7 @@ class Sender:
         if volatile_only:
             # Asked after the refresh: an alert stored between an earlier look and the refresh
             # is both picked up and kept (the refresh moved past it, so it is not seen again).
-            volatile = self.outbox.volatile_ids()
-            for alert_id in [a for a in self._pending if a not in volatile]:
-                del self._pending[alert_id]
+            self._pending.keep_only(self.outbox.volatile_ids())
         if now - self._last_prune > 3600.0:
             self._last_prune = now
             self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
@@ -507,7 +488,7 @@ class Sender:
             if paced is not None:
                 self._next_look = self._paced = paced
                 return False
-        pending = list(self._pending.values())
+        pending = self._pending.values()
         if self.coord.shared:
             self.planner.learn_windows(self.coord.sync(pending, now), now)
         plan = self.planner.plan(pending, now, release=release)
@@ -595,8 +576,7 @@ class Sender:
                 max_attempts=self.config.max_permanent_attempts,
                 label=self.config.label,
             )
-            for alert_id in dead:
-                self._pending.pop(alert_id, None)
+            self._pending.drop(dead)
         self._announce()
 
     def _absorbed(
@@ -617,8 +597,7 @@ class Sender:
         self.outcomes.unbuildable(plan, exc, self.stats)
 
     def _done(self, refs: Sequence[PendingRef]) -> None:
-        for r in refs:
-            self._pending.pop(r.alert_id, None)
+        self._pending.drop(r.alert_id for r in refs)
 
     def _settle(self, now: float) -> bool:
         """Alerts left to another host's message: mark those it covered, take back those whose
@@ -627,8 +606,7 @@ class Sender:
         for ids, message in settled.done:
             self.outbox.mark_delivered(ids, message)
             self.stats.count("delivered_elsewhere", len(ids))
-        for r in settled.back:
-            self._pending[r.alert_id] = r
+        self._pending.put(settled.back)
         changed = bool(settled.done or settled.back)
         if changed:
             self._announce()
