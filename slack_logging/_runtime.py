@@ -3,7 +3,8 @@ one handler, from first record through ``fork`` to exit.
 
 ``submit()`` runs in the caller's thread and only enqueues (a full queue goes to
 :mod:`slack_logging._overflow`). The ingest thread (:mod:`slack_logging._ingest_thread`) turns
-records into mirror lines and outbox rows; the sender thread delivers
+records into mirror lines and outbox rows, and between batches retries refused alerts and takes
+spill files back (:meth:`Runtime._housekeeping`); the sender thread delivers
 (:mod:`slack_logging._sender`). Threads start on first use, or at once when an earlier process
 left alerts pending. Storage (directory, outbox, mirror) is opened on first use too, so a process
 that only configures logging (``manage.py check``) creates nothing.
@@ -13,7 +14,7 @@ every live runtime before a fork and resets or resumes it after, in the child an
 ``flush`` waits through :mod:`slack_logging._flushwait`; ``stop`` leaves what it could not
 deliver to :mod:`slack_logging._exit`, which writes the exit line.
 
-About 600 lines, on purpose: what is left here is the order of things on the few fields they
+About 620 lines, on purpose: what is left here is the order of things on the few fields they
 share (the queue, the threads, the storage and the closed/forking flags): open, submit, start,
 fork, flush and stop. The jobs with their own inputs live in the modules named above.
 """

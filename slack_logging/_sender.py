@@ -1,11 +1,11 @@
 """The sender thread: reads the outbox, asks the planner what to send, renders, posts, records.
 
 Only the process holding the directory's :class:`~slack_logging._leader.Leadership` sends; the
-others stand by and take over when the leader goes; a leader
-whose storage fails steps aside now and then (:mod:`~slack_logging._yielding`). Waits use the
-monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
-processes), and a step of that clock (:mod:`~slack_logging._clockstep`) is shifted out of the
-planner and the pending alerts.
+others stand by and take over when the leader goes; a leader whose storage fails steps aside now
+and then (:mod:`~slack_logging._yielding`). The sender only reads the outbox and sends: new
+alerts are written by the ingest thread. Waits use the monotonic clock; the planner runs on the
+wall clock (alert times are wall-clock, shared by processes), and a step of that clock
+(:mod:`~slack_logging._clockstep`) is shifted out of the planner and the pending alerts.
 
 The parts with inputs of their own live beside it: the message (:mod:`~slack_logging._message`),
 the bookkeeping of each request's outcome and the pacing state the next leader takes over
