@@ -4,8 +4,8 @@ process taking over the directory, carries on with the same Slack message.
 
 The decisions are pure and live elsewhere (:mod:`~slack_logging._live` paces the edits,
 :mod:`~slack_logging._recovery` decides when an incident is over); this module holds their
-state, names the outbox keys and turns a ``resolve`` record into a resolution row. The sender
-does the requests.
+state, names the outbox keys and turns a ``resolve`` record into a resolution row. The requests
+are made by :mod:`~slack_logging._followup_sends`, from the sender's loop.
 
 Keys in the outbox's state table:
 
@@ -19,6 +19,11 @@ Keys in the outbox's state table:
 
 State that does not load (another version, a corrupt row) is reported once and dropped: that
 loses an edit or a notice, never an alert (alerts are counted by the outbox rows).
+
+Under 500 lines, kept whole: the saved records (:class:`LiveEntry`, :class:`PendingNotice`,
+:class:`Resolution`) and the :class:`Followups` that loads and saves them share the keys above,
+and a version skew between the two halves is exactly what would lose an edit. The requests
+themselves are :mod:`~slack_logging._followup_sends`.
 """
 
 from __future__ import annotations

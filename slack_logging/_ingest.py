@@ -24,7 +24,7 @@ from slack_logging._outbox import Outbox
 from slack_logging._overflow import GapRecord
 from slack_logging._redact import Redactor
 
-__all__ = ["Ingest", "IngestStats", "alert_from_record", "resolve_category"]
+__all__ = ["Ingest", "IngestStats", "alert_from_record", "is_alert", "resolve_category"]
 
 BATCH = 256
 MAX_UNSAVED = 50_000
@@ -37,6 +37,15 @@ class IngestStats:
     records: int = 0
     alerts: int = 0
     last_seq: int = field(default=0)
+
+
+def is_alert(record: logging.LogRecord, untagged_level: int | None) -> bool:
+    """Tagged, or sent by its level (``untagged_level``): what :func:`resolve_category` gives a
+    category (and what a full queue spills rather than drops)."""
+    if "alert" in record.__dict__:
+        return True
+    level = record.levelno
+    return untagged_level is not None and isinstance(level, int) and level >= untagged_level
 
 
 def resolve_category(
@@ -182,8 +191,8 @@ class Ingest:
                 try:
                     self.mirror.write(lines)
                 except OSError as exc:
-                    self.ledger.count("mirror_errors")
-                    self.diag.report(
+                    self._failed(
+                        "mirror_errors",
                         "mirror",
                         f"could not write the mirror in the {self.label} ({exc.strerror or exc}); "
                         "check that the directory exists and is writable by this user",
@@ -217,12 +226,18 @@ class Ingest:
             try:
                 self.outbox.set_state(key, value, ttl=RESOLVE_TTL)
             except Exception as exc:
-                self.ledger.count("outbox_errors")
-                self.diag.report(
+                self._failed(
+                    "outbox_errors",
                     "outbox:resolve",
                     f"could not store a resolution in the {self.label} ({type(exc).__name__}); "
                     "its recovery notice will be missing",
                 )
+
+    def _failed(self, counter: str, key: str, text: str) -> None:
+        """A write that failed: counted in the ledger, reported on stderr (once per ``key``
+        per interval)."""
+        self.ledger.count(counter)
+        self.diag.report(key, text)
 
     def _store(self, alerts: list[tuple[Alert, str]]) -> None:
         if self.outbox is None:
@@ -238,8 +253,8 @@ class Ingest:
             self._unsaved = todo[-MAX_UNSAVED:]
             if len(todo) > len(self._unsaved):
                 self.ledger.drop("outbox_refused", len(todo) - len(self._unsaved))
-            self.ledger.count("outbox_errors")
-            self.diag.report(
+            self._failed(
+                "outbox_errors",
                 "outbox",
                 f"could not store alerts in the {self.label} ({type(exc).__name__}: {exc}); "
                 f"{len(self._unsaved)} kept in memory and retried",

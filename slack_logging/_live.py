@@ -22,6 +22,10 @@ a new message and start a new run. Anything else is retried with backoff.
 
 No clock inside: every call takes ``now``. State is JSON-safe through :meth:`LiveMessage.to_dict`
 so the ``ts`` survives restarts and can live in the shared coordination store across hosts.
+
+A little over 400 lines: the message's state, its pacing and its reaction to each Slack error
+are one state machine; the workspace budget (:class:`UpdateBudget`) is the only other part, and
+it is too small to be a module of its own.
 """
 
 from __future__ import annotations

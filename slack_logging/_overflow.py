@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -35,7 +34,7 @@ from slack_logging._diag import Diagnostics
 from slack_logging._ledger import Ledger
 from slack_logging._spill import Spill
 
-__all__ = ["MAX_WAITING", "GapRecord", "Overflow"]
+__all__ = ["MAX_WAITING", "GapRecord", "Overflow", "drop_message", "reset_all_after_fork"]
 
 #: Where a gap record keeps its gap (private: a leading underscore keeps it out of the line).
 _GAP = "_slack_logging_gap"
@@ -43,6 +42,25 @@ _GAP = "_slack_logging_gap"
 BATCH = 512
 #: Overflowing alerts that may wait for the writer thread before callers write their own.
 MAX_WAITING = 10_000
+
+
+_WHY = {
+    "closed": "the handler is closed",
+    "queue_full": "the logging queue is full",
+    "spill_failed": "an alert could not be written to a spill file",
+}
+
+
+def drop_message(reason: str, n: int, queue_size: int) -> str | None:
+    """The stderr line for the ``n``-th record dropped for ``reason``: at the 1st, 100th,
+    10,000th and every 100,000th, so a flood of drops costs a few lines."""
+    if n not in (1, 100, 10_000) and n % 100_000:
+        return None
+    why = _WHY.get(reason, reason)
+    if reason == "queue_full":
+        why += f" ({queue_size})"
+    tail = " (alerts are spilled to disk, not dropped)" if reason == "queue_full" else ""
+    return f"{why}; {n} record(s) dropped so far for this reason{tail}"
 
 
 class GapRecord(logging.LogRecord):
@@ -268,10 +286,8 @@ class Overflow:
 _LIVE: weakref.WeakSet[Overflow] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def reset_all_after_fork() -> None:
+    """In a forked child: every side list starts empty. Called from the single fork hook
+    (:mod:`slack_logging._process_hooks`)."""
     for overflow in list(_LIVE):
         overflow.reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,14 +1,20 @@
 """The sender thread: reads the outbox, asks the planner what to send, renders, posts, records.
 
 Only the process holding the directory's :class:`~slack_logging._leader.Leadership` sends; the
-others stand by (doing the runtime's housekeeping) and take over when the leader goes. Waits use
-the monotonic clock; the planner runs on the wall clock (alert times are wall-clock, shared by
-processes), and a step of that clock is detected against the monotonic one and shifted out.
+others stand by and take over when the leader goes; a leader whose storage fails steps aside now
+and then (:mod:`~slack_logging._yielding`). The sender only reads the outbox and sends: new
+alerts are written by the ingest thread. Waits use the monotonic clock; the planner runs on the
+wall clock (alert times are wall-clock, shared by processes), and a step of that clock
+(:mod:`~slack_logging._clockstep`) is shifted out of the planner and the pending alerts.
 
-About 800 lines: each outcome of a request (delivered, retry, rate limited, rejected, not
-buildable) is a short method here because it changes the outbox, the planner and the ledger
-together; so are the two requests that follow a message (a live message's ``chat.update`` and a
-recovery notice), whose state and choices live in :mod:`~slack_logging._followups`.
+The parts with inputs of their own live beside it: the message (:mod:`~slack_logging._message`),
+the bookkeeping of each request's outcome and the pacing state the next leader takes over
+(:mod:`~slack_logging._outcomes`), live edits and recovery notices
+(:mod:`~slack_logging._followup_sends`), the pending alerts it knows
+(:mod:`~slack_logging._pending_set`). About 620 lines stay here, on purpose: the thread's
+lifecycle, the leader's loop and the path of one message (refresh, plan, admit, post, record)
+all read and change the same pending alerts and wake-up times, and the order of those changes
+is the sender's whole job.
 """
 
 from __future__ import annotations
@@ -16,43 +22,30 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from slack_logging._alert import Alert
-from slack_logging._catalog import Catalog, Category
+from slack_logging._catalog import Catalog
+from slack_logging._clockstep import ClockWatch
 from slack_logging._coordination import Admission, Coordination
 from slack_logging._diag import Diagnostics
-from slack_logging._followups import (
-    HEADLINE_MAX,
-    MAX_NOTICE_ATTEMPTS,
-    MAX_UPDATE_FAILURES,
-    Followups,
-    LiveEntry,
-    live_key,
-)
+from slack_logging._followup_sends import FollowupSender
+from slack_logging._followups import Followups
 from slack_logging._leader import Leadership
 from slack_logging._ledger import Ledger
-from slack_logging._live import Action, LiveMessage
+from slack_logging._message import build_payload, place_in_thread, thread_key
 from slack_logging._outbox import Outbox, PendingRef
-from slack_logging._planner import BACKOFF_CAP, Plan, Planner, backoff
-from slack_logging._redact import Redactor, seal
-from slack_logging._render import render_alert, render_digest, render_live, render_recovery
+from slack_logging._outcomes import Outcomes
+from slack_logging._pending_set import PendingSet
+from slack_logging._planner import Plan, Planner
+from slack_logging._redact import Redactor
 from slack_logging._summary_job import SummaryJob
 from slack_logging._transport import Outcome, SendResult, Transport
+from slack_logging._yielding import YieldPolicy
 
 __all__ = ["Sender", "SenderConfig"]
-
-#: A wall-clock jump bigger than this (against the monotonic clock) counts as a step.
-CLOCK_STEP = 2.0
-#: A leader whose outbox has refused writes this long lets go of the sender lock for
-#: ``YIELD_FOR`` seconds, at most every ``YIELD_EVERY``: a peer whose storage works can then
-#: lead and send what the peers store in the file, which a degraded leader cannot see.
-YIELD_AFTER = 5.0
-YIELD_FOR = 2.0
-YIELD_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +90,7 @@ class Sender:
         self.outbox = outbox
         # The last pass over every payload before a transport sees it (see _redact.seal).
         self.redactor = redactor
-        self.transports = dict(transports)
+        self._transports = dict(transports)
         self.default_dest = default_dest
         self.catalog = catalog
         self.planner = planner
@@ -105,9 +98,10 @@ class Sender:
         self.diag = diag
         self.coord = coord
         self.leadership = leadership
-        self.stats = ledger or Ledger()
+        self._stats = ledger or Ledger()
         self.clock = clock
         self.monotonic = monotonic
+        self._clock = ClockWatch()
         self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not crypto
         self._housekeeping = housekeeping
         self._on_thread = on_thread
@@ -116,21 +110,16 @@ class Sender:
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._pending: dict[str, PendingRef] = {}
-        self._unmarked: list[tuple[list[str], str]] = []
+        self._pending = PendingSet()
         self._next_look = 0.0
-        self._last_seq = 0
         self._last_prune = float("-inf")
-        self._clock_mark: tuple[float, float] | None = None
         #: Monotonic time the next message is due (None: nothing pending).
         self._due: float | None = None
         #: Monotonic time before which this process does not try to lead (see hand_off).
         self._lead_after = float("-inf")
         #: Set by a step that found every destination out of budget: when one has budget.
         self._paced: float | None = None
-        #: Since when (monotonic) the outbox refuses writes while we lead; the last yield.
-        self._degraded_since: float | None = None
-        self._yielded_at = float("-inf")
+        self._yield = YieldPolicy()
         #: Monotonic time after which a stopping sender gives up (set by :meth:`stop`).
         self._deadline: float | None = None
         #: While set, held duplicates go at once (flush and shutdown).
@@ -149,6 +138,48 @@ class Sender:
         #: Turns of the loop that ended with no request in flight and nothing due (see
         #: Runtime.flush: a fork child may ``os._exit`` right after flush returns).
         self.quiet_turns = 0
+        self.outcomes = Outcomes(
+            outbox,
+            planner,
+            coord,
+            diag,
+            rng=self.rng,
+        )
+        self.live = FollowupSender(
+            self.followups,
+            outbox,
+            planner,
+            catalog,
+            diag,
+            transports=self._transports,
+            default_dest=default_dest,
+            stats=self._stats,
+            rng=self.rng,
+            now=self._now,
+            announce=self._announce,
+            redactor=redactor,
+        )
+
+    @property
+    def transports(self) -> dict[str, Transport]:
+        return self._transports
+
+    @transports.setter
+    def transports(self, transports: Mapping[str, Transport]) -> None:
+        """After a fork the runtime builds its own connections: every part uses them."""
+        self._transports = self.live.transports = dict(transports)
+        if self.summary is not None:
+            self.summary.transports = self._transports
+
+    @property
+    def stats(self) -> Ledger:
+        return self._stats
+
+    @stats.setter
+    def stats(self, ledger: Ledger) -> None:
+        self._stats = self.live.stats = ledger
+        if self.summary is not None:
+            self.summary.stats = ledger
 
     # -- lifecycle (the runtime calls these) --------------------------------------------------
 
@@ -194,8 +225,12 @@ class Sender:
             self.leadership.release()
         return ended
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: no thread, no lock, no cached state from the parent."""
+    def reset_after_fork(
+        self, *, transports: Mapping[str, Transport] | None = None, ledger: Ledger | None = None
+    ) -> None:
+        """In a forked child: no thread, no lock, no cached state from the parent. The child's
+        own connections (``transports``: the parent's pooled ones are not its to share) and
+        ledger replace the parent's in every part, the periodic summary's too."""
         self._thread = None
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
@@ -208,16 +243,17 @@ class Sender:
         self.leadership.reset_after_fork()
         if self.summary is not None:
             self.summary.reset_after_fork()
-        self._unmarked = []
+        self.outcomes.unmarked = []
         self._forget()
         self.followups.forget()
-        self.stats = Ledger()
+        self.stats = ledger if ledger is not None else Ledger()
+        if transports is not None:
+            self.transports = transports
 
     def _forget(self) -> None:
-        self._pending = {}
+        self._pending = PendingSet()
         self._next_look = 0.0
-        self._last_seq = 0
-        self._clock_mark = None
+        self._clock.forget()
 
     # -- leadership --------------------------------------------------------------------------
 
@@ -238,31 +274,10 @@ class Sender:
         self.leadership.release()
 
     def _load_state(self) -> None:
-        """A new leader takes over the rate budget and dedup windows where the last one left,
-        clamped by the planner (another process may have run on another clock)."""
-        now = self._now()
-        buckets = {
-            k.removeprefix("bucket:"): v for k, v in self.outbox.get_states("bucket:").items()
-        }
-        windows = []
-        for key, value in self.outbox.get_states("dedup:").items():
-            # The destination id has a colon of its own ("chat:C0123"); the dedup key is hex.
-            dest, _, dkey = key.removeprefix("dedup:").rpartition(":")
-            windows.append([dest, dkey, value])
-        self.planner.load({"buckets": buckets, "windows": windows}, now)
+        """A new leader takes over where the last one left (see :class:`Outcomes`)."""
+        self.outcomes.load_state(self._now())
         self._forget()
         self.followups.load()
-
-    def _save_state(self, plan: Plan) -> None:
-        state = self.planner.to_dict()
-        bucket = state["buckets"].get(plan.dest)
-        if bucket is not None:
-            self.outbox.set_state(f"bucket:{plan.dest}", bucket, ttl=3600.0)
-        ttl = self.planner.dedup_window + self.planner.dedup_quiet
-        for key in plan.dedup_keys:
-            start = self.planner.windows.get((plan.dest, key))
-            if start is not None:
-                self.outbox.set_state(f"dedup:{plan.dest}:{key}", start, ttl=ttl)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -322,14 +337,15 @@ class Sender:
                     "whoever holds it now",
                 )
                 return
-            if self._should_yield():
+            degraded = self.outbox.fault is not None and not self._stop.is_set()
+            if self._yield.should_yield(degraded=degraded, now=self.monotonic()):
                 self.step_down()
-                self.hand_off(self.monotonic() + YIELD_FOR)
+                self.hand_off(self.monotonic() + self._yield.off_for)
                 self.diag.report(
                     "leader-yield",
                     "this process's outbox refuses writes, so it cannot see what other "
                     "processes store: it leaves sending to one whose storage works (retried "
-                    f"every {YIELD_EVERY:g} s; it leads again if none takes over)",
+                    f"every {self._yield.every:g} s; it leads again if none takes over)",
                 )
                 return
             if self.step():
@@ -360,25 +376,11 @@ class Sender:
         """When the next message or live edit may be due, if nothing new arrives."""
         wake = self._paced
         if wake is None:
-            wake = self.planner.wake_at(
-                list(self._pending.values()), now, release=self.release.is_set()
-            )
+            wake = self.planner.wake_at(self._pending.values(), now, release=self.release.is_set())
         later = self.followups.wake(now)
         if later is not None and (wake is None or later < wake):
             wake = later
         return wake
-
-    def _should_yield(self) -> bool:
-        if self.outbox.fault is None or self._stop.is_set():
-            self._degraded_since = None
-            return False
-        now = self.monotonic()
-        if self._degraded_since is None:
-            self._degraded_since = now
-        if now - self._degraded_since < YIELD_AFTER or now - self._yielded_at < YIELD_EVERY:
-            return False
-        self._yielded_at = now
-        return True
 
     def _quiet(self) -> None:
         self.quiet_turns += 1
@@ -395,45 +397,25 @@ class Sender:
     def _now(self) -> float:
         """Wall-clock now; a step since the last call (NTP, a VM resumed) is shifted out of the
         planner's state and the pending alerts' retry times."""
-        wall, mono = self.clock(), self.monotonic()
-        mark = self._clock_mark
-        self._clock_mark = (wall, mono)
-        if mark is not None:
-            step = wall - (mark[0] + (mono - mark[1]))
-            if abs(step) > CLOCK_STEP:
-                self.planner.shift(step)
-                for r in self._pending.values():
-                    r.created += step
-                    if r.not_before:
-                        r.not_before += step
-                self._next_look = 0.0
-                self.diag.report(
-                    "clock", f"the wall clock stepped by {step:+.0f} s; pacing follows"
-                )
+        wall = self.clock()
+        step = self._clock.step(wall, self.monotonic())
+        if step:
+            self.planner.shift(step)
+            self._pending.shift(step)
+            self._next_look = 0.0
+            self.diag.report("clock", f"the wall clock stepped by {step:+.0f} s; pacing follows")
         return wall
 
     def refresh(self, now: float) -> bool:
         """Pick up alerts stored since the last look (by any process on the directory)."""
-        found = self.outbox.pending_refs(self._last_seq)
-        # A retry time saved under another clock (or by a process whose clock was ahead) is
-        # never believed further out than the longest backoff.
-        latest = now + BACKOFF_CAP * 1.5
-        summarized: list[str] = []
-        for ref in found:
-            self._last_seq = max(self._last_seq, ref.seq)
-            known = self._pending.get(ref.alert_id)
-            if known is not None:
-                # Renumbered as storage recovered: its retry time stays ours (shifted with any
-                # clock step since), not the one saved under the old clock.
-                known.seq = ref.seq
-                continue
-            if self._summary_only(ref.category):
-                summarized.append(ref.alert_id)
-                continue
-            if ref.dest not in self.transports:
-                ref.dest = self.default_dest
-            ref.not_before = min(ref.not_before, latest)
-            self._pending[ref.alert_id] = ref
+        found = self.outbox.pending_refs(self._pending.last_seq)
+        summarized = self._pending.take_in(
+            found,
+            now,
+            dests=self.transports,
+            default_dest=self.default_dest,
+            summary_only=self._summary_only,
+        )
         if summarized:
             self._summarized(summarized)
         return bool(found)
@@ -446,7 +428,7 @@ class Sender:
         """``delivery: summary`` alerts are done once stored: the periodic summary reads them
         from the outbox whatever their state, so nothing waits on them (flush, exit)."""
         self.stats.count("summary_only", len(alert_ids))
-        self._mark_delivered(alert_ids, "summary")
+        self.outcomes.mark_delivered(alert_ids, "summary")
         self._announce()
 
     def pending_count(self) -> int:
@@ -475,7 +457,7 @@ class Sender:
         """Send at most one message (only of alerts held in memory alone, if ``volatile_only``).
         True if one was attempted."""
         self._idle()
-        self._retry_unmarked()
+        self.outcomes.retry_unmarked()
         self._paced = None
         now = self._now()
         if self.summary is not None and not volatile_only:  # the leader's job
@@ -484,9 +466,7 @@ class Sender:
         if volatile_only:
             # Asked after the refresh: an alert stored between an earlier look and the refresh
             # is both picked up and kept (the refresh moved past it, so it is not seen again).
-            volatile = self.outbox.volatile_ids()
-            for alert_id in [a for a in self._pending if a not in volatile]:
-                del self._pending[alert_id]
+            self._pending.keep_only(self.outbox.volatile_ids())
         if now - self._last_prune > 3600.0:
             self._last_prune = now
             self.outbox.prune(self.config.retention_delivered, self.config.retention_dead)
@@ -494,7 +474,8 @@ class Sender:
         if self.coord.shared:
             changed = self._settle(now) or changed
         release = self.release.is_set()
-        if not volatile_only and self._followup_step(now, release):  # edits are the leader's
+        # Edits and notices are the leader's.
+        if not volatile_only and self.live.step(self._pending.values(), now, release=release):
             return True
         # Planning is O(pending): during a long outage with a big backlog, skip it until
         # something arrives or the time it said to look again has come.
@@ -507,7 +488,7 @@ class Sender:
             if paced is not None:
                 self._next_look = self._paced = paced
                 return False
-        pending = list(self._pending.values())
+        pending = self._pending.values()
         if self.coord.shared:
             self.planner.learn_windows(self.coord.sync(pending, now), now)
         plan = self.planner.plan(pending, now, release=release)
@@ -518,24 +499,6 @@ class Sender:
         self._next_look = 0.0
         self.send(plan, now)
         return True
-
-    def _mark_delivered(self, ids: list[str], message: str) -> None:
-        """Done with them: a disk that refuses the mark now gets it again later (never a resend)."""
-        try:
-            self.outbox.mark_delivered(ids, message)
-        except Exception:
-            self._unmarked.append((ids, message))
-
-    def _retry_unmarked(self) -> None:
-        """Messages Slack took whose alerts could not be marked delivered (a locked disk):
-        mark them now rather than send them again."""
-        while self._unmarked:
-            ids, message = self._unmarked[0]
-            try:
-                self.outbox.mark_delivered(ids, message)
-            except Exception:
-                return
-            self._unmarked.pop(0)
 
     def send(self, plan: Plan, now: float) -> SendResult | None:
         """Post one planned message and record the outcome; None if it was not sent now."""
@@ -551,144 +514,90 @@ class Sender:
             self.planner.defer(plan.dest, now, now + admission.wait)
             return None
         if admission.await_key is not None:
-            for r in plan.refs:
-                self._pending.pop(r.alert_id, None)
+            self._done(plan.refs)
             self.coord.hold(list(plan.refs), admission.await_key, now)
             return None
         alerts.extend(admission.remote)
-        live = self._live_mode(plan, transport)
-        if live and self._absorb(plan, alerts, admission, now):
-            return SendResult(Outcome.OK)
+        live = self.config.live_updates and self.live.live_mode(plan, transport)
+        if live:
+            message = self.live.absorb(plan, alerts)
+            if message is not None:
+                self._absorbed(plan, alerts, admission, message, now)
+                return SendResult(Outcome.OK)
         try:
             # A live message replaces follow-ups: a run it no longer takes starts a new message.
-            payload = self._payload(plan, alerts, repeat=plan.kind == "repeat" and not live)
+            repeat = plan.kind == "repeat" and not live
+            payload = build_payload(plan, alerts, self.catalog, self.redactor, repeat=repeat)
         except Exception as exc:
             self._unbuildable(plan, exc)
             return None
-        thread_key = self._place_in_thread(payload, plan.dest, alerts, transport)
+        thread = thread_key(alerts, transport.supports_threads)
+        if thread is not None:
+            place_in_thread(payload, alerts, self.coord.thread_ts(plan.dest, thread))
         self.planner.took_token(plan.dest, now)
         self.stats.count("requests")
         result = transport.send(payload)
-        after = self._now()
-        if result.outcome is Outcome.OK:
-            self._delivered(plan, result, after, thread_key)
-            self.coord.delivered(plan, admission, result.ts or "sent")
-            if live:
-                self._start_live(plan, alerts, result, transport, after, payload.get("thread_ts"))
-            self._feed_failures(plan.dest, alerts)
-        elif result.outcome is Outcome.RATE_LIMITED:
-            self.stats.count("rate_limited")
-            retry_after = result.retry_after or 30.0
-            self.planner.rate_limited(plan.dest, retry_after, after)
-            self.coord.rate_limited(plan.dest, retry_after)
-            self._save_state(plan)
-        elif result.outcome is Outcome.RETRY:
-            self._retry(plan, result, after)
-        else:
-            self._permanent(plan, result, after)
-        self._announce()
+        self._record(plan, result, alerts, admission, payload, transport, thread, live)
         return result
 
-    def _place_in_thread(
-        self, payload: dict[str, Any], dest: str, alerts: Sequence[Alert], transport: Transport
-    ) -> str | None:
-        """Put the message in its Slack thread, if its alerts have one open; the thread key."""
-        thread_key = _thread_key(alerts, transport)
-        if thread_key is not None:
-            ts = self.coord.thread_ts(dest, thread_key)
-            if ts:
-                payload["thread_ts"] = ts
-                if any(a.severity == "critical" for a in alerts):
-                    payload["reply_broadcast"] = True
-        return thread_key
-
-    def category_for(self, alerts: Sequence[Alert], key: str) -> Category:
-        """The category resolved at ingest and stored with the alerts (never looked up anew)."""
-        if not alerts:
-            return self.catalog.lookup(key)
-        a = alerts[0]
-        return self.catalog.stored(key, a.title, a.severity, a.known)
-
-    def _payload(self, plan: Plan, alerts: Sequence[Alert], *, repeat: bool) -> dict[str, Any]:
-        category = self.category_for(alerts, plan.category)
-        redact = None if self.redactor is None else self.redactor.text
-        if plan.kind == "single" and len(alerts) == 1:
-            payload = render_alert(alerts[0], category, redact=redact)
-        else:
-            payload = render_digest(alerts, category, repeat=repeat, redact=redact)
-        return payload if self.redactor is None else seal(payload, self.redactor)
-
-    def _delivered(
-        self, plan: Plan, result: SendResult, now: float, thread_key: str | None
+    def _record(
+        self,
+        plan: Plan,
+        result: SendResult,
+        alerts: Sequence[Alert],
+        admission: Admission,
+        payload: dict[str, Any],
+        transport: Transport,
+        thread_key: str | None,
+        live: bool,
     ) -> None:
-        for r in plan.refs:
-            self._pending.pop(r.alert_id, None)
-        # Counted before the outbox says so: Slack has them, whatever the disk does next.
-        self.stats.count("messages")
-        self.stats.count("delivered", len(plan.refs))
-        message = result.ts or f"sent:{uuid.uuid4().hex[:12]}"
-        self._mark_delivered(plan.alert_ids, message)
-        self.planner.delivered(plan, now)
-        self._save_state(plan)
-        if thread_key is not None and result.ts:
-            self.coord.remember_thread(plan.dest, thread_key, result.ts, self.config.thread_ttl)
-
-    def _reschedule(self, refs: Sequence[PendingRef], now: float, reason: str) -> None:
-        not_before = now + backoff(max(r.attempts for r in refs) + 1, self.rng)
-        self.outbox.reschedule([r.alert_id for r in refs], not_before, reason)
-        for r in refs:
-            r.attempts += 1
-            r.not_before = not_before
-
-    def _retry(self, plan: Plan, result: SendResult, now: float) -> None:
-        self.stats.count("retries")
-        self._reschedule(plan.refs, now, _describe(result))
-        self.diag.report(
-            f"retry:{plan.dest}",
-            f"Slack did not take an alert ({_describe(result)}); {len(self._pending)} alert(s) "
-            f"wait {self._where()} and are retried with backoff. "
-            f"{result.remedy or ''}".rstrip(),
-        )
-
-    def _where(self) -> str:
-        if self.outbox.durable:
-            return f"in the {self.config.label}"
-        if self.outbox.path is None:
-            return "in memory (the alerts directory cannot be written)"
-        return "in memory (the outbox cannot be written now; stored once it works again)"
-
-    def _permanent(self, plan: Plan, result: SendResult, now: float) -> None:
-        # Blocked by the pytest plugin: dead at once, so no later process posts a test's alert.
-        blocked = result.error == "blocked_by_pytest"
-        limit = 1 if blocked else self.config.max_permanent_attempts
-        dead = [r.alert_id for r in plan.refs if r.attempts + 1 >= limit]
-        later = [r for r in plan.refs if r.attempts + 1 < limit]
-        reason = _describe(result)
-        if dead:
-            self.outbox.mark_dead(dead, reason)
-            self.stats.count("dead", len(dead))
-            for i in dead:
-                self._pending.pop(i, None)
-        if later:
-            self._reschedule(later, now, reason)
-        if blocked:  # a test's alert: it must never reach Slack later, nothing to replay
-            text = (
-                f"a real Slack send was blocked because pytest is running; the alert is kept as "
-                f"a dead letter in the {self.config.label} and never sent. To let a test run post "
-                "for real, pass --slack-real-sends (or SLACK_LOGGING_REAL_SENDS=1, or mark the "
-                "test slack_real_sends); to capture alerts instead, use the slack_alerts fixture"
-            )
+        """One outcome of a request, recorded (see :class:`~slack_logging._outcomes.Outcomes`)."""
+        after = self._now()
+        if result.outcome is Outcome.OK:
+            self._done(plan.refs)
+            ttl = self.config.thread_ttl
+            self.outcomes.delivered(plan, result, after, thread_key, self.stats, thread_ttl=ttl)
+            self.coord.delivered(plan, admission, result.ts or "sent")
+            if live:
+                thread_ts = payload.get("thread_ts")
+                self.live.start_live(plan, alerts, result, transport, after, thread_ts)
+            self.live.feed_failures(plan.dest, alerts)
+        elif result.outcome is Outcome.RATE_LIMITED:
+            self.outcomes.rate_limited(plan, result, after, self.stats)
+        elif result.outcome is Outcome.RETRY:
+            waiting, label = len(self._pending), self.config.label
+            self.outcomes.retry(plan, result, after, self.stats, waiting=waiting, label=label)
         else:
-            text = (
-                f"Slack rejected an alert: {reason}. {result.remedy or ''} Rejected alerts are "
-                f"kept as dead letters in the {self.config.label}; run `slack-logging replay` "
-                "after the fix."
+            dead = self.outcomes.permanent(
+                plan,
+                result,
+                after,
+                self.stats,
+                max_attempts=self.config.max_permanent_attempts,
+                label=self.config.label,
             )
-        self.diag.report(
-            f"permanent:{plan.dest}:{result.status}:{result.error}",
-            text,
-            once=True,
-        )
+            self._pending.drop(dead)
+        self._announce()
+
+    def _absorbed(
+        self, plan: Plan, alerts: Sequence[Alert], admission: Admission, message: str, now: float
+    ) -> None:
+        """The run's live message took the plan's alerts: they count as delivered with it."""
+        self._done(plan.refs)
+        self.stats.count("delivered", len(plan.refs))
+        self.outcomes.mark_delivered(plan.alert_ids, message)
+        self.planner.delivered(plan, now)
+        self.outcomes.save_state(plan)
+        self.coord.delivered(plan, admission, message)
+        self.live.feed_failures(plan.dest, alerts)
+        self._announce()
+
+    def _unbuildable(self, plan: Plan, exc: Exception) -> None:
+        self._done(plan.refs)
+        self.outcomes.unbuildable(plan, exc, self.stats)
+
+    def _done(self, refs: Sequence[PendingRef]) -> None:
+        self._pending.drop(r.alert_id for r in refs)
 
     def _settle(self, now: float) -> bool:
         """Alerts left to another host's message: mark those it covered, take back those whose
@@ -697,241 +606,11 @@ class Sender:
         for ids, message in settled.done:
             self.outbox.mark_delivered(ids, message)
             self.stats.count("delivered_elsewhere", len(ids))
-        for r in settled.back:
-            self._pending[r.alert_id] = r
+        self._pending.put(settled.back)
         changed = bool(settled.done or settled.back)
         if changed:
             self._announce()
         return changed
-
-    def _unbuildable(self, plan: Plan, exc: Exception) -> None:
-        """A message that cannot be built (a corrupt or incompatible row) is a dead letter."""
-        reason = f"could not build the message ({type(exc).__name__}: {exc})"[:300]
-        self.outbox.mark_dead(plan.alert_ids, reason)
-        for r in plan.refs:
-            self._pending.pop(r.alert_id, None)
-        self.stats.count("dead", len(plan.refs))
-        self.diag.report(f"unbuildable:{type(exc).__name__}", f"{reason}; kept as dead letters")
-
-    # -- live messages and recovery notices (see _followups) ---------------------------------
-
-    def _live_mode(self, plan: Plan, transport: Transport) -> bool:
-        """Whether this plan's run is (or becomes) a live message: bot mode, one kind of alert."""
-        return (
-            self.config.live_updates
-            and bool(getattr(transport, "supports_updates", False))
-            and len(plan.dedup_keys) == 1
-        )
-
-    def _absorb(
-        self, plan: Plan, alerts: Sequence[Alert], admission: Admission, now: float
-    ) -> bool:
-        """Count the plan's alerts in the run's live message instead of posting; True if it
-        took them (the edit follows, paced, in :meth:`_update_live`)."""
-        entry = self.followups.refresh(live_key(plan.dest, plan.dedup_keys[0]))
-        if entry is None or not alerts or not all(entry.live.accepts(a.created) for a in alerts):
-            return False
-        key_fields = self.category_for(alerts, plan.category).key_fields
-        for a in alerts:
-            entry.live.observe(a.created, a.fields, key_fields)
-        lowest = min(r.seq for r in plan.refs)
-        if entry.unshown_from is None or lowest < entry.unshown_from:
-            entry.unshown_from = lowest
-        # Saved before the alerts are marked delivered: a crash in between sends them again
-        # (counted twice at worst), never loses them.
-        self.followups.save_live(entry)
-        message = entry.unshown_message
-        for r in plan.refs:
-            self._pending.pop(r.alert_id, None)
-        self.stats.count("delivered", len(plan.refs))
-        self._mark_delivered(plan.alert_ids, message)
-        self.planner.delivered(plan, now)
-        self._save_state(plan)
-        self.coord.delivered(plan, admission, message)
-        self._feed_failures(plan.dest, alerts)
-        self._announce()
-        return True
-
-    def _start_live(
-        self,
-        plan: Plan,
-        alerts: Sequence[Alert],
-        result: SendResult,
-        transport: Transport,
-        now: float,
-        thread_ts: str | None,
-    ) -> None:
-        channel = result.channel or getattr(transport, "channel", None)
-        if not result.ts or not channel or not alerts:
-            return
-        category = self.category_for(alerts, plan.category)
-        try:
-            live = LiveMessage.start(
-                dedup_key=plan.dedup_keys[0],
-                channel=channel,
-                ts=result.ts,
-                posted_at=now,
-                alerts=[(a.created, a.fields) for a in alerts],
-                key_fields=category.key_fields,
-            )
-        except ValueError:
-            return
-        headline = str(alerts[0].message)[:HEADLINE_MAX]
-        entry = LiveEntry(plan.dest, plan.category, live, headline, thread_ts=thread_ts)
-        self.followups.live[entry.key] = entry
-        self.followups.save_live(entry)
-
-    def _feed_failures(self, dest: str, alerts: Sequence[Alert]) -> None:
-        def resolve_by(a: Alert) -> tuple[str, ...]:
-            category = self.category_for([a], a.category)
-            return tuple(getattr(category, "resolve_by", ()) or ())
-
-        self.followups.feed(dest, alerts, resolve_by, self._now())
-
-    def _followup_step(self, now: float, release: bool) -> bool:
-        """Apply successes, then post one owed notice or send one due edit. True if a request
-        was made."""
-        self.followups.apply_resolutions(self._pending.values(), now)
-        self.followups.flush_recovery(now)
-        return self._post_notice(now) or self._update_live(now, release=release)
-
-    def _post_notice(self, now: float) -> bool:
-        """Post one recovery notice that is due: in the thread of the incident's live message
-        (which then shows it resolved), else as a short message of its own."""
-        fu = self.followups
-        for pending in list(fu.notices):
-            notice = pending.notice
-            dest, _, dkey = (notice.ref or "").removeprefix("live:").rpartition(":")
-            if dest not in self.transports:
-                dest = self.default_dest
-            if pending.not_before > now or self.planner.ready_at(dest, now) > now:
-                continue
-            transport = self.transports[dest]
-            entry = fu.live.get(live_key(dest, dkey))
-            key = notice.categories[0] if notice.categories else notice.scope
-            payload = render_recovery(notice, self.catalog.lookup(key).title)
-            if entry is not None and transport.supports_threads:
-                # A reply goes under the thread's parent, not under another reply.
-                payload["thread_ts"] = entry.thread_ts or entry.live.ts
-                entry.live.resolve(notice.recovered_at)
-                fu.save_live(entry)
-            if self.redactor is not None:
-                payload = seal(payload, self.redactor)
-            self.planner.took_token(dest, now)
-            self.stats.count("requests")
-            result = transport.send(payload)
-            after = self._now()
-            if result.ok:
-                fu.notices.remove(pending)
-                self.stats.count("recoveries")
-            elif result.outcome is Outcome.RATE_LIMITED:
-                self.planner.rate_limited(dest, result.retry_after or 30.0, after)
-            else:
-                pending.attempts += 1
-                pending.not_before = after + backoff(pending.attempts, self.rng)
-                if result.outcome is Outcome.PERMANENT and pending.attempts >= MAX_NOTICE_ATTEMPTS:
-                    fu.notices.remove(pending)
-                    self.diag.report(
-                        f"notice:{result.error}",
-                        f"Slack rejected a recovery notice ({_describe(result)}); dropped "
-                        "(no alert is lost)",
-                        once=True,
-                    )
-            fu.save_recovery()
-            self._announce()
-            return True
-        return False
-
-    def _update_live(self, now: float, *, release: bool) -> bool:
-        """Send the most overdue live edit, if the budget has a token. On flush and shutdown
-        (``release``) an edit goes without waiting out its interval."""
-        fu = self.followups
-        if fu.shared is not None:
-            self._sync_live()
-        for closed in fu.closed_with_alerts():
-            self._repost(closed, "the message can no longer be edited")
-        entry = fu.due_live(now, release=release)
-        if entry is None:
-            return False
-        transport = self.transports.get(entry.dest)
-        update = getattr(transport, "update", None)
-        if transport is None or not getattr(transport, "supports_updates", False) or not update:
-            entry.live.closed = True
-            self._repost(entry, "its destination cannot edit messages")
-            return False
-        if not fu.budget.take(now):
-            return False
-        sent = entry.live.view()
-        payload = render_live(sent, self.catalog.lookup(entry.category), headline=entry.headline)
-        if self.redactor is not None:
-            payload = seal(payload, self.redactor)
-        self.stats.count("requests")
-        result: SendResult = update(entry.live.channel, entry.live.ts, payload)
-        after = self._now()
-        error = None if result.ok else (result.error or result.outcome.value)
-        if result.outcome is Outcome.RATE_LIMITED:
-            error = "ratelimited"
-            self.stats.count("rate_limited")
-            fu.budget.rate_limited(after, result.retry_after)
-        action = entry.live.apply(error, sent=sent, now=after, retry_after=result.retry_after)
-        if result.ok:
-            self._shown(entry)
-            self.stats.count("live_updates")
-        elif (
-            result.outcome is Outcome.PERMANENT
-            and action is Action.RETRY
-            and entry.live.failures >= MAX_UPDATE_FAILURES
-        ):
-            entry.live.closed = True
-            action = Action.REPOST
-        if action is Action.REPOST:
-            self._repost(entry, f"Slack refused to edit it ({_describe(result)})")
-        fu.save_live(entry)
-        fu.save_budget()
-        self._announce()
-        return True
-
-    def _sync_live(self) -> None:
-        """Shared mode: take what other hosts did to the live messages this one has alerts in
-        or owes an edit (it may have been shown, or closed, meanwhile)."""
-        fu = self.followups
-        for key, entry in list(fu.live.items()):
-            if entry.unshown_from is None and not entry.live.pending:
-                continue
-            fresh = fu.refresh(key)
-            if fresh is not None and not fresh.live.pending and not fresh.live.closed:
-                self._shown(fresh)
-
-    def _shown(self, entry: LiveEntry) -> None:
-        """Slack shows every alert the message counts: their rows say so."""
-        if entry.unshown_from is None:
-            return
-        try:
-            self.outbox.rename_message(
-                entry.unshown_message, entry.shown_message, entry.unshown_from
-            )
-        except Exception:
-            return  # still marked unshown: a later repost would send them twice, never lose one
-        entry.unshown_from = None
-
-    def _repost(self, entry: LiveEntry, why: str) -> None:
-        """A live message that cannot be edited any more hands the alerts Slack does not show
-        back to the outbox; the planner posts them as a new message (a new live run)."""
-        if entry.unshown_from is None:
-            return
-        try:
-            moved = self.outbox.requeue_message(entry.unshown_message, entry.unshown_from)
-        except Exception:
-            return  # tried again on the next turn: these alerts are not shown yet
-        entry.unshown_from = None
-        self.followups.save_live(entry)
-        if moved:
-            self.stats.count("live_reposts")
-            self.diag.report(
-                f"live:{entry.dest}",
-                f"a live Slack message was not updated: {why}; its {moved} alert(s) not yet "
-                "shown are posted as a new message",
-            )
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -942,22 +621,3 @@ class Sender:
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
-
-
-def _thread_key(alerts: Sequence[Alert], transport: Transport) -> str | None:
-    """The Slack thread (``thread_ts`` parent) a message belongs in, if all its alerts agree."""
-    if not transport.supports_threads or not alerts:
-        return None
-    keys = {a.thread_key for a in alerts}
-    if len(keys) != 1:
-        return None
-    return keys.pop()
-
-
-def _describe(result: SendResult) -> str:
-    parts = []
-    if result.status is not None:
-        parts.append(f"HTTP {result.status}")
-    if result.error:
-        parts.append(result.error)
-    return " ".join(parts) or result.outcome.value

@@ -22,9 +22,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from slack_logging._alert import OWN_ID, Alert
 from slack_logging._diag import Diagnostics
@@ -43,6 +43,14 @@ MAX_HELD = 10_000
 MAX_TRACKED = 100_000
 
 _encode = compact_encoder()
+
+
+class StatesOf(Protocol):
+    """What :meth:`Spill.waiting_elsewhere` reads of the outbox."""
+
+    @property
+    def origin(self) -> str: ...
+    def states_of(self, alert_ids: Sequence[str]) -> dict[str, tuple[int, str]]: ...
 
 
 class Spill:
@@ -293,6 +301,25 @@ class Spill:
             return len(records)
         finally:
             os.close(fd)
+
+    def waiting_elsewhere(self, outbox: StatesOf) -> int:
+        """Alerts this process spilled that no one has delivered yet and that are not stored
+        under ``outbox.origin`` (``pending_from`` counts those already). Any process may take a
+        spill file (a forked child, a peer) and store its alerts under its own origin; one not
+        stored at all is still in a spill file. Finished alerts stop being followed."""
+        if not self.sent_out:
+            return 0
+        ids = list(self.sent_out)
+        try:
+            states = outbox.states_of(ids)
+        except Exception:
+            return len(ids)
+        self.sent_out.difference_update(a for a, (state, _) in states.items() if state > 0)
+        waiting = 0
+        for alert_id in ids:
+            state, origin = states.get(alert_id, (0, ""))
+            waiting += state == 0 and origin != outbox.origin  # "": still in a spill file
+        return waiting
 
     def has_files(self) -> bool:
         return bool(self._held) or any(self.directory.glob(f"{PREFIX}*.jsonl"))

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slack_logging._jsonsafe import JsonSafe, _Budget, compact_encoder
-from slack_logging._mirror import Mirror, _LineFormatter
+from slack_logging._mirror import Mirror
+from slack_logging._mirror_line import LineFormatter as _LineFormatter
 from slack_logging._numbers import might_hold_number
 from slack_logging._redact import Redactor
 

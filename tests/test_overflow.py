@@ -22,6 +22,7 @@ from slack_logging import SlackAlertHandler
 from slack_logging import _overflow as overflow_module
 from slack_logging import _spill as spill_module
 from slack_logging._diag import Diagnostics
+from slack_logging._ingest import is_alert
 from slack_logging._ledger import Ledger, directory_stats
 from slack_logging._outbox import Outbox
 from slack_logging._redact import Redactor
@@ -469,3 +470,53 @@ def test_a_take_that_outlives_close_leaves_the_files_and_counts_nothing(
     assert list(alerts_dir.glob("overflow-*.jsonl")) == files
     assert h.stats()["dropped"] == {}
     assert runtime.ingest.unsaved == 0
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"), [(1, True), (2, False), (100, True), (10_000, True), (300_000, True)]
+)
+def test_drop_lines_are_few_in_a_flood(n: int, shown: bool) -> None:
+    text = overflow_module.drop_message("queue_full", n, 5000)
+    assert (text is not None) is shown
+    if text is not None:
+        assert text.startswith("the logging queue is full (5000);")
+        assert f"{n} record(s) dropped so far" in text
+        assert text.endswith("(alerts are spilled to disk, not dropped)")
+
+
+def test_only_records_sent_to_slack_count_as_alerts() -> None:
+    """Kept on overflow: tagged ones, and untagged ones at or above untagged_level."""
+    tagged = logging.makeLogRecord({"alert": "payment_fail", "levelno": logging.INFO})
+    error = logging.makeLogRecord({"levelno": logging.ERROR})
+    odd = logging.makeLogRecord({"levelno": "ERROR"})  # a level that is not a number
+    assert is_alert(tagged, None)
+    assert not is_alert(error, None)
+    assert is_alert(error, logging.ERROR) and not is_alert(error, logging.CRITICAL)
+    assert not is_alert(odd, logging.ERROR)
+
+
+def test_spilled_alerts_are_stored_while_the_sender_waits_on_a_hung_slack(
+    make_handler: Callable[..., SlackAlertHandler],
+    fake_slack: FakeSlack,
+    logger: logging.Logger,
+) -> None:
+    """Taking spill files into the outbox is the ingest thread's job, not the sender's: with
+    the sender held in a request Slack does not answer, alerts that overflowed the queue are
+    stored (durable, pending) all the same."""
+    fake_slack.hang_next(600)
+    h = make_handler(queue_size=10, read_timeout=600)
+    logger.addHandler(h)
+    logger.error("first", extra={"alert": "payment_fail"})
+    fake_slack.wait_for_requests(1, timeout=60)  # the sender is in its request now
+    with stalled_listener(h):
+        for i in range(30):
+            logger.error("burst %d", i, extra={"alert": "payment_fail"})
+    assert h.stats()["spilled"] > 0
+    assert h.runtime.wait_ingested(60)
+    outbox = h.outbox
+    assert outbox is not None
+    deadline = time.monotonic() + 120  # a safety net against a hang, not a timing assertion
+    while outbox.counts()["pending"] < 31:
+        assert time.monotonic() < deadline, f"stored: {outbox.counts()}"
+        time.sleep(0.05)
+    assert len(fake_slack.requests) == 1  # the sender never got back to its loop meanwhile

@@ -11,7 +11,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging._mirror import _SEGMENTS, Mirror
+from slack_logging._mirror import Mirror
+from slack_logging._mirror_line import _SEGMENTS
 from slack_logging._redact import Redactor
 
 TRIGGERS = [

@@ -16,8 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slack_logging import _extras, _mirror, _redact
-from slack_logging._mirror import _SEGMENTS, Mirror, _LineFormatter
+from slack_logging import _extras, _mirror_line, _redact
+from slack_logging._mirror import Mirror
+from slack_logging._mirror_line import _SEGMENTS
+from slack_logging._mirror_line import LineFormatter as _LineFormatter
 from slack_logging._redact import Redactor, _any_of
 from slack_logging._snapshot import plain_parts
 from slack_logging._traces import SPAN_ATTR
@@ -118,12 +120,12 @@ CONFIGS = [
 
 def snapshot_line(formatter: _LineFormatter, record: logging.LogRecord) -> str:
     """The line as the snapshot path writes it (the plain path turned away)."""
-    original = _mirror.plain_parts
-    _mirror.plain_parts = lambda *_: None  # type: ignore[assignment]
+    original = _mirror_line.plain_parts
+    _mirror_line.plain_parts = lambda *_: None  # type: ignore[assignment]
     try:
         return formatter.line(record, None, None)
     finally:
-        _mirror.plain_parts = original
+        _mirror_line.plain_parts = original
 
 
 @settings(max_examples=300, deadline=None)

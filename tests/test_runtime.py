@@ -289,7 +289,7 @@ class TestHostileUserObjects:
         for i in range(3):
             logger.error("after %d", i, extra={"alert": "report_fail"})
         assert h.flush(10)
-        assert h.runtime._thread is not None and h.runtime._thread.is_alive()
+        assert h.runtime.feeder.thread is not None and h.runtime.feeder.thread.is_alive()
         unbuildable = h.stats()["dropped"].get("unbuildable", 0)
         assert fake_slack.alerts_covered + unbuildable == 4
         assert fake_slack.alerts_covered >= 3
@@ -512,7 +512,7 @@ class TestRuntimeHooks:
         logger.error("after", extra={"alert": "api_timeout"})
         assert h.flush(30)
         assert fake_slack.alerts_covered == 3
-        assert rt._thread is not None and rt._thread.is_alive()
+        assert rt.feeder.thread is not None and rt.feeder.thread.is_alive()
         assert rt.sender is not None and rt.sender.alive
 
     def test_stop_is_idempotent_and_reports_nothing_when_all_is_sent(
@@ -533,3 +533,27 @@ class TestRuntimeHooks:
         assert fake_slack.alerts_covered == 4
         assert h.stats()["pending"] == 0
         assert "not delivered at exit" not in capsys.readouterr().err
+
+
+def test_a_forked_child_sends_its_summary_over_its_own_connections(make_handler: Any) -> None:
+    """After a fork the runtime builds its own connections (the parent's pooled ones are not
+    the child's to share): the periodic summary uses those too, not the parent's."""
+    h = make_handler(summary_at="00:00", summary_zone="UTC")
+    rt = h.runtime
+    rt.open()
+    assert rt.sender is not None and rt.sender.summary is not None
+    parents = dict(rt.transports)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 1
+        try:
+            sender = rt.sender
+            summary = sender.summary if sender is not None else None
+            own = all(rt.transports[d] is not t for d, t in parents.items())
+            if summary is not None and own:
+                same = all(summary.transports[d] is t for d, t in rt.transports.items())
+                code = 0 if same and summary.stats is rt.ledger else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -97,3 +97,32 @@ def test_a_forked_child_and_the_parent_s_spill_file(
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [taken, dirty]
     assert len(list(tmp_path.glob(f"{PREFIX}*"))) == left
+
+
+class FakeStates:
+    """The outbox as waiting_elsewhere reads it: state and origin per alert id."""
+
+    def __init__(self, origin: str, states: dict[str, tuple[int, str]]) -> None:
+        self.origin = origin
+        self.states = states
+        self.asked: list[list[str]] = []
+
+    def states_of(self, alert_ids: object) -> dict[str, tuple[int, str]]:
+        ids = list(alert_ids)  # type: ignore[call-overload]
+        self.asked.append(ids)
+        return {a: self.states[a] for a in ids if a in self.states}
+
+
+def test_waiting_elsewhere_counts_spilled_alerts_no_one_has_finished(tmp_path: Path) -> None:
+    """Stored by another process (a forked child took the file) or still in a file: waiting.
+    Stored under our own origin: pending_from counts it already. Finished: no longer followed."""
+    spill = Spill(tmp_path, Redactor())
+    spill.sent_out = {"in-file", "child", "ours", "done"}
+    outbox = FakeStates(
+        "host:1", {"child": (0, "host:2"), "ours": (0, "host:1"), "done": (1, "host:2")}
+    )
+    assert spill.waiting_elsewhere(outbox) == 2
+    assert spill.sent_out == {"in-file", "child", "ours"}
+    spill.sent_out.clear()
+    assert spill.waiting_elsewhere(outbox) == 0
+    assert len(outbox.asked) == 1  # nothing followed: the outbox is not asked
