@@ -157,7 +157,7 @@ def render_digest(
     ]
 
     fields = _summary_fields(ordered, category)
-    groups = _group_lines(ordered, fields, title)
+    groups = _group_lines(ordered, fields, title, same_message=len(_messages(ordered)) == 1)
     shown = groups[:DIGEST_LINES]
     details: list[dict[str, Any]] = [_section("\n".join(line for line, _ in shown))]
     rest = [a for _, members in groups[DIGEST_LINES:] for a in members]
@@ -194,12 +194,14 @@ def render_live(view: LiveView, category: Category, *, headline: str = "") -> di
     count = view.count
     state = "Resolved" if view.resolved_at is not None else "Ongoing"
     summary = f"*{count:,} alert{_s(count)}* {_span(view.first_seen, view.last_seen)}"
-    text = _user(_one_line(headline)) if headline else ""
+    text = _without_title(_user(_one_line(headline)), title) if headline else ""
     top: list[dict[str, Any]] = [
         _header(f"{emoji} {title}", suffix=f" {_TIMES}{count:,}"),
         _section(clamp(_join_lines(summary, text), SECTION_MAX)),
     ]
     pairs = dict(view.fields())
+    if "Span" in pairs:  # the real span in sensible units: "450 ms", not "0 s"
+        pairs["Span"] = human_duration(view.span)
     details = _field_blocks(pairs, list(pairs))
     details.append(_context([f"{state} · updated in place by slack-logging"]))
     head = f"{emoji} {title} {_TIMES}{count:,}"
@@ -424,9 +426,7 @@ def _digest_context(alerts: Sequence[Alert]) -> list[str]:
 
 def _headline(alerts: Sequence[Alert], title: str) -> str:
     """The burst's message: the only one, or the commonest with how many share it."""
-    counts: dict[str, int] = {}
-    for a in alerts:
-        counts[str(a.message)] = counts.get(str(a.message), 0) + 1
+    counts = _messages(alerts)
     top = max(counts, key=lambda m: counts[m])  # first-seen wins a tie
     text = clamp(_one_line(_without_title(_user(top), title)), 500)
     if len(counts) == 1:
@@ -439,6 +439,14 @@ def _headline(alerts: Sequence[Alert], title: str) -> str:
     )
 
 
+def _messages(alerts: Sequence[Alert]) -> dict[str, int]:
+    """How many alerts carry each distinct message, in first-seen order."""
+    counts: dict[str, int] = {}
+    for a in alerts:
+        counts[str(a.message)] = counts.get(str(a.message), 0) + 1
+    return counts
+
+
 def _without_title(message: str, title: str) -> str:
     """The message minus a leading copy of the title the header already shows.
 
@@ -446,10 +454,16 @@ def _without_title(message: str, title: str) -> str:
     ``수동 환불이 필요합니다``; a message that is only the title becomes empty.
     """
     text = message.strip()
-    if title and text[: len(title)].casefold() == title.casefold():
+    stripped = False
+    # Every leading copy: code that prefixes the title to a message that already has it
+    # ("망취소 실패: 망취소 실패: timeout") would otherwise still repeat it once.
+    while title and text[: len(title)].casefold() == title.casefold():
         rest = text[len(title) :]
-        if not rest or rest[0] in _TITLE_SEPARATORS or rest[0].isspace():
-            return rest.lstrip(_TITLE_SEPARATORS + " \t\n")
+        if rest and rest[0] not in _TITLE_SEPARATORS and not rest[0].isspace():
+            break
+        text, stripped = rest.lstrip(_TITLE_SEPARATORS + " \t\n"), True
+    if stripped:
+        return text
     return message if text else ""
 
 
@@ -493,12 +507,13 @@ def _summary_fields(alerts: Sequence[Alert], category: Category) -> list[str]:
 
 
 def _group_lines(
-    alerts: Sequence[Alert], fields: Sequence[str], title: str
+    alerts: Sequence[Alert], fields: Sequence[str], title: str, *, same_message: bool = False
 ) -> list[tuple[str, list[Alert]]]:
     """One line per distinct (key field values, message), first-seen order, counted if repeated.
 
     Grouped on the full values, not the shortened line, so alerts that differ only past the
-    cut are never merged.
+    cut are never merged. ``same_message``: every alert has the message the headline shows,
+    so a line with key values does not repeat it.
     """
     groups: dict[tuple[str, ...], list[Alert]] = {}
     for a in alerts:
@@ -511,13 +526,15 @@ def _group_lines(
     out = []
     for members in groups.values():
         times = f" {_TIMES}{len(members):,}" if len(members) > 1 else ""
-        body = _line_body(members[0], fields, title)
+        body = _line_body(members[0], fields, title, same_message=same_message)
         line = f"• {_clock(_finite(members[0].created))} {body}{times}"
         out.append((line, members))
     return out
 
 
-def _line_body(alert: Alert, fields: Sequence[str], title: str) -> str:
+def _line_body(
+    alert: Alert, fields: Sequence[str], title: str, *, same_message: bool = False
+) -> str:
     values = _fields(alert)
     parts = []
     for i, key in enumerate(k for k in fields if k in values):
@@ -534,6 +551,8 @@ def _line_body(alert: Alert, fields: Sequence[str], title: str) -> str:
             break
         kept.append(part)
     keys = " ".join(kept)
+    if keys and same_message:
+        return keys
     message = _short(_one_line(_without_title(_user(alert.message), title)), 140)
     if not message:
         return keys or "_(no message)_"
@@ -636,7 +655,11 @@ def _compact(key: object, value: object) -> str:  # noqa: PLR0911 - one return p
     if value is None:
         return "null"
     if isinstance(value, (int, float)):
-        return _number(value) if _AMOUNT_RE.search(str(key)) else str(value)
+        if _AMOUNT_RE.search(str(key)):
+            return _number(value)
+        if str(key).endswith("_ms") and math.isfinite(value) and value >= 0:
+            return human_duration(value / 1000)  # elapsed_ms 0 reads "< 1 ms", 5003 "5 s"
+        return str(value)
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     except Exception:  # default=str runs arbitrary __str__ code

@@ -686,7 +686,7 @@ class TestPreview:
         assert lines[0] == "❌ 결제 실패 ×40"
         assert lines[1].startswith("40 alerts between ")
         assert lines[1].endswith(" UTC (9.8 s)")
-        assert "`ORD-1` — 카드 한도 초과 ×40" in out
+        assert "`ORD-1` ×40" in out  # the headline says 카드 한도 초과 once
         code, out, _ = run(capsys, "preview", "payment_fail", "--json", "--count", "40")
         assert json.loads(out)["metadata"]["event_payload"]["count"] == 40
 
