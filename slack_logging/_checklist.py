@@ -26,7 +26,7 @@ from slack_logging._secrets import mask_secret
 from slack_logging._text import human_duration
 from slack_logging._transport import Transport, build_routes, remedy_for
 
-__all__ = ["SLACK_WEBHOOK_HOSTS", "run_check"]
+__all__ = ["SLACK_WEBHOOK_HOSTS", "default_url", "remedy_for_host", "run_check"]
 
 _CHECK_CATEGORY = Category("check", "slack-logging check", "info", ":white_check_mark:")
 
@@ -385,12 +385,39 @@ def _host_port(s: Settings, label: str) -> str | None:
     """``host:port`` a destination's requests go to (the label of a webhook holds its masked
     URL; channels go to the Web API)."""
     url = label.split(" ", 1)[1] if label.startswith("webhook ") else s.api_url
+    return _where(url)[0]
+
+
+def _where(url: str | None) -> tuple[str | None, str]:
+    """(``host:port``, scheme) of ``url``; no host when it cannot be read."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(url or "")
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return None
-    return f"{parts.hostname}:{port}" if parts.hostname else None
+        return None, ""
+    return (f"{parts.hostname}:{port}" if parts.hostname else None), parts.scheme
+
+
+def remedy_for_host(remedy: str, url: str | None) -> str:
+    """A shared remedy (written for ``slack.com:443``) about the host ``url`` really points
+    at: ``Check that outbound HTTP to 127.0.0.1:8098 …``, or ``… (tried host:port)``.
+
+    ``url`` is a webhook URL or the Web API base; the remedy is unchanged without a host.
+    """
+    where, scheme = _where(url)
+    if not where or not remedy:
+        return remedy
+    if scheme == "http":
+        remedy = remedy.replace("outbound HTTPS to slack.com:443", f"outbound HTTP to {where}")
+    remedy = remedy.replace("slack.com:443", where)
+    return remedy if where in remedy else f"{remedy} (tried {where})"
+
+
+def default_url(s: Settings) -> str | None:
+    """Where the default destination's requests go: the webhook URL or the Web API base."""
+    if s.mode == "webhook":
+        return s.webhook_url
+    return s.api_url if s.mode == "chat" else None
 
 
 def _check_send(report: _Report, s: Settings) -> None:
@@ -409,9 +436,11 @@ def _check_send(report: _Report, s: Settings) -> None:
             else f"no answer ({result.error or 'no response'})"
         )
         remedy = result.remedy or remedy_for(result.status, result.error) or ""
-        where = _host_port(s, label)
+        url = label.split(" ", 1)[1] if label.startswith("webhook ") else s.api_url
         # The shared remedies speak of slack.com:443; say which host this request really tried.
-        remedy = remedy.replace("slack.com:443", where) if where else remedy
-        if where and where not in remedy:
-            remedy = f"{remedy} (tried {where})".lstrip()
+        where = _host_port(s, label)
+        if remedy:
+            remedy = remedy_for_host(remedy, url)
+        elif where:
+            remedy = f"the request went to {where}"
         report.fail(f"test message to {label}: {answer}", remedy or None)

@@ -205,6 +205,17 @@ def _ago(epoch: float) -> str:
     return "just now" if age < 1.0 else f"{human_duration(age)} ago"
 
 
+def _destination_url(args: argparse.Namespace) -> str | None:
+    """The default destination's URL in the settings the command reads (for remedies that
+    name the host tried); None when they name none or do not resolve."""
+    from slack_logging._checklist import default_url
+
+    try:
+        return default_url(Settings.resolve(None, **_source(args).options))
+    except ValueError:
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     directory, outbox = _existing_outbox(args)
     try:
@@ -233,7 +244,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     print(f"alerts directory: {directory}")
-    oldest_note = f" (the oldest waits since {_ago(oldest)})" if oldest else ""
+    oldest_note = (
+        f" (the oldest has waited {human_duration(time.time() - oldest)})" if oldest else ""
+    )
     print(f"{'pending':>10}: {counts['pending']}{oldest_note}")
     for key in ("delivered", "dead"):
         print(f"{key:>10}: {counts[key]}")
@@ -241,7 +254,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         when, error, state = last_error
         about = "a dead letter" if state == DEAD else "an alert still pending"
         print(f"last error: {error} ({_ago(when)}, {about})")
-        remedy = _remedy_from(error)
+        remedy = _remedy_from(error, _destination_url(args))
         if remedy and state != DELIVERED:
             print(f"       fix: {remedy}")
     for row in dead_rows:
@@ -364,11 +377,16 @@ def _row_state(outbox: Outbox, seq: int) -> tuple[int, str | None] | None:
     return outbox.latest_from(outbox.origin, seq)
 
 
-def _remedy_from(error: str | None) -> str | None:
+def _remedy_from(error: str | None, url: str | None) -> str | None:
+    """The fix for a stored error, naming the host ``url`` points at (not slack.com:443)."""
+    from slack_logging._checklist import remedy_for_host
+
     match = re.match(r"HTTP (\d+)(?: (\S+))?", error or "")
     if match:
-        return remedy_for(int(match.group(1)), match.group(2))
-    return remedy_for(None, error) if error else None
+        remedy = remedy_for(int(match.group(1)), match.group(2))
+    else:
+        remedy = remedy_for(None, error) if error else None
+    return remedy_for_host(remedy, url) if remedy else None
 
 
 def _from_the_cli(place: str) -> Callable[[logging.LogRecord], bool]:
@@ -384,6 +402,7 @@ def _from_the_cli(place: str) -> Callable[[logging.LogRecord], bool]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from slack_logging._checklist import default_url
     from slack_logging._handler import SlackAlertHandler  # the handler pulls in requests
 
     source = _source(args)
@@ -426,7 +445,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"delivered: {args.category} ({s.mode} mode)")
         return EXIT_OK
     if code == DEAD:
-        remedy = _remedy_from(error)
+        remedy = _remedy_from(error, default_url(s))
         print(
             f"rejected by Slack: {error}." + (f" {remedy}" if remedy else ""),
             file=sys.stderr,

@@ -55,6 +55,22 @@ def chat_env(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack, alerts_dir:
     return fake_slack
 
 
+#: A service: three alerts through the handler, then it runs (holding sender.lock) until
+#: its stdin closes.
+SERVICE = """
+import logging, sys
+from slack_logging import SlackAlertHandler
+handler = SlackAlertHandler(webhook_url=sys.argv[1], alerts_dir=sys.argv[2], service="svc")
+log = logging.getLogger("svc")
+log.addHandler(handler)
+for i in range(3):
+    log.error("card declined %d", i, extra={"alert": "payment_fail", "order_id": f"ORD-{i}"})
+print("logged 3", flush=True)
+sys.stdin.read()
+handler.close()
+"""
+
+
 def write_yaml(path: Path, handler: str, form: str = "class") -> Path:
     path.write_text(
         "version: 1\n"
@@ -367,7 +383,8 @@ class TestCheck:
         assert code == 1
         assert "no answer (ConnectionError)" in out
         assert "firewall" in out
-        assert f"outbound HTTPS to 127.0.0.1:{port} is allowed" in out
+        # The URL is http://: the remedy says HTTP, to the host and port really tried.
+        assert f"outbound HTTP to 127.0.0.1:{port} is allowed" in out
         assert "slack.com:443" not in out
 
     def test_directory_not_creatable(
@@ -787,7 +804,7 @@ class TestStatusReplay:
         code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir))
         assert code == 0
         assert f"alerts directory: {alerts_dir}" in out
-        assert "   pending: 3 (the oldest waits since 3 m 1" in out  # 3 m 12 s ago or so
+        assert "   pending: 3 (the oldest has waited 3 m 1" in out  # 3 m 12 s or so
         assert "last error: HTTP 404 no_service (just now, an alert still pending)" in out
         assert "Regenerate the incoming webhook" in out
         assert "slack-logging flush" in out
@@ -797,6 +814,37 @@ class TestStatusReplay:
         assert 192 <= report["oldest_pending_age_s"] < 300
         assert report["last_error"]["error"] == "HTTP 404 no_service"
         assert report["last_error"]["state"] == "pending"
+
+    def test_status_remedy_names_the_host_the_service_tries(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        alerts_dir: Path,
+    ) -> None:
+        """A connection error's fix names the configured webhook's host and port, not
+        slack.com:443, and never the webhook's secret path."""
+        ids = store(alerts_dir, 1)
+        outbox = Outbox(alerts_dir)
+        outbox.reschedule(ids, time.time() + 60, "ConnectionError")
+        outbox.close()
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://127.0.0.1:8098/services/T0/B0/secretXYZ")
+        code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir))
+        assert code == 0
+        assert "last error: ConnectionError" in out
+        assert "outbound HTTP to 127.0.0.1:8098 is allowed" in out
+        assert "slack.com:443" not in out
+        assert "secretXYZ" not in out
+
+    def test_send_rejection_remedy_names_the_host(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """send's fix for a refused webhook names the host it posted to."""
+        webhook_env.revoke()
+        code, _, err = run(capsys, "send", "payment_fail", "x", "--timeout", "10")
+        assert code == 1
+        host = webhook_env.url.removeprefix("http://")
+        assert "rejected by Slack: HTTP 404 no_service. Regenerate" in err
+        assert f"(tried {host})" in err
 
     def test_status_reads_alerts_dir_from_config(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path, alerts_dir: Path
@@ -902,6 +950,64 @@ class TestFlush:
         assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
         assert "the process holding sender.lock delivered none of them" in err
         assert webhook_env.requests == []
+
+    @pytest.mark.subprocess
+    def test_a_running_service_keeps_sending_and_flush_never_sends_beside_it(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        fake_slack: FakeSlack,
+        alerts_dir: Path,
+    ) -> None:
+        """A real service process holds sender.lock with alerts pending (Slack was down).
+        flush, pointed at another webhook path, waits for it: every alert reaches Slack once,
+        all through the service's webhook, none through flush's, and flush exits 0."""
+        fake_slack.set_down(503)
+        service_url = fake_slack.url + "/services/T0SERVICE/B0SERVICE/serviceSecret"
+        flush_url = fake_slack.url + "/services/T0FLUSH/B0FLUSH/flushSecret"
+        with subprocess.Popen(
+            [sys.executable, "-c", SERVICE, service_url, str(alerts_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        ) as service:
+            try:
+                assert service.stdout is not None and service.stdin is not None
+                assert service.stdout.readline().strip() == "logged 3"
+                fake_slack.wait_for_requests(1, timeout=60)  # it leads, and Slack refused
+                real_sleep = _flush._sleep
+                seen: list[float] = []
+
+                def slack_comes_back(seconds: float) -> None:
+                    if not seen:
+                        fake_slack.set_up()
+                    seen.append(seconds)
+                    real_sleep(seconds)
+
+                monkeypatch.setattr(_flush, "_sleep", slack_comes_back)
+                monkeypatch.setenv("SLACK_WEBHOOK_URL", flush_url)
+                code, out, err = run(
+                    capsys, "flush", "--alerts-dir", str(alerts_dir), "--timeout", "120"
+                )
+            finally:
+                if service.stdin is not None:
+                    service.stdin.close()
+                service.wait(timeout=60)
+        assert code == 0, out + err
+        assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
+        assert "waiting for it (3 pending)" in out
+        assert "done: nothing left to send" in out
+        assert seen  # flush waited for the service at least once
+        paths = {r.path for r in fake_slack.requests}
+        assert paths == {urllib.parse.urlsplit(service_url).path}
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 3
+        assert service.returncode == 0
 
     def test_exits_0_when_the_running_sender_delivers_everything(
         self,
