@@ -951,6 +951,46 @@ class TestFlush:
         assert "the process holding sender.lock delivered none of them" in err
         assert webhook_env.requests == []
 
+    def test_the_same_backlog_twice_gives_the_same_messages(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """1,000 identical-looking alerts of three categories, flushed from two identical
+        outboxes: the same messages, payload for payload, every alert counted once."""
+        created = time.time() - 300
+        runs = []
+        for run_no in range(2):
+            directory = tmp_path / f"run{run_no}"
+            directory.mkdir()
+            outbox = Outbox(directory, origin="old-host:1")
+            outbox.add(
+                [
+                    (
+                        Alert(
+                            f"{i:024d}",
+                            ("payment_fail", "api_timeout", "report_fail")[i % 3],
+                            "error",
+                            "카드 한도 초과",
+                            created + i * 0.1,
+                            fields={"order_id": f"ORD-{i % 7}"},
+                        ),
+                        "webhook:old",
+                    )
+                    for i in range(1000)
+                ]
+            )
+            outbox.close()
+            with FakeSlack() as fake:
+                monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.webhook_url)
+                code, out, err = run(capsys, "flush", "--alerts-dir", str(directory))
+                assert code == 0, out + err
+                assert fake.alerts_covered == 1000
+                runs.append([m.payload for m in fake.messages])
+        assert runs[0] == runs[1]
+        assert len(runs[0]) == 3
+
     @pytest.mark.subprocess
     def test_a_running_service_keeps_sending_and_flush_never_sends_beside_it(
         self,
