@@ -92,15 +92,21 @@ def source_of(args: argparse.Namespace) -> Source:
 
 
 def alerts_dir_of(args: argparse.Namespace) -> tuple[Path, str]:
-    """The alerts directory, absolute, and where that choice came from (for messages)."""
+    """The alerts directory, absolute and normalised (``../x`` named as where it leads), and
+    where that choice came from (for messages)."""
     if getattr(args, "alerts_dir", None):
-        return Path(args.alerts_dir).absolute(), "--alerts-dir"
+        return _absolute(args.alerts_dir), "--alerts-dir"
     options = source_of(args).options
     if options.get("alerts_dir"):
-        return Path(options["alerts_dir"]).absolute(), f"alerts_dir in {args.config}"
+        return _absolute(options["alerts_dir"]), f"alerts_dir in {args.config}"
     if os.environ.get(ENV_VARS["alerts_dir"]):
-        return Path(os.environ[ENV_VARS["alerts_dir"]]).absolute(), ENV_VARS["alerts_dir"]
-    return Path("slack_alerts").absolute(), "the default ./slack_alerts"
+        return _absolute(os.environ[ENV_VARS["alerts_dir"]]), ENV_VARS["alerts_dir"]
+    return _absolute("slack_alerts"), "the default ./slack_alerts"
+
+
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    # abspath, not resolve(): ".." goes, a symlinked directory keeps the name it was given.
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 class Usage(Exception):
@@ -134,6 +140,11 @@ def existing_outbox(args: argparse.Namespace) -> tuple[Path, Outbox]:
     Nothing is created: a typo in the path must not look like a healthy, empty directory.
     """
     directory, why = alerts_dir_of(args)
+    if directory.exists() and not directory.is_dir():
+        raise Usage(
+            f"{directory} (from {why}) is a file, not an alerts directory. Pass --alerts-dir "
+            "with the directory the service writes to (SLACK_ALERTS_DIR)."
+        )
     if not directory.is_dir():
         raise Usage(
             f"no alerts directory at {directory} (from {why}). Is this the directory the service "

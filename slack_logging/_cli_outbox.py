@@ -95,6 +95,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     directory, outbox = existing_outbox(args)
     try:
+        if args.send:
+            _sender_settings(args, directory)  # no destination: fail before changing anything
         n = outbox.replay_dead()
     finally:
         outbox.close()
@@ -108,6 +110,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _flush(args, directory)
 
 
+def _sender_settings(args: argparse.Namespace, directory: Path) -> Settings:
+    """The settings a flush sends with; ``Usage`` when they name no destination or delivery
+    is switched off."""
+    source = source_of(args)
+    settings = Settings.resolve(None, **{**source.options, "alerts_dir": directory})
+    if settings.mode == "none" or not settings.enabled:
+        raise Usage(
+            "nothing can be sent: "
+            + ("no destination configured" if settings.mode == "none" else "delivery is off")
+            + f" in the {source.label}. Run `slack-logging check`."
+        )
+    return settings
+
+
 def cmd_flush(args: argparse.Namespace) -> int:
     directory, outbox = existing_outbox(args)
     outbox.close()
@@ -117,14 +133,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
 def _flush(args: argparse.Namespace, directory: Path) -> int:
     from slack_logging._flush import Progress, deliver_pending  # pulls in requests
 
-    source = source_of(args)
-    settings = Settings.resolve(None, **{**source.options, "alerts_dir": directory})
-    if settings.mode == "none" or not settings.enabled:
-        raise Usage(
-            "nothing can be sent: "
-            + ("no destination configured" if settings.mode == "none" else "delivery is off")
-            + f" in the {source.label}. Run `slack-logging check`."
-        )
+    settings = _sender_settings(args, directory)
     tty = sys.stdout.isatty()
     said: list[str] = []  # the last line shown
     first: list[Progress] = []

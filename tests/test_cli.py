@@ -1125,6 +1125,50 @@ class TestFlush:
         assert "no destination configured" in err
         assert "slack-logging check" in err
 
+    def test_replay_send_without_destination_changes_nothing(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, alerts_dir: Path
+    ) -> None:
+        """replay --send with nowhere to send: exit 2 before any dead letter is queued again."""
+        for name in ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        store(alerts_dir, 2, dead="HTTP 404 no_service")
+        code, out, err = run(capsys, "replay", "--send", "--alerts-dir", str(alerts_dir))
+        assert code == 2
+        assert "no destination configured" in err
+        assert "queued again" not in out
+        outbox = Outbox(alerts_dir)
+        assert outbox.counts()["dead"] == 2
+        outbox.close()
+
+
+class TestDirectoryNames:
+    @pytest.mark.parametrize("command", ["status", "flush", "replay", "summary"])
+    def test_a_relative_path_is_named_where_it_leads(
+        self,
+        command: str,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """SLACK_ALERTS_DIR=../slack_alerts from the wrong directory: the message names the
+        absolute, normalised directory it read, with no ".." left in it."""
+        (tmp_path / "app").mkdir()
+        monkeypatch.chdir(tmp_path / "app")
+        monkeypatch.setenv("SLACK_ALERTS_DIR", "../slack_alerts")
+        code, _, err = run(capsys, command)
+        assert code == 2
+        assert f"no alerts directory at {tmp_path / 'slack_alerts'} (from SLACK_ALERTS_DIR)" in err
+        assert ".." not in err
+
+    def test_a_file_is_not_an_alerts_directory(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """--alerts-dir naming a file says it is a file, not that nothing is there."""
+        (tmp_path / "outbox.sqlite3").write_bytes(b"")
+        code, _, err = run(capsys, "status", "--alerts-dir", str(tmp_path / "outbox.sqlite3"))
+        assert code == 2
+        assert f"{tmp_path / 'outbox.sqlite3'} (from --alerts-dir) is a file" in err
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
