@@ -34,7 +34,7 @@ def _ago(epoch: float) -> str:
 def _destination_url(args: argparse.Namespace) -> str | None:
     """The default destination's URL in the settings the command reads (for remedies that
     name the host tried); None when they name none or do not resolve."""
-    from slack_logging._checklist import default_url
+    from slack_logging._slack_hosts import default_url
 
     try:
         return default_url(Settings.resolve(None, **source_of(args).options))

@@ -58,7 +58,7 @@ def _row_state(outbox: Outbox, seq: int) -> tuple[int, str | None] | None:
 
 def remedy_from(error: str | None, url: str | None) -> str | None:
     """The fix for a stored error, naming the host ``url`` points at (not slack.com:443)."""
-    from slack_logging._checklist import remedy_for_host
+    from slack_logging._slack_hosts import remedy_for_host
 
     match = re.match(r"HTTP (\d+)(?: (\S+))?", error or "")
     if match:
@@ -81,8 +81,8 @@ def _from_the_cli(place: str) -> Callable[[logging.LogRecord], bool]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from slack_logging._checklist import default_url
     from slack_logging._handler import SlackAlertHandler  # the handler pulls in requests
+    from slack_logging._slack_hosts import default_url
 
     source = source_of(args)
     handler = SlackAlertHandler(**source.options)
