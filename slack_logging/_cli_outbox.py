@@ -145,6 +145,8 @@ def _flush(args: argparse.Namespace, directory: Path) -> int:
                 f"a running sender holds {directory / 'sender.lock'} and is delivering: "
                 f"waiting for it ({p.pending} pending)"
             )
+            if p.pending and p.lease:
+                line += f"; taken over if it stops beating for {p.lease:g} s"
         else:
             line = (
                 f"sent {p.messages} message(s) covering {p.delivered} alert(s); "

@@ -607,6 +607,21 @@ class TestSend:
         first, second = chat_env.messages
         assert second.thread_ts == first.ts
 
+    def test_thread_key_is_never_a_field_in_webhook_mode(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """A webhook cannot thread: thread_key steers nothing there and is not shown either,
+        while the alert's own fields are."""
+        assert (
+            run(capsys, "send", "payment_fail", "실패", "-f", "thread_key=ORD-9", "-f", "n=1")[0]
+            == 0
+        )
+        [message] = webhook_env.messages
+        shown = json.dumps(message.payload, ensure_ascii=False)
+        assert "thread_key" not in shown
+        assert "*n*" in shown
+        assert "thread_key" not in message.preview()
+
     @pytest.mark.parametrize("argv", [["send", "bad name", "x"], ["send", "x", "y", "-f", "nokey"]])
     def test_usage_errors(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         """A bad category or field is an argparse error: exit 2, message on stderr."""
@@ -948,6 +963,8 @@ class TestFlush:
             os.close(fd)
         assert code == 1
         assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
+        # A stopped holder (SIGSTOP, a frozen container) is taken over: the line says when.
+        assert "waiting for it (2 pending); taken over if it stops beating for " in out
         assert "the process holding sender.lock delivered none of them" in err
         assert webhook_env.requests == []
 
