@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +70,18 @@ print("logged 3", flush=True)
 sys.stdin.read()
 handler.close()
 """
+
+
+def wait_pending(alerts_dir: Path, n: int) -> None:
+    """Until the outbox holds ``n`` pending alerts (another process stores them)."""
+    outbox = Outbox(alerts_dir, origin="test")
+    try:
+        deadline = time.monotonic() + 60
+        while outbox.counts()["pending"] < n:
+            assert time.monotonic() < deadline, outbox.counts()
+            time.sleep(0.01)
+    finally:
+        outbox.close()
 
 
 def write_yaml(path: Path, handler: str, form: str = "class") -> Path:
@@ -1065,6 +1078,70 @@ class TestFlush:
         ]
         assert len(ids) == len(set(ids)) == 3
         assert service.returncode == 0
+
+    @pytest.mark.subprocess
+    def test_a_stopped_service_is_taken_over(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        fake_slack: FakeSlack,
+        tmp_path: Path,
+    ) -> None:
+        """The service holding sender.lock is frozen (SIGSTOP, a paused container) with alerts
+        pending. flush waits one lease without a heartbeat, takes over and delivers each of
+        them once, and exits 0."""
+        alerts_dir = tmp_path / "alerts"
+        alerts_dir.mkdir()
+        fake_slack.set_down(503)
+        config = write_yaml(
+            tmp_path / "logging.yaml",
+            f"    webhook_url: {fake_slack.webhook_url}\n"
+            "    connect_timeout: 0.5\n"
+            "    read_timeout: 0.5\n",
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", SERVICE, fake_slack.webhook_url, str(alerts_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        ) as service:
+            try:
+                assert service.stdout is not None and service.stdin is not None
+                assert service.stdout.readline().strip() == "logged 3"
+                fake_slack.wait_for_requests(1, timeout=60)
+                wait_pending(alerts_dir, 3)  # all three stored, not only queued in memory
+                os.kill(service.pid, signal.SIGSTOP)
+                os.waitpid(service.pid, os.WUNTRACED)  # returns once it is really stopped
+                # A request it sent just before stopping is answered (503) while still down:
+                # none can be taken by Slack behind the outbox's back (the at-least-once window).
+                deadline = time.monotonic() + 60
+                while not all(r.answered for r in fake_slack.requests):
+                    assert time.monotonic() < deadline, fake_slack.requests
+                    time.sleep(0.01)
+                fake_slack.set_up()
+                code, out, err = run(
+                    capsys,
+                    "flush",
+                    "--config",
+                    str(config),
+                    "--alerts-dir",
+                    str(alerts_dir),
+                    "--timeout",
+                    "120",
+                )
+            finally:
+                service.kill()  # stopped or not; SIGKILL ends it either way
+                service.wait(timeout=60)
+        assert code == 0, out + err
+        assert "waiting for it (3 pending); taken over if it stops beating for 11 s" in out
+        assert "done: nothing left to send" in out
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 3
 
     def test_exits_0_when_the_running_sender_delivers_everything(
         self,
