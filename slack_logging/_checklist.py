@@ -8,9 +8,7 @@ Secrets are never printed.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,14 +17,22 @@ from urllib.parse import urlsplit
 
 from slack_logging._alert import Alert, new_alert_id
 from slack_logging._catalog import Category
-from slack_logging._config import ENV_VARS, Settings
+from slack_logging._config import Settings
 from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging._render import render_alert
 from slack_logging._secrets import mask_secret
+from slack_logging._slack_hosts import (
+    SLACK_WEBHOOK_HOSTS,
+    allowed_hosts,
+    host_port_of,
+    remedy_for_host,
+    webhook_problem,
+    webhook_urls,
+)
 from slack_logging._text import human_duration
 from slack_logging._transport import Transport, build_routes, remedy_for
 
-__all__ = ["SLACK_WEBHOOK_HOSTS", "run_check"]
+__all__ = ["run_check"]
 
 _CHECK_CATEGORY = Category("check", "slack-logging check", "info", ":white_check_mark:")
 
@@ -46,7 +52,7 @@ def run_check(
     """
     report = _Report()
     report.info(f"settings from {label}")
-    allowed = _allowed_hosts(allow_hosts, options)
+    allowed = allowed_hosts(allow_hosts, options)
     # Webhook URLs are checked before the settings resolve, so a malformed one is explained in
     # words (its own validation error would print what is left of it after parsing).
     reported = _check_webhook_urls(report, options, allowed)
@@ -104,97 +110,14 @@ class _Report:
             print(f"       fix: {fix}")
 
 
-#: Hosts that serve Slack's incoming webhooks (commercial and GovSlack).
-SLACK_WEBHOOK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-_WEBHOOK_FIX = "copy the URL again from your Slack app's Incoming Webhooks page"
-
-
-def _webhook_problem(  # noqa: PLR0911 - one return per way a URL can be wrong, each explained
-    url: str, allowed: frozenset[str], key: str
-) -> tuple[str, str] | None:
-    """(what is wrong, the fix) for a webhook URL, or None when it points at an allowed host.
-
-    Every message names the host when there is one and never the URL itself: the path is the
-    secret, and a URL that failed to parse would only print mangled.
-    """
-    text = url.strip()
-    if not text:
-        return f"{key} is empty", _WEBHOOK_FIX
-    if any(c.isspace() for c in text) or text[0] in "'\"<" or text[-1] in "'\">":
-        return (
-            f"{key} contains spaces, quotes or angle brackets (a copy-paste slip)",
-            "set it to the URL alone, like https://hooks.slack.com/services/T…/B…/…",
-        )
-    if "://" not in text:
-        lead = text.split("/", 1)[0].lower()
-        if lead in SLACK_WEBHOOK_HOSTS:
-            return f"{key} has no scheme: it starts with {lead}", "put https:// in front of it"
-        return f"{key} is not a URL: it does not start with https://", _WEBHOOK_FIX
-    try:
-        parts = urlsplit(text)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return f"{key} cannot be read as a URL (a bad port or bracket)", _WEBHOOK_FIX
-    scheme = parts.scheme.lower()
-    if not host:
-        return f"{key} has no host after {scheme}://", _WEBHOOK_FIX
-    if host not in allowed:
-        return (
-            f"{key} points at {host}, not at Slack's webhook host ({SLACK_WEBHOOK_HOSTS[0]})",
-            f"{_WEBHOOK_FIX}; to use a test server at {host} on purpose, pass --allow-host {host}",
-        )
-    if scheme != "https" and not (scheme == "http" and host in _LOOPBACK):
-        shown = scheme if scheme.isalnum() and len(scheme) < 12 else "a non-https scheme"
-        return f"{key} to {host} uses {shown}, not https://", f"use https://{host}/…"
-    if host in SLACK_WEBHOOK_HOSTS and not re.match(
-        r"^/(services|workflows|triggers)/[^/]+/[^/]+", parts.path
-    ):
-        return (
-            f"{key} to {host} lacks the /services/T…/B…/… part: it was cut short",
-            _WEBHOOK_FIX,
-        )
-    return None
-
-
-def _allowed_hosts(extra: Sequence[str], options: Mapping[str, Any]) -> frozenset[str]:
-    """Slack's webhook hosts, plus --allow-host and the host of an explicitly set api_url."""
-    allowed = set(SLACK_WEBHOOK_HOSTS)
-    allowed.update(h.strip().lower() for h in extra)
-    api_url = options.get("api_url") or os.environ.get(ENV_VARS["api_url"])
-    if isinstance(api_url, str):
-        with contextlib.suppress(ValueError):
-            allowed.add((urlsplit(api_url.strip()).hostname or "").lower())
-    allowed.discard("")
-    return frozenset(allowed)
-
-
-def _webhook_urls(options: Mapping[str, Any]) -> list[tuple[str, object]]:
-    """(setting name, raw value) of every webhook URL the options would use."""
-    token = options.get("token") or os.environ.get(ENV_VARS["token"])
-    if token:
-        return []  # bot-token mode: webhook URLs are ignored (and said so)
-    urls: list[tuple[str, object]] = []
-    main = options.get("webhook_url") or os.environ.get(ENV_VARS["webhook_url"])
-    if main is not None:
-        urls.append(("webhook_url", main))
-    categories = options.get("categories")
-    if isinstance(categories, Mapping):
-        for key, spec in categories.items():
-            if isinstance(spec, Mapping) and spec.get("webhook_url") is not None:
-                urls.append((f"categories.{key}.webhook_url", spec["webhook_url"]))
-    return urls
-
-
 def _check_webhook_urls(
     report: _Report, options: Mapping[str, Any], allowed: frozenset[str]
 ) -> set[str]:
     """Fail each webhook URL that is malformed or not Slack's; the names of those failed."""
     reported = set()
-    for key, url in _webhook_urls(options):
+    for key, url in webhook_urls(options):
         name = "webhook URL" if key == "webhook_url" else key
-        problem = _webhook_problem(url, allowed, name) if isinstance(url, str) else None
+        problem = webhook_problem(url, allowed, name) if isinstance(url, str) else None
         if problem:
             report.fail(*problem)
             reported.add(key)
@@ -385,12 +308,7 @@ def _host_port(s: Settings, label: str) -> str | None:
     """``host:port`` a destination's requests go to (the label of a webhook holds its masked
     URL; channels go to the Web API)."""
     url = label.split(" ", 1)[1] if label.startswith("webhook ") else s.api_url
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None
-    return f"{parts.hostname}:{port}" if parts.hostname else None
+    return host_port_of(url)[0]
 
 
 def _check_send(report: _Report, s: Settings) -> None:
@@ -409,9 +327,11 @@ def _check_send(report: _Report, s: Settings) -> None:
             else f"no answer ({result.error or 'no response'})"
         )
         remedy = result.remedy or remedy_for(result.status, result.error) or ""
-        where = _host_port(s, label)
+        url = label.split(" ", 1)[1] if label.startswith("webhook ") else s.api_url
         # The shared remedies speak of slack.com:443; say which host this request really tried.
-        remedy = remedy.replace("slack.com:443", where) if where else remedy
-        if where and where not in remedy:
-            remedy = f"{remedy} (tried {where})".lstrip()
+        where = _host_port(s, label)
+        if remedy:
+            remedy = remedy_for_host(remedy, url)
+        elif where:
+            remedy = f"the request went to {where}"
         report.fail(f"test message to {label}: {answer}", remedy or None)

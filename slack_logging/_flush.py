@@ -46,6 +46,9 @@ class Progress:
     other_sender: bool
     """True while another live process holds the sender lock (it delivers; this one waits)."""
     last_error: str | None = None
+    lease: float | None = None
+    """Seconds without a heartbeat after which the other sender counts as stopped and this
+    flush takes over (while ``other_sender``)."""
 
 
 def deliver_pending(
@@ -107,7 +110,15 @@ def _watch_other_sender(
     last: Progress | None = None
     while not sender.try_lead():
         pending = outbox.counts()["pending"]
-        now = Progress(pending, 0, 0, 0, other_sender=True, last_error=_last_error(outbox))
+        now = Progress(
+            pending,
+            0,
+            0,
+            0,
+            other_sender=True,
+            last_error=_last_error(outbox),
+            lease=sender.leadership.lease,
+        )
         if now != last:
             progress(now)
             last = now

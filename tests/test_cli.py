@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,34 @@ def chat_env(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack, alerts_dir:
     monkeypatch.setenv("SLACK_API_URL", fake_slack.api_url)
     monkeypatch.setenv("SLACK_ALERTS_DIR", str(alerts_dir))
     return fake_slack
+
+
+#: A service: three alerts through the handler, then it runs (holding sender.lock) until
+#: its stdin closes.
+SERVICE = """
+import logging, sys
+from slack_logging import SlackAlertHandler
+handler = SlackAlertHandler(webhook_url=sys.argv[1], alerts_dir=sys.argv[2], service="svc")
+log = logging.getLogger("svc")
+log.addHandler(handler)
+for i in range(3):
+    log.error("card declined %d", i, extra={"alert": "payment_fail", "order_id": f"ORD-{i}"})
+print("logged 3", flush=True)
+sys.stdin.read()
+handler.close()
+"""
+
+
+def wait_pending(alerts_dir: Path, n: int) -> None:
+    """Until the outbox holds ``n`` pending alerts (another process stores them)."""
+    outbox = Outbox(alerts_dir, origin="test")
+    try:
+        deadline = time.monotonic() + 60
+        while outbox.counts()["pending"] < n:
+            assert time.monotonic() < deadline, outbox.counts()
+            time.sleep(0.01)
+    finally:
+        outbox.close()
 
 
 def write_yaml(path: Path, handler: str, form: str = "class") -> Path:
@@ -367,7 +396,8 @@ class TestCheck:
         assert code == 1
         assert "no answer (ConnectionError)" in out
         assert "firewall" in out
-        assert f"outbound HTTPS to 127.0.0.1:{port} is allowed" in out
+        # The URL is http://: the remedy says HTTP, to the host and port really tried.
+        assert f"outbound HTTP to 127.0.0.1:{port} is allowed" in out
         assert "slack.com:443" not in out
 
     def test_directory_not_creatable(
@@ -590,6 +620,21 @@ class TestSend:
         first, second = chat_env.messages
         assert second.thread_ts == first.ts
 
+    def test_thread_key_is_never_a_field_in_webhook_mode(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """A webhook cannot thread: thread_key steers nothing there and is not shown either,
+        while the alert's own fields are."""
+        assert (
+            run(capsys, "send", "payment_fail", "실패", "-f", "thread_key=ORD-9", "-f", "n=1")[0]
+            == 0
+        )
+        [message] = webhook_env.messages
+        shown = json.dumps(message.payload, ensure_ascii=False)
+        assert "thread_key" not in shown
+        assert "*n*" in shown
+        assert "thread_key" not in message.preview()
+
     @pytest.mark.parametrize("argv", [["send", "bad name", "x"], ["send", "x", "y", "-f", "nokey"]])
     def test_usage_errors(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         """A bad category or field is an argparse error: exit 2, message on stderr."""
@@ -686,7 +731,7 @@ class TestPreview:
         assert lines[0] == "❌ 결제 실패 ×40"
         assert lines[1].startswith("40 alerts between ")
         assert lines[1].endswith(" UTC (9.8 s)")
-        assert "`ORD-1` — 카드 한도 초과 ×40" in out
+        assert "`ORD-1` ×40" in out  # the headline says 카드 한도 초과 once
         code, out, _ = run(capsys, "preview", "payment_fail", "--json", "--count", "40")
         assert json.loads(out)["metadata"]["event_payload"]["count"] == 40
 
@@ -787,7 +832,7 @@ class TestStatusReplay:
         code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir))
         assert code == 0
         assert f"alerts directory: {alerts_dir}" in out
-        assert "   pending: 3 (the oldest waits since 3 m 1" in out  # 3 m 12 s ago or so
+        assert "   pending: 3 (the oldest has waited 3 m 1" in out  # 3 m 12 s or so
         assert "last error: HTTP 404 no_service (just now, an alert still pending)" in out
         assert "Regenerate the incoming webhook" in out
         assert "slack-logging flush" in out
@@ -797,6 +842,37 @@ class TestStatusReplay:
         assert 192 <= report["oldest_pending_age_s"] < 300
         assert report["last_error"]["error"] == "HTTP 404 no_service"
         assert report["last_error"]["state"] == "pending"
+
+    def test_status_remedy_names_the_host_the_service_tries(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        alerts_dir: Path,
+    ) -> None:
+        """A connection error's fix names the configured webhook's host and port, not
+        slack.com:443, and never the webhook's secret path."""
+        ids = store(alerts_dir, 1)
+        outbox = Outbox(alerts_dir)
+        outbox.reschedule(ids, time.time() + 60, "ConnectionError")
+        outbox.close()
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://127.0.0.1:8098/services/T0/B0/secretXYZ")
+        code, out, _ = run(capsys, "status", "--alerts-dir", str(alerts_dir))
+        assert code == 0
+        assert "last error: ConnectionError" in out
+        assert "outbound HTTP to 127.0.0.1:8098 is allowed" in out
+        assert "slack.com:443" not in out
+        assert "secretXYZ" not in out
+
+    def test_send_rejection_remedy_names_the_host(
+        self, capsys: pytest.CaptureFixture[str], webhook_env: FakeSlack
+    ) -> None:
+        """send's fix for a refused webhook names the host it posted to."""
+        webhook_env.revoke()
+        code, _, err = run(capsys, "send", "payment_fail", "x", "--timeout", "10")
+        assert code == 1
+        host = webhook_env.url.removeprefix("http://")
+        assert "rejected by Slack: HTTP 404 no_service. Regenerate" in err
+        assert f"(tried {host})" in err
 
     def test_status_reads_alerts_dir_from_config(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path, alerts_dir: Path
@@ -900,8 +976,172 @@ class TestFlush:
             os.close(fd)
         assert code == 1
         assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
+        # A stopped holder (SIGSTOP, a frozen container) is taken over: the line says when.
+        assert "waiting for it (2 pending); taken over if it stops beating for " in out
         assert "the process holding sender.lock delivered none of them" in err
         assert webhook_env.requests == []
+
+    def test_the_same_backlog_twice_gives_the_same_messages(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """1,000 identical-looking alerts of three categories, flushed from two identical
+        outboxes: the same messages, payload for payload, every alert counted once."""
+        created = time.time() - 300
+        runs = []
+        for run_no in range(2):
+            directory = tmp_path / f"run{run_no}"
+            directory.mkdir()
+            outbox = Outbox(directory, origin="old-host:1")
+            outbox.add(
+                [
+                    (
+                        Alert(
+                            f"{i:024d}",
+                            ("payment_fail", "api_timeout", "report_fail")[i % 3],
+                            "error",
+                            "카드 한도 초과",
+                            created + i * 0.1,
+                            fields={"order_id": f"ORD-{i % 7}"},
+                        ),
+                        "webhook:old",
+                    )
+                    for i in range(1000)
+                ]
+            )
+            outbox.close()
+            with FakeSlack() as fake:
+                monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.webhook_url)
+                code, out, err = run(capsys, "flush", "--alerts-dir", str(directory))
+                assert code == 0, out + err
+                assert fake.alerts_covered == 1000
+                runs.append([m.payload for m in fake.messages])
+        assert runs[0] == runs[1]
+        assert len(runs[0]) == 3
+
+    @pytest.mark.subprocess
+    def test_a_running_service_keeps_sending_and_flush_never_sends_beside_it(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        fake_slack: FakeSlack,
+        alerts_dir: Path,
+    ) -> None:
+        """A real service process holds sender.lock with alerts pending (Slack was down).
+        flush, pointed at another webhook path, waits for it: every alert reaches Slack once,
+        all through the service's webhook, none through flush's, and flush exits 0."""
+        fake_slack.set_down(503)
+        service_url = fake_slack.url + "/services/T0SERVICE/B0SERVICE/serviceSecret"
+        flush_url = fake_slack.url + "/services/T0FLUSH/B0FLUSH/flushSecret"
+        with subprocess.Popen(
+            [sys.executable, "-c", SERVICE, service_url, str(alerts_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        ) as service:
+            try:
+                assert service.stdout is not None and service.stdin is not None
+                assert service.stdout.readline().strip() == "logged 3"
+                fake_slack.wait_for_requests(1, timeout=60)  # it leads, and Slack refused
+                real_sleep = _flush._sleep
+                seen: list[float] = []
+
+                def slack_comes_back(seconds: float) -> None:
+                    if not seen:
+                        fake_slack.set_up()
+                    seen.append(seconds)
+                    real_sleep(seconds)
+
+                monkeypatch.setattr(_flush, "_sleep", slack_comes_back)
+                monkeypatch.setenv("SLACK_WEBHOOK_URL", flush_url)
+                code, out, err = run(
+                    capsys, "flush", "--alerts-dir", str(alerts_dir), "--timeout", "120"
+                )
+            finally:
+                if service.stdin is not None:
+                    service.stdin.close()
+                service.wait(timeout=60)
+        assert code == 0, out + err
+        assert f"a running sender holds {alerts_dir / 'sender.lock'}" in out
+        assert "waiting for it (3 pending)" in out
+        assert "done: nothing left to send" in out
+        assert seen  # flush waited for the service at least once
+        paths = {r.path for r in fake_slack.requests}
+        assert paths == {urllib.parse.urlsplit(service_url).path}
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 3
+        assert service.returncode == 0
+
+    @pytest.mark.subprocess
+    def test_a_stopped_service_is_taken_over(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        fake_slack: FakeSlack,
+        tmp_path: Path,
+    ) -> None:
+        """The service holding sender.lock is frozen (SIGSTOP, a paused container) with alerts
+        pending. flush waits one lease without a heartbeat, takes over and delivers each of
+        them once, and exits 0."""
+        alerts_dir = tmp_path / "alerts"
+        alerts_dir.mkdir()
+        fake_slack.set_down(503)
+        config = write_yaml(
+            tmp_path / "logging.yaml",
+            f"    webhook_url: {fake_slack.webhook_url}\n"
+            "    connect_timeout: 0.5\n"
+            "    read_timeout: 0.5\n",
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", SERVICE, fake_slack.webhook_url, str(alerts_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        ) as service:
+            try:
+                assert service.stdout is not None and service.stdin is not None
+                assert service.stdout.readline().strip() == "logged 3"
+                fake_slack.wait_for_requests(1, timeout=60)
+                wait_pending(alerts_dir, 3)  # all three stored, not only queued in memory
+                os.kill(service.pid, signal.SIGSTOP)
+                os.waitpid(service.pid, os.WUNTRACED)  # returns once it is really stopped
+                # A request it sent just before stopping is answered (503) while still down:
+                # none can be taken by Slack behind the outbox's back (the at-least-once window).
+                deadline = time.monotonic() + 60
+                while not all(r.answered for r in fake_slack.requests):
+                    assert time.monotonic() < deadline, fake_slack.requests
+                    time.sleep(0.01)
+                fake_slack.set_up()
+                code, out, err = run(
+                    capsys,
+                    "flush",
+                    "--config",
+                    str(config),
+                    "--alerts-dir",
+                    str(alerts_dir),
+                    "--timeout",
+                    "120",
+                )
+            finally:
+                service.kill()  # stopped or not; SIGKILL ends it either way
+                service.wait(timeout=60)
+        assert code == 0, out + err
+        assert "waiting for it (3 pending); taken over if it stops beating for 11 s" in out
+        assert "done: nothing left to send" in out
+        ids = [
+            i
+            for m in fake_slack.messages
+            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
+        ]
+        assert len(ids) == len(set(ids)) == 3
 
     def test_exits_0_when_the_running_sender_delivers_everything(
         self,
@@ -978,6 +1218,50 @@ class TestFlush:
         assert code == 2
         assert "no destination configured" in err
         assert "slack-logging check" in err
+
+    def test_replay_send_without_destination_changes_nothing(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, alerts_dir: Path
+    ) -> None:
+        """replay --send with nowhere to send: exit 2 before any dead letter is queued again."""
+        for name in ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        store(alerts_dir, 2, dead="HTTP 404 no_service")
+        code, out, err = run(capsys, "replay", "--send", "--alerts-dir", str(alerts_dir))
+        assert code == 2
+        assert "no destination configured" in err
+        assert "queued again" not in out
+        outbox = Outbox(alerts_dir)
+        assert outbox.counts()["dead"] == 2
+        outbox.close()
+
+
+class TestDirectoryNames:
+    @pytest.mark.parametrize("command", ["status", "flush", "replay", "summary"])
+    def test_a_relative_path_is_named_where_it_leads(
+        self,
+        command: str,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """SLACK_ALERTS_DIR=../slack_alerts from the wrong directory: the message names the
+        absolute, normalised directory it read, with no ".." left in it."""
+        (tmp_path / "app").mkdir()
+        monkeypatch.chdir(tmp_path / "app")
+        monkeypatch.setenv("SLACK_ALERTS_DIR", "../slack_alerts")
+        code, _, err = run(capsys, command)
+        assert code == 2
+        assert f"no alerts directory at {tmp_path / 'slack_alerts'} (from SLACK_ALERTS_DIR)" in err
+        assert ".." not in err
+
+    def test_a_file_is_not_an_alerts_directory(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """--alerts-dir naming a file says it is a file, not that nothing is there."""
+        (tmp_path / "outbox.sqlite3").write_bytes(b"")
+        code, _, err = run(capsys, "status", "--alerts-dir", str(tmp_path / "outbox.sqlite3"))
+        assert code == 2
+        assert f"{tmp_path / 'outbox.sqlite3'} (from --alerts-dir) is a file" in err
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,11 @@ from hypothesis import strategies as st
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog
+from slack_logging._live import LiveView
 from slack_logging._preview import render_terminal
-from slack_logging._render import render_alert, render_digest
+from slack_logging._recovery import RecoveryNotice
+from slack_logging._render import render_alert, render_digest, render_live, render_recovery
+from slack_logging._summary import SummaryRow, render_summary, summarize
 from slack_logging.testing import FakeSlack
 
 CHANNEL = "C0000FAKE"
@@ -226,6 +229,104 @@ def test_every_rendered_payload_is_accepted(
         assert body["ok"] is True, body
         response = post_webhook(strict, payload)
         assert response.status_code == 200, response.text
+
+
+_times = st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False)
+_strict_settings = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@_strict_settings
+@given(
+    key=_categories,
+    count=st.integers(min_value=1, max_value=10**9),
+    first=_times,
+    span=st.floats(min_value=0, max_value=10**7),
+    distinct=st.dictionaries(
+        st.text(max_size=120), st.lists(_text, max_size=12).map(tuple), max_size=12
+    ),
+    more=st.integers(min_value=0, max_value=10**6),
+    resolved=st.booleans(),
+    headline=_text,
+)
+def test_every_live_message_is_accepted(
+    strict: FakeSlack,
+    key: str,
+    count: int,
+    first: float,
+    span: float,
+    distinct: dict[str, tuple[str, ...]],
+    more: int,
+    resolved: bool,
+    headline: str,
+) -> None:
+    """A live message's content (what chat.update sets), whatever its distinct values hold,
+    is a payload the strict fake accepts."""
+    view = LiveView(
+        count,
+        first,
+        first + span,
+        distinct,
+        dict.fromkeys(distinct, more),
+        first + span + 1 if resolved else None,
+    )
+    payload = render_live(view, CATALOG.lookup(key), headline=headline)
+    assert post_chat(strict, payload)["ok"] is True, payload
+    assert post_webhook(strict, payload).status_code == 200
+
+
+@_strict_settings
+@given(
+    scope=_text,
+    labels=st.dictionaries(st.text(max_size=200), _text, max_size=20),
+    title=_text,
+    started=_times,
+    duration=st.floats(min_value=0, max_value=10**8),
+    failures=st.integers(min_value=1, max_value=10**12),
+)
+def test_every_recovery_notice_is_accepted(
+    strict: FakeSlack,
+    scope: str,
+    labels: dict[str, str],
+    title: str,
+    started: float,
+    duration: float,
+    failures: int,
+) -> None:
+    """A recovery notice, whatever its scope, labels and title, passes the strict fake."""
+    notice = RecoveryNotice(
+        scope, labels, ("api_timeout",), started, started + duration, failures, None
+    )
+    payload = render_recovery(notice, title)
+    assert post_chat(strict, payload)["ok"] is True, payload
+    assert post_webhook(strict, payload).status_code == 200
+
+
+_rows = st.builds(
+    SummaryRow,
+    category=_categories,
+    severity=st.sampled_from(["info", "warning", "error", "critical"]),
+    title=_text,
+    created=st.floats(min_value=1714521600, max_value=1714608000),
+    fields=st.fixed_dictionaries(
+        {}, optional={"amount": st.integers(-(10**18), 10**18), "reason": _text}
+    ),
+)
+
+
+@_strict_settings
+@given(rows=st.lists(_rows, max_size=80), title=_text)
+def test_every_summary_is_accepted(strict: FakeSlack, rows: list[SummaryRow], title: str) -> None:
+    """The periodic summary of any rows, under any title, passes the strict fake."""
+    import datetime as dt
+
+    start = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    payload = render_summary(summarize(rows, start, start + dt.timedelta(days=1)), title=title)
+    assert post_chat(strict, payload)["ok"] is True, payload
+    assert post_webhook(strict, payload).status_code == 200
 
 
 def _columns(text: str) -> int:

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from slack_logging._alert import Alert
 from slack_logging._catalog import Catalog, Category
+from slack_logging._live import LiveView
 from slack_logging._redact import Redactor, seal
-from slack_logging._render import render_alert, render_digest
+from slack_logging._render import render_alert, render_digest, render_live
 from slack_logging._text import escape, human_duration, mention_markup
 
 CATALOG = Catalog()
@@ -191,14 +192,18 @@ class TestRenderAlert:
         [
             ("amount", 1234567, "1,234,567"),
             ("total_price", 15000.0, "15,000"),
-            ("elapsed_ms", 1234567, "1234567"),
+            ("elapsed_ms", 1234567, "20 m 35 s"),
+            ("elapsed_ms", 0, "< 1 ms"),
+            ("elapsed_ms", 1234.5, "1.2 s"),
+            ("retries", 1234567, "1234567"),
             ("flag", True, "true"),
             ("nothing", None, "null"),
             ("nested", {"a": [1, 2], "b": "한"}, '{"a":[1,2],"b":"한"}'),
         ],
     )
     def test_values_rendered_compactly(self, key: str, value: Any, shown: str) -> None:
-        """Amounts get thousands separators; nested values become compact JSON."""
+        """Amounts get thousands separators, ``*_ms`` durations sensible units (never "0");
+        nested values become compact JSON."""
         payload = render_alert(make_alert(fields={key: value}), category())
         cell = payload["attachments"][0]["blocks"][0]["fields"][0]["text"]
         assert cell == f"*{key}*\n{escape(shown)}"
@@ -389,7 +394,8 @@ class TestRenderDigest:
         lines_text, rest_text = (b["text"]["text"] for b in payload["attachments"][0]["blocks"][:2])
         lines = lines_text.split("\n")
         assert len(lines) == 10
-        assert lines[0] == "• 04:03:20 `ORD-1` amount=15,000 user_id=user-7 — 카드 한도 초과"
+        # Every alert says "카드 한도 초과", as the headline does: the lines do not repeat it.
+        assert lines[0] == "• 04:03:20 `ORD-1` amount=15,000 user_id=user-7"
         assert "`ORD-10`" in lines[-1]
         assert "… and 27 more" in rest_text
         assert "*order_id*: 27 distinct (ORD-11, ORD-12, ORD-13, …)" in rest_text
@@ -635,6 +641,38 @@ class TestWording:
         payload = render_digest(alerts, category())
         assert "결제 실패: 결제 실패" not in payload["text"]
         assert first_section_text(payload).endswith("\n카드 한도 초과")
+
+    @pytest.mark.parametrize(
+        "message",
+        ["결제 실패: 결제 실패: 카드 한도 초과", "결제 실패 - 결제 실패: 카드 한도 초과"],
+    )
+    def test_a_doubled_title_is_dropped_whole(self, message: str) -> None:
+        """Code that prefixes the title to a message already starting with it: the header
+        says it once, the message, digest headline and fallback never again."""
+        single = render_alert(make_alert(message=message), category())
+        assert first_section_text(single) == "카드 한도 초과"
+        assert single["text"] == ":x: 결제 실패: 카드 한도 초과"
+        burst = render_digest(make_burst(3, message=message), category())
+        assert first_section_text(burst).endswith("UTC (within 1 s)\n카드 한도 초과")
+        for payload in (single, burst):
+            assert everything(payload).count("결제 실패") == 1 + payload["text"].count("결제 실패")
+
+    def test_live_message_does_not_repeat_the_title_and_gives_a_real_span(self) -> None:
+        """A live message's headline drops the title; its span reads "450 ms", never "0 s"."""
+        view = LiveView(3, T0, T0 + 0.45, {}, {}, None)
+        payload = render_live(view, category(), headline="결제 실패: 결제 실패: 한도 초과")
+        assert first_section_text(payload).endswith("\n한도 초과")
+        assert "결제 실패: 결제 실패" not in everything(payload)
+        assert "*Span*\n450 ms" in everything(payload)
+        assert "0 s" not in everything(payload).replace("450 ms", "")
+
+    def test_digest_lines_keep_messages_that_differ(self) -> None:
+        """Lines repeat no shared message, but when messages differ each line keeps its own."""
+        alerts = make_burst(4)
+        alerts[1] = replace(alerts[1], message="잔액 부족")
+        lines = render_digest(alerts, category())["attachments"][0]["blocks"][0]["text"]["text"]
+        assert "— 잔액 부족" in lines
+        assert "— 카드 한도 초과" in lines
 
     def test_routing_keys_are_never_fields(self) -> None:
         """thread_key steers delivery; it never shows as a field, alone or in a digest."""

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slack_logging._catalog import BUILTIN_CATEGORIES
@@ -212,6 +212,7 @@ row_strategy = st.builds(
 )
 
 
+@settings(deadline=None)  # a shared 2-core machine: no wall-clock limit per example
 @given(st.lists(row_strategy, max_size=60))
 def test_any_rows_add_up_and_render_within_limits(rows: list[SummaryRow]) -> None:
     """Whatever the rows hold: the total is the rows in the period, the categories add up to
