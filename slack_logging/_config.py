@@ -409,6 +409,7 @@ class Settings:
             extra_patterns=redact.get("patterns"),
             secret_keys=redact.get("secret_keys") or (),
             literals=self.secrets(),
+            emoji=[c.emoji for c in self.catalog.values()],
         )
 
 

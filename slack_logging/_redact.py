@@ -21,7 +21,9 @@ Built-in patterns, in the order they run (the names ``disable`` accepts):
 - ``secret_param``: ``password=[REDACTED]``, ``'api_key': '[REDACTED]'``,
   ``Authorization: Basic [REDACTED]``, ``Cookie: [REDACTED]``: in text, the value after a
   secret-looking key (see below) and ``=`` or ``:``, up to the next space or the closing quote.
-  It runs last so a spaced card number after ``card_no:`` is masked whole first.
+  It runs last so a spaced card number after ``card_no:`` is masked whole first. An emoji
+  shortcode is a key too (``:api_key: [REDACTED]``) unless it names an emoji: a standard one
+  (``:credit_card: 결제 시작``) or one the catalog uses.
 
 Secrets become ``[REDACTED]``; personal data is partially masked with ``*`` so a reader can
 still tell two values apart.
@@ -100,7 +102,7 @@ _PARAM_RE = re.compile(
     (?:
         (?P<ckey>(?i:set-cookie|cookie))(?P<csep>[ \t]*:[ \t]*)(?P<cval>[^\r\n"']*[^\s"'])
       | (?P<key>[A-Za-z\uac00-\ud7a3][A-Za-z0-9_.\-\uac00-\ud7a3]*)
-        (?P<sep>["']?[ \t]*[:=][ \t]*)
+        (?P<sep>["']?(?:[ \t]*=[ \t]*|:[ \t]*|[ \t]+:(?:[ \t]+|(?![A-Za-z0-9_+\-]*:))))
         (?P<val>
             "(?:[^"\\\r\n]|\\.)*"
           | '(?:[^'\\\r\n]|\\.)*'
@@ -148,6 +150,9 @@ _SECRET_SUBSTRINGS = (
 )
 _SECRET_WORDS = frozenset({"pwd", "pw", "pass", "pin", "cvc", "cvv", "rrn", "ssn", "auth", "otp"})
 _SECRET_NON_ASCII = ("비밀번호", "주민번호", "주민등록번호", "카드번호", "보안코드")
+# Standard Slack emoji whose names look secret: ":credit_card: 결제 시작" is an emoji before a
+# title, where ":api_key: sk_live_..." is a pair. The catalog's own emoji are added per redactor.
+_SECRET_LOOKING_EMOJI = frozenset({"credit_card", "cookie", "fortune_cookie", "secret"})
 # Cheap substring checks on the lower-cased line before running the key=value regex.
 _PARAM_HINTS = (
     "pass",
@@ -274,7 +279,9 @@ class Redactor:
     built-in ones: a single short word must equal a word of the key, anything longer is a
     substring of the normalised key). :meth:`value` keeps at most ``max_depth`` levels of
     containers, ``max_items`` items per container, ``max_str`` characters per string, and
-    ``max_nodes`` values / ``max_chars`` string characters in total.
+    ``max_nodes`` values / ``max_chars`` string characters in total. ``literals`` are our own
+    secrets, masked in every encoding even with masking off; ``emoji`` names the catalog's
+    emoji, so ``:name: title`` is not read as a secret ``key: value`` pair (``:api_key: sk_…`` is).
 
     >>> r = Redactor(disable=["email"], extra_patterns={"order": r"ORD-\\d{8}-\\d{4}"})
     >>> r.text("card 4111 1111 1111 1111 for ORD-20261126-0001")
@@ -296,8 +303,13 @@ class Redactor:
         max_nodes: int = 10_000,
         max_chars: int = 200_000,
         literals: Iterable[str] = (),
+        emoji: Iterable[str] = (),
     ) -> None:
         self.enabled = bool(enabled)
+        # Shortcodes that are emoji, not keys: the built-in ones and the catalog's (":name:").
+        self._emoji = _SECRET_LOOKING_EMOJI | {
+            e.strip().strip(":").lower() for e in emoji if isinstance(e, str)
+        }
         # Our own secrets (the configured webhook URL and its path, the bot token): masked even
         # with redaction off, and whatever their shape.
         forms = {f for s in literals if isinstance(s, str) for f in literal_forms(s)}
@@ -522,19 +534,26 @@ class Redactor:
         return False
 
     def _mask_param(self, m: re.Match[str]) -> str:
-        if m.group("ckey") is not None:
-            return f"{m.group('ckey')}{m.group('csep')}{REDACTED}"
+        ckey = m.group("ckey")
+        if ckey is not None:
+            if self._is_emoji(m, ckey):
+                return m.group(0)
+            return f"{ckey}{m.group('csep')}{REDACTED}"
         key, sep, val, cred = m.group("key", "sep", "val", "cred")
         if (cred or val[1:]).startswith("[REDACTED"):
             return m.group(0)
-        start = m.start()
-        if not self.is_secret_key(key) or (start and sep[0] == ":" and m.string[start - 1] == ":"):
-            # An emoji shortcode (":credit_card: 결제") is no pair; the value can hold pairs
-            # of its own: "url=https://h/?token=..." or "https://h/?key=".
+        if not self.is_secret_key(key) or (sep[0] == ":" and self._is_emoji(m, key)):
+            # An emoji before a title (":credit_card: 결제") is no pair, where ":api_key: sk_…"
+            # is; the value can hold pairs of its own: "url=https://h/?token=...".
             return f"{key}{sep}{_PARAM_RE.sub(self._mask_param, val)}"
         if cred is None:
             return f"{key}{sep}{val[0]}{REDACTED}{val[0]}"
         return f"{key}{sep}{m.group('scheme') or ''}{REDACTED}"
+
+    def _is_emoji(self, m: re.Match[str], key: str) -> bool:
+        """Whether the pair's key is an emoji shortcode (``:name:``) naming a known emoji."""
+        start = m.start()
+        return start > 0 and m.string[start - 1] == ":" and key.lower() in self._emoji
 
     def value(self, obj: object) -> JSONValue:
         """``obj`` as bounded JSON-safe data with secrets masked. Never raises.

@@ -423,3 +423,23 @@ def test_hostile_objects_never_raise_and_are_delivered(
     assert len(lines) == 2
     assert '"obj":"<unrepresentable Hostile>"' in lines[0]
     assert '"alert":"Hostile"' in lines[1]
+
+
+def test_emoji_titles_stay_and_shortcode_keys_are_masked(
+    make_handler: Any, fake_slack: FakeSlack, logger: logging.Logger
+) -> None:
+    """A category's emoji before its title is no ``key: value`` pair, even when its name looks
+    secret (``:vault_token:``, the built-in ``:credit_card:``), while ``:api_key: sk_…`` in a
+    message is one."""
+    categories = {"token_expiry": {"title": "토큰 만료", "emoji": ":vault_token:"}}
+    logger.addHandler(make_handler(categories=categories))
+    logger.error("rotate :api_key: sk_live_0a1b2c3d4e5f", extra={"alert": "token_expiry"})
+    logger.error("결제 시작", extra={"alert": "payment_start"})
+    messages = fake_slack.wait_for(2)
+    payload = json.dumps([m.payload for m in messages], ensure_ascii=False)
+    assert "sk_live_0a1b2c3d4e5f" not in payload
+    assert ":api_key: [REDACTED]" in payload
+    assert ":vault_token: 토큰 만료" in payload
+    headers = [m.payload["blocks"][0]["text"]["text"] for m in messages]
+    assert headers[0] == ":vault_token: 토큰 만료"
+    assert headers[1] == ":credit_card: 결제 시작"
