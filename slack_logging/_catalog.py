@@ -32,6 +32,7 @@ __all__ = [
     "LinkDefaults",
     "Severity",
     "severity_for_level",
+    "unknown_title",
 ]
 
 Severity = Literal["info", "warning", "error", "critical"]
@@ -302,6 +303,11 @@ class LinkDefaults:
         return LinkSet((*own, *extra))
 
 
+def unknown_title(key: str) -> str:
+    """The title of an alert whose tag names no category (``key``: the tag as a category key)."""
+    return f"Unknown alert: {key}"
+
+
 class Catalog(Mapping[str, Category]):
     """The built-in categories with a user's overrides merged over them.
 
@@ -363,7 +369,7 @@ class Catalog(Mapping[str, Category]):
         if found is not None:
             return found
         severity = severity_for_level(level)
-        return Category(key, f"Unknown alert: {key}", severity, ":grey_question:", known=False)
+        return Category(key, unknown_title(key), severity, ":grey_question:", known=False)
 
     def stored(self, key: str, title: str, severity: str, known: bool) -> Category:
         """The category of an alert as resolved when it was logged: the catalog's entry while

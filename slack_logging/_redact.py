@@ -113,6 +113,12 @@ _PARAM_RE = re.compile(
     """,
     re.VERBOSE,
 )
+# An emoji-shortcode-shaped key (":api_key: sk_…"), found on its own: in "pay_:api_key: sk_…"
+# the pattern above takes "pay_:" as a key and "api_key:" as its value, and goes on after.
+_SHORTCODE_RE = re.compile(
+    r""":(?P<key>[A-Za-z][A-Za-z0-9_\-]*):(?P<sep>[ \t]*)"""
+    r"""(?P<val>"(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'|[^\s"'&,;)\]}>]+)"""
+)
 _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _PHONE_RE = re.compile(
     r"(?<![0-9A-Za-z_+])((?:\+82[ -]?(?:\(0\))?0?|0)1[016789])([ .-]?)([0-9]{3,4})\2([0-9]{4})"
@@ -513,6 +519,8 @@ class Redactor:
         if self._numbers and might_hold_number(s):
             s = self._mask_numbers(s)
         if on["secret_param"] and self._param_hint(low):
+            if s.count(":") > 1:
+                s = _SHORTCODE_RE.sub(self._mask_shortcode, s)
             s = _PARAM_RE.sub(self._mask_param, s)
         return s
 
@@ -549,6 +557,15 @@ class Redactor:
         if cred is None:
             return f"{key}{sep}{val[0]}{REDACTED}{val[0]}"
         return f"{key}{sep}{m.group('scheme') or ''}{REDACTED}"
+
+    def _mask_shortcode(self, m: re.Match[str]) -> str:
+        key, sep, val = m.group("key", "sep", "val")
+        if val.lstrip("\"'").startswith("[REDACTED") or not self.is_secret_key(key):
+            return m.group(0)
+        if key.lower() in self._emoji:
+            return m.group(0)
+        quote = val[0] if val[0] in "\"'" else ""
+        return f":{key}:{sep}{quote}{REDACTED}{quote}"
 
     def _is_emoji(self, m: re.Match[str], key: str) -> bool:
         """Whether the pair's key is an emoji shortcode (``:name:``) naming a known emoji."""
