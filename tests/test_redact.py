@@ -837,6 +837,26 @@ class TestValueLimits:
         out = Redactor(max_str=100).value(text)
         assert "4111" not in out and "1111 1" not in out
 
+    def test_long_key_cut_after_masking(self) -> None:
+        """A key over 256 characters is masked before it is cut: cut first, the 12 digits of
+        a card left before the cut would be too short to be found."""
+        (key,) = redactor.value({"k" * 243 + " 4111111111111111": 1})
+        assert len(key) == 256
+        assert "41111111" not in key
+
+    @pytest.mark.parametrize(
+        "cluster", ["\U0001f1f0\U0001f1f7", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "e\u0301"]
+    )
+    def test_string_cut_keeps_clusters_whole(self, cluster: str) -> None:
+        """The ``max_str`` cut of a value never leaves half a flag, ZWJ sequence or accent."""
+        for pad in range(len(cluster) + 1):
+            text = "x" * (20 - pad) + cluster * 3
+            out = Redactor(max_str=20).value(text)
+            assert isinstance(out, str)
+            kept = out.split("…", 1)[0]
+            assert kept.startswith("x" * (20 - pad))
+            assert (len(kept) - (20 - pad)) % len(cluster) == 0, (pad, kept)
+
     def test_shared_structure_bounded(self) -> None:
         """A small DAG that expands to 10**8 leaves is bounded by max_nodes and max_chars."""
         obj: Any = ["x" * 100] * 100

@@ -38,6 +38,7 @@ CARD_SEPARATORS = [
 RRN_SEPARATORS = [
     *("", "-", " ", "\n", "\r\n", " - ", ".", "%20", "\t", "/", "+", "  ", "\\n", "\u00ad")
 ]
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -223,6 +224,7 @@ def plant(p: Pipeline, secret: Planted) -> None:
             "nested": {"deep": [{"value": value}], "text": f"card {secret.text} ok"},
             "value": value,
             "thread_key": secret.text,
+            "direction": f"\u202e{secret.text}\u2069",
         }
         try:
             try:
@@ -239,7 +241,7 @@ def plant(p: Pipeline, secret: Planted) -> None:
         log.error("tag %s", secret.text, extra={"alert": secret.text}, stack_info=True)
         log.info("untagged %s", secret.text, extra=extra)
 
-    worker = threading.Thread(target=calls, name=f"req {secret.text}")
+    worker = threading.Thread(target=calls, name=f"req \u2067{secret.text}\u2069")
     worker.start()
     worker.join()
     p.handler.removeFilter(planter)
@@ -280,6 +282,8 @@ def test_planted_secrets_reach_no_byte_we_send_or_write(
             plant(pipeline, secret)
             assert pipeline.handler.flush(10)
             assert_absent(pipeline.everything(capsys.readouterr().err), secret)
+            sent = json.dumps([r.payload for r in fake.requests], ensure_ascii=False)
+            assert not any(ch in sent for ch in BIDI), "a direction control reached Slack"
 
         try:
             planted_nowhere()
@@ -375,9 +379,6 @@ def test_ordinary_values_survive_the_pipeline(
         assert str(value) in mirror
     for value in ("ORD-20261126-0001", "1764126200123", "550e8400-e29b-41d4-a716-446655440000"):
         assert value in payload
-
-
-BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 
 
 def test_seal_covers_text_the_renderer_adds(
