@@ -331,7 +331,8 @@ class Catalog(Mapping[str, Category]):
         for key, spec in (overrides or {}).items():
             if not isinstance(key, str) or not _KEY_RE.match(key):
                 raise ValueError(f"categories: invalid category name {_shown(key)}")
-            fields = _validate_override(key, spec or {})
+            # "is None", not "or": a value's own truth test may raise (it is named below).
+            fields = _validate_override(key, {} if spec is None else spec)
             base = cats.get(key)
             if base is None:
                 title = cast(str, fields.pop("title", None) or key.replace("_", " ").title())
@@ -344,7 +345,8 @@ class Catalog(Mapping[str, Category]):
                     fields["emoji"] = DEFAULT_EMOJI[fields["severity"]]
             cats[key] = replace(base, **fields)
         for key, cat in cats.items():
-            spec = (overrides or {}).get(key) or {}
+            spec = (overrides or {}).get(key)
+            spec = {} if spec is None else spec
             links = defaults.links_for(key, spec)
             if links:
                 cats[key] = replace(cat, links=links)

@@ -34,6 +34,12 @@ class Explodes:
     def __iter__(self) -> Any:
         raise RuntimeError("no iter")
 
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth value")
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("no path")
+
 
 # Wrong types for every option: each must be accepted or refused with a ValueError naming it.
 WRONG_TYPES: list[Any] = [
@@ -52,6 +58,12 @@ WRONG_TYPES: list[Any] = [
     object(),
     Explodes(),
     b"bytes",
+    math.inf,
+    10**30,
+    0,
+    Path("/x"),
+    set(),
+    frozenset({"a"}),
 ]
 
 OPTIONS = [
@@ -90,6 +102,11 @@ OPTIONS = [
     "runbook",
     "summary_at",
     "summary_zone",
+    "recovery_quiet_period",
+    "live_updates",
+    "live_updates_per_minute",
+    "env",
+    "settings",
 ]
 
 
@@ -154,6 +171,8 @@ def test_every_redact_key_every_type(tmp_path: Path, name: str, value: object) -
         ({"categories": "payment_fail"}, "categories"),
         ({"categories": {"refund": {"key_fields": 5}}}, "categories.refund.key_fields"),
         ({"categories": {"refund": ["title"]}}, "categories.refund"),
+        ({"categories": {"refund": Explodes()}}, "categories.refund"),
+        ({"settings": {"webhook_url": HOOK}}, "settings"),
         ({"categories": {5: {}}}, "categories"),
         ({"ignore_loggers": 5}, "ignore_loggers"),
         ({"ignore_loggers": "noisy"}, "ignore_loggers"),
@@ -179,6 +198,30 @@ def test_known_mistakes_name_their_key(tmp_path: Path, options: dict[str, Any], 
     """The mistakes seen in the field each raise a ValueError that starts with the key."""
     with pytest.raises(ValueError, match=rf"^{re.escape(key)}\b"):
         build(tmp_path, **options)
+
+
+def test_options_cover_every_handler_parameter() -> None:
+    """The table above names every keyword SlackAlertHandler takes (a new one is tested too)."""
+    import inspect
+
+    params = set(inspect.signature(SlackAlertHandler.__init__).parameters) - {"self"}
+    assert params == set(OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "value", [5, ["x"], b"x", None, Explodes()], ids=lambda v: type(v).__name__
+)
+@pytest.mark.parametrize("option", ["webhook_url", "alerts_dir", "service", "enabled"])
+def test_env_values_of_any_type(tmp_path: Path, option: str, value: object) -> None:
+    """An ``env=`` mapping holding a non-string: accepted as unset, or refused naming the key."""
+    from slack_logging._config import ENV_VARS
+
+    try:
+        handler = SlackAlertHandler(env={ENV_VARS[option]: value}, alerts_dir=tmp_path / "a")
+    except ValueError as exc:
+        assert str(exc).startswith(option), exc
+    else:
+        handler.close()
 
 
 def test_catalog_refuses_a_list_naming_categories() -> None:
