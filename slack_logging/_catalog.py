@@ -345,8 +345,8 @@ class Catalog(Mapping[str, Category]):
                     fields["emoji"] = DEFAULT_EMOJI[fields["severity"]]
             cats[key] = replace(base, **fields)
         for key, cat in cats.items():
-            spec = (overrides or {}).get(key)
-            spec = {} if spec is None else spec
+            given = (overrides or {}).get(key)
+            spec = {} if given is None else given
             links = defaults.links_for(key, spec)
             if links:
                 cats[key] = replace(cat, links=links)
