@@ -184,9 +184,9 @@ class JsonSafe:
         out: dict[str, JSONValue] = {}
         chars = 0
         limit = min(self.max_str, self.max_chars // 8)
-        text = self._text
+        text, key_hook = self._text, self._key_hook
         for key, item in obj.items():
-            if type(key) is not str:
+            if type(key) is not str or len(key) > _MAX_KEY:  # long keys: cut in the walk
                 return None
             kind = type(item)
             if kind is str:
@@ -195,7 +195,7 @@ class JsonSafe:
                     return None
             elif kind is not int and kind is not float and kind is not bool and item is not None:
                 return None
-            shown, secret = self._key(key)
+            shown, secret = key_hook(utf8_safe(key))
             while shown in out:  # 1 and "1" both became "1": keep both
                 shown += "'"
             if secret:
