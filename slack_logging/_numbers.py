@@ -31,7 +31,8 @@ _NUM_RUN_RE = re.compile(rf"{_DIGIT}(?:{_SEP}{{0,4}}{_DIGIT})*")
 # text (most of it) gets a cheaper superset ("%20" is a "%" and two more digits to it; "\\n"
 # a backslash and a letter).
 _NUM_HINT_RE = re.compile(rf"{_DIGIT}(?:{_SEP}{{0,4}}{_DIGIT}){{9}}")
-_ASCII_NUM_HINT_RE = re.compile(r"[0-9](?:(?:[^0-9A-Za-z]|(?<=\\)[nrt]){0,4}[0-9]){9}")
+_ASCII_NUM_HINT_RE = re.compile(r"[0-9](?:[^0-9A-Za-z]{0,4}[0-9]){9}")
+_ASCII_ESCAPED_HINT_RE = re.compile(r"[0-9](?:(?:[^0-9A-Za-z]|(?<=\\)[nrt]){0,4}[0-9]){9}")
 _UDIGITS_RE = re.compile(rf"{_DIGIT}+")
 # A letter that ends an escape ("\\n") separates, it does not glue.
 _ESCAPE_LETTERS = frozenset("nrt")
@@ -166,7 +167,9 @@ def might_hold_number(s: str) -> bool:
         raw = s.encode("ascii")
         if len(raw) - len(raw.translate(None, b"0123456789")) < 10:
             return False
-        return _ASCII_NUM_HINT_RE.search(s) is not None
+        if _ASCII_NUM_HINT_RE.search(s) is not None:
+            return True
+        return "\\" in s and _ASCII_ESCAPED_HINT_RE.search(s) is not None
     return _NUM_HINT_RE.search(s) is not None
 
 
