@@ -3,6 +3,7 @@ a non-string alert category from a call site is coerced and delivered, never rai
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import math
@@ -297,3 +298,26 @@ def test_an_unknown_option_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="slack") as caught:
         logging.config.dictConfig(config)
     assert "bogus_option" in str(caught.value.__cause__)
+
+
+def test_alert_logger_delivers_any_category(tmp_path: Path) -> None:
+    """Categories of any type through ``AlertLogger.alert`` reach Slack, one alert each, and
+    a card number given as the category is masked there."""
+    log = logging.getLogger(f"tests.alertlogger.sent.{tmp_path.name}")
+    log.propagate = False
+    categories: list[Any] = [["x"], 5, None, ("a",), {"k": 1}, Explodes(), 4111111111111111]
+    with FakeSlack() as fake:
+        handler = SlackAlertHandler(
+            webhook_url=fake.webhook_url, alerts_dir=tmp_path / "a", rate_limit=100, burst=100
+        )
+        log.handlers[:] = [handler]
+        try:
+            for category in categories:
+                AlertLogger(log).alert(category, "refund %s failed", "ORD-1")
+            assert handler.flush(10)
+        finally:
+            log.handlers.clear()
+            handler.close()
+        assert fake.alerts_covered == len(categories)
+        sent = json.dumps([m.payload for m in fake.messages], ensure_ascii=False)
+    assert "41111111" not in sent
