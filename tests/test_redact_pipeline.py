@@ -62,6 +62,12 @@ def luhn_complete(body: str) -> str:
     return body + str(-total % 10)
 
 
+def not_luhn(body: str) -> str:
+    """``body`` with a check digit that fails Luhn."""
+    digits = luhn_complete(body)
+    return digits[:-1] + str((int(digits[-1]) + 1) % 10)
+
+
 def random_text(alphabet: str, size: int) -> st.SearchStrategy[str]:
     """Text that cannot turn up by chance elsewhere: no run of one character, many distinct."""
     return st.text(alphabet, min_size=size, max_size=size).filter(
@@ -340,6 +346,11 @@ ordinary = st.one_of(
     st.integers(0, 9999_9999).map(lambda n: f"020-{n // 10000:04d}-{n % 10000:04d}"),
     st.integers(0, 10**9).map(lambda n: f"ID-{n:09d}"),
     st.from_regex(r"192\.168\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
+    st.builds(  # order numbers shaped like a card, but failing Luhn, in every card spelling
+        lambda body, sep: sep.join(not_luhn(body)[i : i + 4] for i in range(0, 16, 4)),
+        st.from_regex(r"[2-9][0-9]{14}", fullmatch=True),
+        st.sampled_from(["", *CARD_SEPARATORS]),
+    ),
 )
 
 
