@@ -434,9 +434,11 @@ class Redactor:
 
     def _mask_shortcode(self, m: re.Match[str]) -> str:
         key, sep, val = m.group("key", "sep", "val")
-        if val.lstrip("\"'").startswith("[REDACTED") or not self.is_secret_key(key):
-            return m.group(0)
-        if key.lower() in self._emoji:
+        if (
+            key.lower() in self._emoji
+            or val.lstrip("\"'").startswith("[REDACTED")
+            or not self._keys(key)
+        ):
             return m.group(0)
         quote = val[0] if val[0] in "\"'" else ""
         return f":{key}:{sep}{quote}{REDACTED}{quote}"
