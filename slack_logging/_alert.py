@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from slack_logging._catalog import Category
+from slack_logging._catalog import Category, unknown_title
 from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import compact_encoder, plain
 from slack_logging._redact import Redactor
@@ -277,9 +277,10 @@ def build_alert(
         "place": snap.raised_at or f"{snap.pathname}:{snap.lineno}",
         "thread_key": str(thread_key)[:200] if thread_key not in (None, "") else None,
         "known": category.known,
-        # Built from the raw tag or logger name for unknown and untagged records: redacted too
-        # (cached: a category's title repeats from alert to alert).
-        "title": redactor.name(category.title),
+        # An unknown tag's title is built from the redacted tag: the raw one, made a key,
+        # loses the shape the redactor knows ("a@b.com" -> "a_b.com", "pin=1" -> "pin_1").
+        # An untagged record's names its logger: redacted too (cached: titles repeat).
+        "title": redactor.name(category.title if category.known else unknown_title(key)),
         "masked": masked,
     }
     alert: Alert = object.__new__(Alert)

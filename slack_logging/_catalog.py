@@ -32,6 +32,7 @@ __all__ = [
     "LinkDefaults",
     "Severity",
     "severity_for_level",
+    "unknown_title",
 ]
 
 Severity = Literal["info", "warning", "error", "critical"]
@@ -302,6 +303,11 @@ class LinkDefaults:
         return LinkSet((*own, *extra))
 
 
+def unknown_title(key: str) -> str:
+    """The title of an alert whose tag names no category (``key``: the tag as a category key)."""
+    return f"Unknown alert: {key}"
+
+
 class Catalog(Mapping[str, Category]):
     """The built-in categories with a user's overrides merged over them.
 
@@ -325,7 +331,8 @@ class Catalog(Mapping[str, Category]):
         for key, spec in (overrides or {}).items():
             if not isinstance(key, str) or not _KEY_RE.match(key):
                 raise ValueError(f"categories: invalid category name {_shown(key)}")
-            fields = _validate_override(key, spec or {})
+            # "is None", not "or": a value's own truth test may raise (it is named below).
+            fields = _validate_override(key, {} if spec is None else spec)
             base = cats.get(key)
             if base is None:
                 title = cast(str, fields.pop("title", None) or key.replace("_", " ").title())
@@ -338,7 +345,8 @@ class Catalog(Mapping[str, Category]):
                     fields["emoji"] = DEFAULT_EMOJI[fields["severity"]]
             cats[key] = replace(base, **fields)
         for key, cat in cats.items():
-            spec = (overrides or {}).get(key) or {}
+            given = (overrides or {}).get(key)
+            spec = {} if given is None else given
             links = defaults.links_for(key, spec)
             if links:
                 cats[key] = replace(cat, links=links)
@@ -363,7 +371,7 @@ class Catalog(Mapping[str, Category]):
         if found is not None:
             return found
         severity = severity_for_level(level)
-        return Category(key, f"Unknown alert: {key}", severity, ":grey_question:", known=False)
+        return Category(key, unknown_title(key), severity, ":grey_question:", known=False)
 
     def stored(self, key: str, title: str, severity: str, known: bool) -> Category:
         """The category of an alert as resolved when it was logged: the catalog's entry while

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["Diagnostics"]
 
@@ -21,6 +22,8 @@ class Diagnostics:
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
         self.lines: list[str] = []  # what was reported, for tests and `status`
+        #: The runtime's redactor: a message quoting an exception or a name is masked too.
+        self.redact: Callable[[str], str] | None = None
 
     def reset_after_fork(self) -> None:
         """A child must not inherit a lock another thread of the parent held."""
@@ -28,6 +31,8 @@ class Diagnostics:
 
     def report(self, key: str, message: str, *, once: bool = False) -> bool:
         """Print ``message`` unless ``key`` was reported recently (or ever, with ``once``)."""
+        if self.redact is not None:
+            message = self.redact(message)
         now = time.monotonic()
         with self._lock:
             last = self._seen.get(key)

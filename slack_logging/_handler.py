@@ -137,6 +137,8 @@ class SlackAlertHandler(logging.Handler):
             }
             options.pop("__class__", None)
             settings = Settings.resolve(env, **options)
+        elif not isinstance(settings, Settings):
+            raise ValueError(f"settings: expected Settings, got {type(settings).__name__}")
         self.settings = settings
         self.diag = Diagnostics()
         self.runtime = Runtime(self.settings, self.diag)

@@ -22,6 +22,8 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
+from slack_logging._text import safe_end
+
 __all__ = [
     "JSONValue",
     "JsonSafe",
@@ -184,7 +186,7 @@ class JsonSafe:
         limit = min(self.max_str, self.max_chars // 8)
         text, key_hook = self._text, self._key_hook
         for key, item in obj.items():
-            if type(key) is not str:
+            if type(key) is not str or len(key) > _MAX_KEY:  # long keys: cut in the walk
                 return None
             kind = type(item)
             if kind is str:
@@ -193,7 +195,7 @@ class JsonSafe:
                     return None
             elif kind is not int and kind is not float and kind is not bool and item is not None:
                 return None
-            shown, secret = key_hook(utf8_safe(key[:_MAX_KEY]))
+            shown, secret = key_hook(utf8_safe(key))
             while shown in out:  # 1 and "1" both became "1": keep both
                 shown += "'"
             if secret:
@@ -288,7 +290,7 @@ class JsonSafe:
             if walk.nodes <= 0:
                 break
             raw = key if type(key) is str else safe_str(key)
-            shown, secret = self._key_hook(utf8_safe(raw[:_MAX_KEY]))
+            shown, secret = self._key(raw)
             while shown in out:  # 1 and "1" both became "1": keep both
                 shown += "'"
             if secret:
@@ -313,11 +315,25 @@ class JsonSafe:
             out.append(f"… {size - len(out)} more")
         return out
 
+    def _key(self, key: str) -> tuple[str, bool]:
+        """The key hook's (shown key, secret), the key cut to ``_MAX_KEY`` after masking: a cut
+        first could leave most of a card number too short to be found."""
+        if len(key) <= _MAX_KEY:
+            return self._key_hook(utf8_safe(key))
+        shown, secret = self._key_hook(utf8_safe(key[: _MAX_KEY + _CUT_MARGIN]))
+        return shown[: safe_end(shown, _MAX_KEY)], secret
+
     def _clip(self, text: str, walk: _Budget, extra: int = 0) -> str:
-        """Map through the text hook and cut to ``max_str`` (and what is left of ``max_chars``)."""
+        """Map through the text hook and cut to ``max_str`` (and what is left of ``max_chars``)
+        after masking, between user-perceived characters."""
         limit = self.max_str if walk.chars >= self.max_str else max(0, walk.chars)
         over = len(text) - limit
-        text = self._text(text[: limit + _CUT_MARGIN])[:limit] if over > 0 else self._text(text)
+        if over > 0:
+            masked = self._text(text[: limit + _CUT_MARGIN])
+            text = masked[: safe_end(masked, limit)]
+            over += min(limit, len(masked)) - len(text)  # a cluster moved back whole
+        else:
+            text = self._text(text)
         walk.chars -= len(text)
         if over + extra > 0:
             text = f"{text}… [truncated {over + extra} chars]"

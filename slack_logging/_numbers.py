@@ -17,17 +17,25 @@ import unicodedata
 __all__ = ["is_card_number", "mask_numbers", "might_hold_number"]
 
 # Between two digits of one number: up to four separators (space, tab, line breaks, dot, slash,
-# dashes, underscore, plus, "%20", full-width forms, invisible spaces and direction marks).
+# dashes, underscore, plus, "%20", full-width forms, invisible spaces, soft hyphens and direction
+# marks), and a line break or tab written as an escape ("\\n" in a repr or a JSON string).
 _SEP = (
-    r"(?:[ \t\r\n\f\v./+\-_\u00a0\u2000-\u200f\u2010-\u2015\u2028-\u202f\u205f-\u2069"
-    r"\u2212\u3000\ufeff\ufe58\ufe63\uff0b\uff0d\uff0e\uff0f\u061c]|%20)"
+    r"(?:[ \t\r\n\f\v./+\-_\u00a0\u00ad\u034f\u180e\u2000-\u200f\u2010-\u2015\u2028-\u202f"
+    r"\u205f-\u2069\u2212\u3000\ufeff\ufe58\ufe63\uff0b\uff0d\uff0e\uff0f\u061c]|%20|\\[nrt])"
 )
-_NUM_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d)*")
+# Any decimal digit (full-width, Arabic-Indic, ...) and the superscript and subscript digits,
+# which NFKC turns into ASCII ones.
+_DIGIT = r"[\d\u00b2\u00b3\u00b9\u2070\u2074-\u2079\u2080-\u2089]"
+_NUM_RUN_RE = re.compile(rf"{_DIGIT}(?:{_SEP}{{0,4}}{_DIGIT})*")
 # Card and resident numbers need 13+ digits; phones 10+. Most texts fail this at once. ASCII
-# text (most of it) gets a cheaper superset ("%20" is a "%" and two more digits to it).
-_NUM_HINT_RE = re.compile(rf"\d(?:{_SEP}{{0,4}}\d){{9}}")
+# text (most of it) gets a cheaper superset ("%20" is a "%" and two more digits to it; "\\n"
+# a backslash and a letter).
+_NUM_HINT_RE = re.compile(rf"{_DIGIT}(?:{_SEP}{{0,4}}{_DIGIT}){{9}}")
 _ASCII_NUM_HINT_RE = re.compile(r"[0-9](?:[^0-9A-Za-z]{0,4}[0-9]){9}")
-_UDIGITS_RE = re.compile(r"\d+")
+_ASCII_ESCAPED_HINT_RE = re.compile(r"[0-9](?:(?:[^0-9A-Za-z]|(?<=\\)[nrt]){0,4}[0-9]){9}")
+_UDIGITS_RE = re.compile(rf"{_DIGIT}+")
+# A letter that ends an escape ("\\n") separates, it does not glue.
+_ESCAPE_LETTERS = frozenset("nrt")
 # A number glued to a letter is part of an identifier (hex ids, UUIDs, "v2"), not a number;
 # after "_" it is still read ("card_4111111111111111").
 _GLUE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -81,7 +89,7 @@ def _grouping_ok(lengths: list[int], decimal: bool) -> bool:
 
 
 def _digit_value(ch: str) -> str:
-    return ch if "0" <= ch <= "9" else str(unicodedata.decimal(ch, 0))
+    return ch if "0" <= ch <= "9" else str(unicodedata.digit(ch, 0))
 
 
 def _mask_number_run(  # noqa: PLR0912 - one branch per separator and number shape
@@ -97,7 +105,11 @@ def _mask_number_run(  # noqa: PLR0912 - one branch per separator and number sha
     if "%20" in run:  # the digits of an encoded space are a separator, not part of the number
         run = run.replace("%20", "   ")
     groups = [(start + g.start(), start + g.end()) for g in _UDIGITS_RE.finditer(run)]
-    left_glued = start > 0 and s[start - 1] in _GLUE
+    left_glued = (
+        start > 0
+        and s[start - 1] in _GLUE
+        and not (start > 1 and s[start - 2] == "\\" and s[start - 1] in _ESCAPE_LETTERS)
+    )
     right_glued = end < len(s) and s[end] in _GLUE
     values = [
         text if text.isascii() else "".join(map(_digit_value, text))
@@ -155,7 +167,9 @@ def might_hold_number(s: str) -> bool:
         raw = s.encode("ascii")
         if len(raw) - len(raw.translate(None, b"0123456789")) < 10:
             return False
-        return _ASCII_NUM_HINT_RE.search(s) is not None
+        if _ASCII_NUM_HINT_RE.search(s) is not None:
+            return True
+        return "\\" in s and _ASCII_ESCAPED_HINT_RE.search(s) is not None
     return _NUM_HINT_RE.search(s) is not None
 
 

@@ -21,22 +21,26 @@ Built-in patterns, in the order they run (the names ``disable`` accepts):
 - ``secret_param``: ``password=[REDACTED]``, ``'api_key': '[REDACTED]'``,
   ``Authorization: Basic [REDACTED]``, ``Cookie: [REDACTED]``: in text, the value after a
   secret-looking key (see below) and ``=`` or ``:``, up to the next space or the closing quote.
-  It runs last so a spaced card number after ``card_no:`` is masked whole first.
+  It runs last so a spaced card number after ``card_no:`` is masked whole first. An emoji
+  shortcode is a key too (``:api_key: [REDACTED]``) unless it names an emoji: a standard one
+  (``:credit_card: 결제 시작``) or one the catalog uses.
 
 Secrets become ``[REDACTED]``; personal data is partially masked with ``*`` so a reader can
 still tell two values apart.
 
-A key looks secret when, lower-cased with ``-``, ``_`` and camelCase boundaries removed, it
-contains ``password``, ``secret``, ``token``, ``apikey``, ``accesskey``, ``privatekey``,
-``authorization``, ``credential``, ``cookie``, ``session``, ``cardnumber``, ``cardno``,
-``jumin``, ... or one of its words *is* a short one (``pwd``, ``pw``, ``pass``, ``pin``, ``cvc``,
-``cvv``, ``rrn``, ``ssn``, ``auth``, ``otp``): ``db_password``, ``X-Api-Key``, ``authToken`` and
-``user_pin`` are secret; ``shipping``, ``author`` and ``classname`` are not.
+A key looks secret by the rule of :mod:`slack_logging._secret_keys` (``db_password``,
+``X-Api-Key``, ``authToken``, ``user_pin``; not ``shipping`` or ``author``).
 
 Cards and resident numbers are read across separators and in full-width digits (see
 :mod:`slack_logging._numbers`); a number glued to a letter (``a716-446655440000`` in a UUID, hex
 ids) is not a card; neither is one starting with 0, or with 1 unless it has 15 digits (UATP),
 which keeps epoch timestamps in ms, us and ns readable.
+
+About 500 lines: the patterns, their order and the :class:`Redactor` that runs them are one unit
+(each pattern's guard and the screen must agree). Its parts with a name of their own live apart:
+numbers (:mod:`~slack_logging._numbers`), our own secrets (:mod:`~slack_logging._secrets`),
+secret keys (:mod:`~slack_logging._secret_keys`), the screen's regex
+(:mod:`~slack_logging._anchors`), the JSON-safe walk (:mod:`~slack_logging._jsonsafe`).
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 
+from slack_logging._anchors import any_of as _any_of
 from slack_logging._jsonsafe import JsonSafe, JSONValue, safe_str, utf8_safe
 from slack_logging._numbers import mask_numbers, might_hold_number
+from slack_logging._secret_keys import SECRET_LOOKING_EMOJI, SecretKeys
 from slack_logging._secrets import literal_forms, mask_secret
 
 __all__ = [
@@ -100,7 +106,7 @@ _PARAM_RE = re.compile(
     (?:
         (?P<ckey>(?i:set-cookie|cookie))(?P<csep>[ \t]*:[ \t]*)(?P<cval>[^\r\n"']*[^\s"'])
       | (?P<key>[A-Za-z\uac00-\ud7a3][A-Za-z0-9_.\-\uac00-\ud7a3]*)
-        (?P<sep>["']?[ \t]*[:=][ \t]*)
+        (?P<sep>["']?(?:[ \t]*=[ \t]*|:[ \t]*|[ \t]+:(?:[ \t]+|(?![A-Za-z0-9_+\-]*:))))
         (?P<val>
             "(?:[^"\\\r\n]|\\.)*"
           | '(?:[^'\\\r\n]|\\.)*'
@@ -111,6 +117,12 @@ _PARAM_RE = re.compile(
     """,
     re.VERBOSE,
 )
+# An emoji-shortcode-shaped key (":api_key: sk_…"), found on its own: in "pay_:api_key: sk_…"
+# the pattern above takes "pay_:" as a key and "api_key:" as its value, and goes on after.
+_SHORTCODE_RE = re.compile(
+    r""":(?P<key>[A-Za-z][A-Za-z0-9_\-]*):(?P<sep>[ \t]*)"""
+    r"""(?P<val>"(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'|[^\s"'&,;)\]}>]+)"""
+)
 _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _PHONE_RE = re.compile(
     r"(?<![0-9A-Za-z_+])((?:\+82[ -]?(?:\(0\))?0?|0)1[016789])([ .-]?)([0-9]{3,4})\2([0-9]{4})"
@@ -119,57 +131,6 @@ _PHONE_RE = re.compile(
 _EMAIL_RE = re.compile(
     r"(?<![A-Za-z0-9_.%+-])([A-Za-z0-9_.%+-]+)@"
     r"([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})(?![A-Za-z0-9_%+-]|\.?[A-Za-z0-9_.%+-]*@)"
-)
-# Letters from the most to the least frequent in English, and marks about as common in log
-# lines as digits: weights for the screen's anchors (see _any_of).
-_LETTERS_BY_SHARE = "etaoinshrdlcumwfgypbvkjxqz"
-_COMMON_MARKS = " .,:;-_/=()[]'\"<>"
-_KEY_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
-_SECRET_SUBSTRINGS = (
-    "password",
-    "passwd",
-    "passphrase",
-    "passcode",
-    "secret",
-    "token",
-    "apikey",
-    "accesskey",
-    "privatekey",
-    "authorization",
-    "credential",
-    "cookie",
-    "session",
-    "cardnumber",
-    "cardno",
-    "creditcard",
-    "jumin",
-    "webhook",
-)
-_SECRET_WORDS = frozenset({"pwd", "pw", "pass", "pin", "cvc", "cvv", "rrn", "ssn", "auth", "otp"})
-_SECRET_NON_ASCII = ("비밀번호", "주민번호", "주민등록번호", "카드번호", "보안코드")
-# Cheap substring checks on the lower-cased line before running the key=value regex.
-_PARAM_HINTS = (
-    "pass",
-    "pw",
-    "secret",
-    "token",
-    "key",
-    "auth",
-    "cred",
-    "cookie",
-    "session",
-    "card",
-    "cvc",
-    "cvv",
-    "pin",
-    "rrn",
-    "ssn",
-    "jumin",
-    "otp",
-    "비밀",
-    "주민",
-    "카드",
 )
 
 
@@ -216,54 +177,6 @@ def _marker(name: str) -> Callable[[re.Match[str]], str]:
     return replace
 
 
-def _char_share(char: str) -> float:
-    """Roughly how often ``char`` occurs in log text, in percent (letters: about English)."""
-    rank = _LETTERS_BY_SHARE.find(char)
-    if rank >= 0:
-        return 13.0 * 0.83**rank
-    if char.isdigit() or char in _COMMON_MARKS:
-        return 4.0
-    return 0.5
-
-
-def _any_of(words: Iterable[str]) -> str:
-    """A regex that finds any of ``words`` in lower-cased text, anchored on rare characters.
-
-    The engine tries a match only where the text holds an anchor, so each word is found by
-    one of its rarer characters and the part before it is a lookbehind: ``k(?:ey|(?<=tok)en)``
-    for ``key`` and ``token``. With anchors chosen greedily (a character shared by many words
-    is worth more), a quarter of log text's characters start an attempt instead of most of
-    them, and the screen takes half the time of a plain ``pass|pin|...``."""
-    todo = set(words)
-    if "" in todo:  # found in any text
-        return ""
-    groups: dict[str, list[str]] = {}
-    while todo:
-        counts: dict[str, int] = {}
-        for word in todo:
-            for char in set(word):
-                counts[char] = counts.get(char, 0) + 1
-        anchor = min(counts, key=lambda c: (_char_share(c) / counts[c], c))
-        for word in sorted(w for w in todo if anchor in w):
-            at = word.index(anchor) + 1
-            behind = f"(?<={re.escape(word[:at])})" if at > 1 else ""
-            groups.setdefault(anchor, []).append(behind + re.escape(word[at:]))
-            todo.discard(word)
-    branches = []
-    for anchor, rests in sorted(groups.items()):
-        if "" in rests:  # the anchor alone is a word: nothing more to check
-            branches.append(re.escape(anchor))
-        else:
-            rest = rests[0] if len(rests) == 1 else f"(?:{'|'.join(rests)})"
-            branches.append(re.escape(anchor) + rest)
-    return "|".join(branches) or "(?!)"
-
-
-def _key_words(key: str) -> list[str]:
-    """``X-Api-Key`` -> ``['x', 'api', 'key']``; ``authToken`` -> ``['auth', 'token']``."""
-    return [w.lower() for w in _KEY_WORD_RE.findall(key)]
-
-
 class Redactor:
     """Masks secrets and personal data; see the module docstring for what and how.
 
@@ -274,7 +187,9 @@ class Redactor:
     built-in ones: a single short word must equal a word of the key, anything longer is a
     substring of the normalised key). :meth:`value` keeps at most ``max_depth`` levels of
     containers, ``max_items`` items per container, ``max_str`` characters per string, and
-    ``max_nodes`` values / ``max_chars`` string characters in total.
+    ``max_nodes`` values / ``max_chars`` string characters in total. ``literals`` are our own
+    secrets, masked in every encoding even with masking off; ``emoji`` names the catalog's
+    emoji, so ``:name: title`` is not read as a secret ``key: value`` pair (``:api_key: sk_…`` is).
 
     >>> r = Redactor(disable=["email"], extra_patterns={"order": r"ORD-\\d{8}-\\d{4}"})
     >>> r.text("card 4111 1111 1111 1111 for ORD-20261126-0001")
@@ -283,7 +198,7 @@ class Redactor:
     {'db_password': '[REDACTED]', 'amount': 15000}
     """
 
-    def __init__(  # noqa: PLR0912, PLR0915 - validates each option where it is given
+    def __init__(
         self,
         *,
         enabled: bool = True,
@@ -296,8 +211,13 @@ class Redactor:
         max_nodes: int = 10_000,
         max_chars: int = 200_000,
         literals: Iterable[str] = (),
+        emoji: Iterable[str] = (),
     ) -> None:
         self.enabled = bool(enabled)
+        # Shortcodes that are emoji, not keys: the built-in ones and the catalog's (":name:").
+        self._emoji = SECRET_LOOKING_EMOJI | {
+            e.strip().strip(":").lower() for e in emoji if isinstance(e, str)
+        }
         # Our own secrets (the configured webhook URL and its path, the bot token): masked even
         # with redaction off, and whatever their shape.
         forms = {f for s in literals if isinstance(s, str) for f in literal_forms(s)}
@@ -333,23 +253,9 @@ class Redactor:
             except re.error as exc:
                 raise ValueError(f"{key}: invalid regular expression: {exc}") from None
             self._extra.append((compiled, _marker(name)))
-        self._substrings = list(_SECRET_SUBSTRINGS)
-        self._words = set(_SECRET_WORDS)
-        self._non_ascii = list(_SECRET_NON_ASCII)
-        self._hints = list(_PARAM_HINTS)
-        self._squashed_hints: list[str] = []
-        for name in _names(secret_keys, "redact.secret_keys"):
-            words = _key_words(name)
-            joined = "".join(words)
-            if not name.isascii():
-                self._non_ascii.append(name.lower())
-                self._hints.append(name.lower())
-            elif len(words) == 1 and len(joined) < 5:
-                self._words.add(joined)
-                self._hints.append(joined)
-            elif joined:
-                self._substrings.append(joined)
-                self._squashed_hints.append(joined)
+        self._keys = SecretKeys(_names(secret_keys, "redact.secret_keys"))
+        self._hints = self._keys.hints
+        self._squashed_hints = self._keys.squashed_hints
         limits = {
             "max_depth": max_depth,
             "max_items": max_items,
@@ -376,7 +282,6 @@ class Redactor:
             max_nodes=max_nodes,
             max_chars=max_chars,
         )
-        self._key_cache: dict[str, bool] = {}
         self._masked: dict[str, str] = {}
         self._safe_keys: dict[str, tuple[str, bool]] = {}
         self._names: dict[str, str] = {}
@@ -397,20 +302,7 @@ class Redactor:
 
     def is_secret_key(self, key: str) -> bool:
         """Whether values under ``key`` are masked whole (``db_password``, ``X-Api-Key``)."""
-        cached = self._key_cache.get(key)
-        if cached is not None:
-            return cached
-        words = _key_words(key)
-        joined = "".join(words)
-        secret = (
-            any(w in joined for w in self._substrings)
-            or any(w in self._words for w in words)
-            or (not key.isascii() and any(w in key.lower() for w in self._non_ascii))
-        )
-        if len(self._key_cache) >= 4096:
-            self._key_cache.clear()
-        self._key_cache[key] = secret
-        return secret
+        return self._keys(key)
 
     def text(self, value: str) -> str:
         """``value`` with every enabled pattern masked. Idempotent; never raises.
@@ -501,6 +393,8 @@ class Redactor:
         if self._numbers and might_hold_number(s):
             s = self._mask_numbers(s)
         if on["secret_param"] and self._param_hint(low):
+            if s.count(":") > 1:
+                s = _SHORTCODE_RE.sub(self._mask_shortcode, s)
             s = _PARAM_RE.sub(self._mask_param, s)
         return s
 
@@ -522,19 +416,37 @@ class Redactor:
         return False
 
     def _mask_param(self, m: re.Match[str]) -> str:
-        if m.group("ckey") is not None:
-            return f"{m.group('ckey')}{m.group('csep')}{REDACTED}"
+        ckey = m.group("ckey")
+        if ckey is not None:
+            if self._is_emoji(m, ckey):
+                return m.group(0)
+            return f"{ckey}{m.group('csep')}{REDACTED}"
         key, sep, val, cred = m.group("key", "sep", "val", "cred")
         if (cred or val[1:]).startswith("[REDACTED"):
             return m.group(0)
-        start = m.start()
-        if not self.is_secret_key(key) or (start and sep[0] == ":" and m.string[start - 1] == ":"):
-            # An emoji shortcode (":credit_card: 결제") is no pair; the value can hold pairs
-            # of its own: "url=https://h/?token=..." or "https://h/?key=".
+        if not self.is_secret_key(key) or (sep[0] == ":" and self._is_emoji(m, key)):
+            # An emoji before a title (":credit_card: 결제") is no pair, where ":api_key: sk_…"
+            # is; the value can hold pairs of its own: "url=https://h/?token=...".
             return f"{key}{sep}{_PARAM_RE.sub(self._mask_param, val)}"
         if cred is None:
             return f"{key}{sep}{val[0]}{REDACTED}{val[0]}"
         return f"{key}{sep}{m.group('scheme') or ''}{REDACTED}"
+
+    def _mask_shortcode(self, m: re.Match[str]) -> str:
+        key, sep, val = m.group("key", "sep", "val")
+        if (
+            key.lower() in self._emoji
+            or val.lstrip("\"'").startswith("[REDACTED")
+            or not self._keys(key)
+        ):
+            return m.group(0)
+        quote = val[0] if val[0] in "\"'" else ""
+        return f":{key}:{sep}{quote}{REDACTED}{quote}"
+
+    def _is_emoji(self, m: re.Match[str], key: str) -> bool:
+        """Whether the pair's key is an emoji shortcode (``:name:``) naming a known emoji."""
+        start = m.start()
+        return start > 0 and m.string[start - 1] == ":" and key.lower() in self._emoji
 
     def value(self, obj: object) -> JSONValue:
         """``obj`` as bounded JSON-safe data with secrets masked. Never raises.

@@ -98,6 +98,7 @@ class Runtime:
         self.clock, self.monotonic = clock, monotonic
         self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not crypto
         self.redactor = s.redactor()
+        diag.redact = self.redactor.text  # stderr is one more place nothing personal reaches
         self.label = f"alerts directory {s.alerts_dir}"
         self._route()
         self._queue: queue.Queue[Any] = queue.Queue(s.queue_size)

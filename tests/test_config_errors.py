@@ -3,6 +3,7 @@ a non-string alert category from a call site is coerced and delivered, never rai
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import math
@@ -34,6 +35,12 @@ class Explodes:
     def __iter__(self) -> Any:
         raise RuntimeError("no iter")
 
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth value")
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("no path")
+
 
 # Wrong types for every option: each must be accepted or refused with a ValueError naming it.
 WRONG_TYPES: list[Any] = [
@@ -52,6 +59,12 @@ WRONG_TYPES: list[Any] = [
     object(),
     Explodes(),
     b"bytes",
+    math.inf,
+    10**30,
+    0,
+    Path("/x"),
+    set(),
+    frozenset({"a"}),
 ]
 
 OPTIONS = [
@@ -90,6 +103,11 @@ OPTIONS = [
     "runbook",
     "summary_at",
     "summary_zone",
+    "recovery_quiet_period",
+    "live_updates",
+    "live_updates_per_minute",
+    "env",
+    "settings",
 ]
 
 
@@ -154,6 +172,8 @@ def test_every_redact_key_every_type(tmp_path: Path, name: str, value: object) -
         ({"categories": "payment_fail"}, "categories"),
         ({"categories": {"refund": {"key_fields": 5}}}, "categories.refund.key_fields"),
         ({"categories": {"refund": ["title"]}}, "categories.refund"),
+        ({"categories": {"refund": Explodes()}}, "categories.refund"),
+        ({"settings": {"webhook_url": HOOK}}, "settings"),
         ({"categories": {5: {}}}, "categories"),
         ({"ignore_loggers": 5}, "ignore_loggers"),
         ({"ignore_loggers": "noisy"}, "ignore_loggers"),
@@ -179,6 +199,30 @@ def test_known_mistakes_name_their_key(tmp_path: Path, options: dict[str, Any], 
     """The mistakes seen in the field each raise a ValueError that starts with the key."""
     with pytest.raises(ValueError, match=rf"^{re.escape(key)}\b"):
         build(tmp_path, **options)
+
+
+def test_options_cover_every_handler_parameter() -> None:
+    """The table above names every keyword SlackAlertHandler takes (a new one is tested too)."""
+    import inspect
+
+    params = set(inspect.signature(SlackAlertHandler.__init__).parameters) - {"self"}
+    assert params == set(OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "value", [5, ["x"], b"x", None, Explodes()], ids=lambda v: type(v).__name__
+)
+@pytest.mark.parametrize("option", ["webhook_url", "alerts_dir", "service", "enabled"])
+def test_env_values_of_any_type(tmp_path: Path, option: str, value: object) -> None:
+    """An ``env=`` mapping holding a non-string: accepted as unset, or refused naming the key."""
+    from slack_logging._config import ENV_VARS
+
+    try:
+        handler = SlackAlertHandler(env={ENV_VARS[option]: value}, alerts_dir=tmp_path / "a")
+    except ValueError as exc:
+        assert str(exc).startswith(option), exc
+    else:
+        handler.close()
 
 
 def test_catalog_refuses_a_list_naming_categories() -> None:
@@ -254,3 +298,26 @@ def test_an_unknown_option_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="slack") as caught:
         logging.config.dictConfig(config)
     assert "bogus_option" in str(caught.value.__cause__)
+
+
+def test_alert_logger_delivers_any_category(tmp_path: Path) -> None:
+    """Categories of any type through ``AlertLogger.alert`` reach Slack, one alert each, and
+    a card number given as the category is masked there."""
+    log = logging.getLogger(f"tests.alertlogger.sent.{tmp_path.name}")
+    log.propagate = False
+    categories: list[Any] = [["x"], 5, None, ("a",), {"k": 1}, Explodes(), 4111111111111111]
+    with FakeSlack() as fake:
+        handler = SlackAlertHandler(
+            webhook_url=fake.webhook_url, alerts_dir=tmp_path / "a", rate_limit=100, burst=100
+        )
+        log.handlers[:] = [handler]
+        try:
+            for category in categories:
+                AlertLogger(log).alert(category, "refund %s failed", "ORD-1")
+            assert handler.flush(10)
+        finally:
+            log.handlers.clear()
+            handler.close()
+        assert fake.alerts_covered == len(categories)
+        sent = json.dumps([m.payload for m in fake.messages], ensure_ascii=False)
+    assert "41111111" not in sent

@@ -178,6 +178,15 @@ class TestCards:
             ("카드4111111111111111로 결제", "카드************1111로 결제"),
             ("qty 2 4111 1111 1111 1111", "qty 2 **** **** **** 1111"),
             ("UATP 135412345678911", "UATP ***********8911"),
+            ("4111\u00ad1111\u00ad1111\u00ad1111", "****\u00ad****\u00ad****\u00ad1111"),
+            ("⁴¹¹¹¹¹¹¹¹¹¹¹¹¹¹¹", "************¹¹¹¹"),
+            ("₄₁₁₁ ₁₁₁₁ ₁₁₁₁ ₁₁₁₁", "**** **** **** ₁₁₁₁"),
+            ("'4111\\n1111\\n1111\\n1111'", "'****\\n****\\n****\\n1111'"),
+            (
+                '{"c": "4111\\r\\n1111\\r\\n1111\\r\\n1111"}',
+                '{"c": "****\\r\\n****\\r\\n****\\r\\n1111"}',
+            ),
+            ("'\\n4111111111111111'", "'\\n************1111'"),
         ],
     )
     def test_card_numbers_keep_only_last_four(self, text: str, expected: str) -> None:
@@ -239,6 +248,8 @@ class TestRrn:
             ("(000229-3234567)", "(000229-*******)"),  # 2000 was a leap year
             ("born: 051231-4123456", "born: 051231-*******"),
             ("foreigner 900101-5123456", "foreigner 900101-*******"),
+            ("'900101\\n1234567'", "'900101\\n*******'"),
+            ("900101\u00ad1234567", "900101\u00ad*******"),
         ],
     )
     def test_rrn_back_seven_masked(self, text: str, expected: str) -> None:
@@ -377,6 +388,13 @@ class TestSecrets:
             ("next: https://h.example/?token=t0k3n", "next: https://h.example/?token=[REDACTED]"),
             (":credit_card: 결제 시작 ×6", ":credit_card: 결제 시작 ×6"),
             (":key: password=abc", ":key: password=[REDACTED]"),
+            (":api_key: sk_live_abcdef123456", ":api_key: [REDACTED]"),
+            (":api_key:sk_live_abcdef123456", ":api_key:[REDACTED]"),
+            ("x :password: hunter2hunter2", "x :password: [REDACTED]"),
+            ("status :session_token: abc", "status :session_token: [REDACTED]"),
+            (":cookie: 쿠키 만료", ":cookie: 쿠키 만료"),
+            (":secret: 비밀 메모", ":secret: 비밀 메모"),
+            ("password :1234", "password :[REDACTED]"),
             ("Authorization: Bearer xoxa-000", "Authorization: Bearer [REDACTED]"),
             ("authorization=Bearer xoxa-0001=", "authorization=Bearer [REDACTED]"),
         ],
@@ -818,6 +836,26 @@ class TestValueLimits:
         text = "x" * 95 + " 4111 1111 1111 1111 " + "y" * 100
         out = Redactor(max_str=100).value(text)
         assert "4111" not in out and "1111 1" not in out
+
+    def test_long_key_cut_after_masking(self) -> None:
+        """A key over 256 characters is masked before it is cut: cut first, the 12 digits of
+        a card left before the cut would be too short to be found."""
+        (key,) = redactor.value({"k" * 243 + " 4111111111111111": 1})
+        assert len(key) == 256
+        assert "41111111" not in key
+
+    @pytest.mark.parametrize(
+        "cluster", ["\U0001f1f0\U0001f1f7", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "e\u0301"]
+    )
+    def test_string_cut_keeps_clusters_whole(self, cluster: str) -> None:
+        """The ``max_str`` cut of a value never leaves half a flag, ZWJ sequence or accent."""
+        for pad in range(len(cluster) + 1):
+            text = "x" * (20 - pad) + cluster * 3
+            out = Redactor(max_str=20).value(text)
+            assert isinstance(out, str)
+            kept = out.split("…", 1)[0]
+            assert kept.startswith("x" * (20 - pad))
+            assert (len(kept) - (20 - pad)) % len(cluster) == 0, (pad, kept)
 
     def test_shared_structure_bounded(self) -> None:
         """A small DAG that expands to 10**8 leaves is bounded by max_nodes and max_chars."""

@@ -31,8 +31,15 @@ from slack_logging.testing import FakeSlack
 
 ALNUM = string.ascii_letters + string.digits
 FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
-CARD_SEPARATORS = [" ", "\t", "\n", "\r\n", ".", "/", "-", "+", "%20", "  ", " - ", "\u3000"]
-RRN_SEPARATORS = ["", "-", " ", "\n", "\r\n", " - ", ".", "%20"]
+CARD_SEPARATORS = [
+    *(" ", "\t", "\n", "\r\n", ".", "/", "-", "+", "%20", "  ", " - ", "\u3000"),
+    *("\u00ad", "\u200b", "\\n", "\\r\\n", "\\t"),  # soft hyphen, zero width, escapes
+]
+RRN_SEPARATORS = [
+    *("", "-", " ", "\n", "\r\n", " - ", ".", "%20", "\t", "/", "+", "  ", "\\n", "\u00ad")
+]
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,12 @@ def luhn_complete(body: str) -> str:
     return body + str(-total % 10)
 
 
+def not_luhn(body: str) -> str:
+    """``body`` with a check digit that fails Luhn."""
+    digits = luhn_complete(body)
+    return digits[:-1] + str((int(digits[-1]) + 1) % 10)
+
+
 def random_text(alphabet: str, size: int) -> st.SearchStrategy[str]:
     """Text that cannot turn up by chance elsewhere: no run of one character, many distinct."""
     return st.text(alphabet, min_size=size, max_size=size).filter(
@@ -73,8 +86,12 @@ def cards(draw: st.DrawFn) -> Planted:
     body = first + draw(random_digits(length - 2))
     digits = luhn_complete(body)
     needle = digits[:-4]
-    form = draw(st.sampled_from(["compact", "grouped", "full-width", "int", "float"]))
-    if form == "int" or (form == "float" and length == 16 and digits[0] in "45"):
+    form = draw(
+        st.sampled_from(["compact", "grouped", "full-width", "superscript", "int", "float"])
+    )
+    if form == "superscript":
+        return Planted("card", digits.translate(SUPERSCRIPT), needle)
+    if form == "int" or (form == "float" and int(digits) < 2**53):  # a float holds it exactly
         number: int | float = int(digits) if form == "int" else float(int(digits))
         return Planted("card", str(number), needle, number)
     if form == "compact":
@@ -113,10 +130,27 @@ jwts = st.builds(
 )
 
 
+secret_pairs = st.builds(
+    lambda form, value: Planted("pair", form.format(value), value),
+    st.sampled_from(["password={}", ":api_key: {}", "x :password: {}", '{{"token": "{}"}}']),
+    random_text(ALNUM, 20),
+)
+
+
 def webhook_forms(url: str) -> st.SearchStrategy[Planted]:
     secret = url.rsplit("/", 1)[1]
-    forms = [url, quote(url, safe=""), quote_plus(url), url.replace("/", "%2F"), secret]
+    forms = [
+        *(url, quote(url, safe=""), quote_plus(url), url.replace("/", "%2F")),
+        *(url.replace("/", "%2f"), url.replace("/", "\\/"), secret),
+    ]
     return st.sampled_from([Planted("webhook", f, secret) for f in forms])
+
+
+def token_forms(token: str) -> st.SearchStrategy[Planted]:
+    """Our own bot token raw, URL-encoded, and its secret last part alone."""
+    secret = token.rsplit("-", 1)[1]
+    forms = [token, quote(token, safe=""), quote_plus(f"token={token}"), secret]
+    return st.sampled_from([Planted("own token", f, secret) for f in forms])
 
 
 def digit_stream(text: str) -> str:
@@ -127,11 +161,21 @@ def digit_stream(text: str) -> str:
 class Pipeline:
     """One handler and one fake Slack for the module; examples plant, flush, then search."""
 
-    def __init__(self, fake: FakeSlack, alerts_dir: Path) -> None:
+    def __init__(self, fake: FakeSlack, alerts_dir: Path, *, bot: bool) -> None:
         self.fake = fake
         self.alerts_dir = alerts_dir
+        destination: dict[str, Any] = (
+            {
+                "token": fake.token,
+                "channel": "C0ALERTS01",
+                "api_url": fake.api_url,
+                "live_updates_per_minute": 50,
+            }
+            if bot
+            else {"webhook_url": fake.webhook_url}
+        )
         self.handler = SlackAlertHandler(
-            webhook_url=fake.webhook_url,
+            **destination,
             alerts_dir=alerts_dir,
             read_timeout=2.0,
             rate_limit=1000,
@@ -186,20 +230,28 @@ def plant(p: Pipeline, secret: Planted) -> None:
             "nested": {"deep": [{"value": value}], "text": f"card {secret.text} ok"},
             "value": value,
             "thread_key": secret.text,
+            "direction": f"\u202e{secret.text}\u2069",
         }
         try:
-            raise ValueError(f"declined {secret.text}")
+            try:
+                raise OSError(f"gateway said {secret.text}")
+            except OSError as cause:
+                error = ValueError(f"declined {secret.text}")
+                if hasattr(error, "add_note"):  # Python 3.11+
+                    error.add_note(f"note {secret.text}")
+                raise error from cause
         except ValueError:
             log.exception("paid %s", secret.text, extra={"alert": "payment_fail", **extra})
+        log.error({"event": "refund", "detail": secret.text}, extra={"alert": "refund_fail"})
         p.fake.fail_next(404)  # a dead letter, holding whatever the alert held
         log.error("tag %s", secret.text, extra={"alert": secret.text}, stack_info=True)
         log.info("untagged %s", secret.text, extra=extra)
 
-    worker = threading.Thread(target=calls, name=f"req {secret.text}")
+    worker = threading.Thread(target=calls, name=f"req \u2067{secret.text}\u2069")
     worker.start()
     worker.join()
     p.handler.removeFilter(planter)
-    p.logged += 2
+    p.logged += 3
 
 
 def assert_absent(blob: str, secret: Planted) -> None:
@@ -209,27 +261,35 @@ def assert_absent(blob: str, secret: Planted) -> None:
         assert secret.needle not in blob, f"{secret} leaked"
 
 
+# Made up, shaped like a real bot token: its parts are long enough to be masked alone.
+OWN_TOKEN = "xoxb-918273645012-5647382910564-FakeTokenForTests0000xyz"
+
+
+@pytest.mark.parametrize("bot", [False, True], ids=["webhook", "bot"])
 def test_planted_secrets_reach_no_byte_we_send_or_write(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bot: bool
 ) -> None:
-    """Card, resident number, token, JWT and our own webhook, in every spelling, planted in
-    message, args, extras (keys, values, nested, as numbers), exception, stack, alert tag,
-    logger, thread and process names and file fields: in no payload, file or stderr; and
-    every alert logged is delivered or a dead letter."""
-    with FakeSlack() as fake:
-        pipeline = Pipeline(fake, tmp_path / "alerts")
-        own = webhook_forms(fake.webhook_url)
+    """Card, resident number, token, JWT, secret pair and our own webhook or bot token, in
+    every spelling, planted in message (text and dict), args, extras (keys, values, nested,
+    as numbers), exception (chained, with notes), stack, alert tag, logger, thread and
+    process names and file fields: in no payload, file or stderr; and every alert logged is
+    delivered or a dead letter."""
+    with FakeSlack(token=OWN_TOKEN) as fake:
+        pipeline = Pipeline(fake, tmp_path / "alerts", bot=bot)
+        own = token_forms(OWN_TOKEN) if bot else webhook_forms(fake.webhook_url)
 
         @settings(
-            max_examples=50,
+            max_examples=20 if bot else 50,  # the bot run repeats the webhook run's fields
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         )
-        @given(secret=st.one_of(cards(), resident_numbers(), slack_tokens, jwts, own))
+        @given(secret=st.one_of(cards(), resident_numbers(), slack_tokens, jwts, secret_pairs, own))
         def planted_nowhere(secret: Planted) -> None:
             plant(pipeline, secret)
             assert pipeline.handler.flush(10)
             assert_absent(pipeline.everything(capsys.readouterr().err), secret)
+            sent = json.dumps([r.payload for r in fake.requests], ensure_ascii=False)
+            assert not any(ch in sent for ch in BIDI), "a direction control reached Slack"
 
         try:
             planted_nowhere()
@@ -238,8 +298,9 @@ def test_planted_secrets_reach_no_byte_we_send_or_write(
             assert outbox is not None
             dead = outbox.counts()["dead"]
             assert dead > 0, "the test meant to leave dead letters on disk"
-            assert pipeline.logged >= 2 * 40, "hypothesis ran fewer examples than meant"
+            assert pipeline.logged >= 3 * 15, "hypothesis ran fewer examples than meant"
             assert fake.alerts_covered + dead == pipeline.logged
+            assert fake.edits or not bot, "the bot run meant to search chat.update bodies too"
         finally:
             pipeline.handler.close(timeout=5)
             pipeline.parent.handlers.clear()
@@ -285,6 +346,11 @@ ordinary = st.one_of(
     st.integers(0, 9999_9999).map(lambda n: f"020-{n // 10000:04d}-{n % 10000:04d}"),
     st.integers(0, 10**9).map(lambda n: f"ID-{n:09d}"),
     st.from_regex(r"192\.168\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
+    st.builds(  # order numbers shaped like a card, but failing Luhn, in every card spelling
+        lambda body, sep: sep.join(not_luhn(body)[i : i + 4] for i in range(0, 16, 4)),
+        st.from_regex(r"[2-9][0-9]{14}", fullmatch=True),
+        st.sampled_from(["", *CARD_SEPARATORS]),
+    ),
 )
 
 
@@ -324,9 +390,6 @@ def test_ordinary_values_survive_the_pipeline(
         assert str(value) in mirror
     for value in ("ORD-20261126-0001", "1764126200123", "550e8400-e29b-41d4-a716-446655440000"):
         assert value in payload
-
-
-BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 
 
 def test_seal_covers_text_the_renderer_adds(
@@ -423,3 +486,53 @@ def test_hostile_objects_never_raise_and_are_delivered(
     assert len(lines) == 2
     assert '"obj":"<unrepresentable Hostile>"' in lines[0]
     assert '"alert":"Hostile"' in lines[1]
+
+
+def test_emoji_titles_stay_and_shortcode_keys_are_masked(
+    make_handler: Any, fake_slack: FakeSlack, logger: logging.Logger
+) -> None:
+    """A category's emoji before its title is no ``key: value`` pair, even when its name looks
+    secret (``:vault_token:``, the built-in ``:credit_card:``), while ``:api_key: sk_…`` in a
+    message is one."""
+    categories = {"token_expiry": {"title": "토큰 만료", "emoji": ":vault_token:"}}
+    logger.addHandler(make_handler(categories=categories))
+    logger.error("rotate :api_key: sk_live_0a1b2c3d4e5f", extra={"alert": "token_expiry"})
+    logger.error("결제 시작", extra={"alert": "payment_start"})
+    messages = fake_slack.wait_for(2)
+    payload = json.dumps([m.payload for m in messages], ensure_ascii=False)
+    assert "sk_live_0a1b2c3d4e5f" not in payload
+    assert ":api_key: [REDACTED]" in payload
+    assert ":vault_token: 토큰 만료" in payload
+    headers = [m.payload["blocks"][0]["text"]["text"] for m in messages]
+    assert headers[0] == ":vault_token: 토큰 만료"
+    assert headers[1] == ":credit_card: 결제 시작"
+
+
+@pytest.mark.parametrize(
+    ("tag", "secret"),
+    [
+        ("hong.gildong@example.com", "hong.gildong"),
+        ("password=Zq8xWv3kLm", "Zq8xWv3kLm"),
+        ("api_key: Zq8xWv3kLm", "Zq8xWv3kLm"),
+        ("Bearer Zq8xWv3kLm0123", "Zq8xWv3kLm0123"),
+    ],
+)
+def test_an_unknown_tag_is_titled_from_its_redacted_text(
+    make_handler: Any,
+    fake_slack: FakeSlack,
+    alerts_dir: Path,
+    logger: logging.Logger,
+    tag: str,
+    secret: str,
+) -> None:
+    """ "Unknown alert: …" is built from the redacted tag: made a category key first, the raw
+    tag would lose the shape the redactor knows (``@``, ``=``, ``: `` become ``_``)."""
+    h = make_handler()
+    logger.addHandler(h)
+    logger.error("odd tag", extra={"alert": tag})
+    (message,) = fake_slack.wait_for(1)
+    assert h.flush(10)
+    assert "Unknown alert" in message.payload["text"]
+    written = "".join(p.read_bytes().decode("utf-8", "replace") for p in alerts_dir.rglob("*.*"))
+    assert secret not in json.dumps(message.payload, ensure_ascii=False)
+    assert secret not in written

@@ -10,6 +10,7 @@ import stat
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import stalled_listener
@@ -232,3 +233,17 @@ def test_everything_we_create_is_private(
     modes[alerts_dir.name] = stat.S_IMODE(alerts_dir.stat().st_mode)
     for name, mode in modes.items():
         assert mode & 0o007 == 0, f"{name}: {oct(mode)}"
+
+
+def test_stderr_lines_pass_the_redactor(
+    make_handler: Any, fake_slack: FakeSlack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diagnostic that quotes an exception or a name holding a card, a resident number or
+    our own webhook shows them masked: stderr is one more place the redactor guards."""
+    h = make_handler()
+    secret = fake_slack.webhook_url.rsplit("/", 1)[1]
+    h.diag.report("test", f"failed on 4111 1111 1111 1111 for 900101-1234567 at {secret}")
+    err = capsys.readouterr().err
+    assert "**** **** **** 1111" in err and "900101-*******" in err
+    assert secret not in err
+    assert "4111 1111" not in err
