@@ -20,6 +20,7 @@ from slack_logging._cli_config import (
 )
 from slack_logging._cli_send import remedy_from
 from slack_logging._config import Settings
+from slack_logging._ledger import directory_stats
 from slack_logging._outbox import DEAD, DELIVERED, STATE_NAMES
 from slack_logging._text import human_duration
 
@@ -45,7 +46,7 @@ def _destination_url(args: argparse.Namespace) -> str | None:
 def cmd_status(args: argparse.Namespace) -> int:
     directory, outbox = existing_outbox(args)
     try:
-        counts = outbox.counts()
+        counts = directory_stats(outbox)
         oldest = outbox.oldest_pending()
         last_error = outbox.last_error()
         dead_rows = outbox.rows(DEAD, limit=10)

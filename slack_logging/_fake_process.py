@@ -12,24 +12,25 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from slack_logging._fake_records import Received, RecordedRequest
 
 __all__ = ["main"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None, fake_slack: Callable[..., Any], default_token: str) -> int:
     """``python -m slack_logging.testing``: a fake Slack as a process, for pointing a service
-    at it by hand. Prints its URLs, then each message it accepts as Slack would show it."""
-    from slack_logging.testing import FAKE_TOKEN, FakeSlack
-
+    at it by hand. Prints its URLs, then each message it accepts as Slack would show it.
+    ``slack_logging.testing`` passes its class and token in, so this module never imports it."""
     parser = argparse.ArgumentParser(
         prog="python -m slack_logging.testing",
         description="Run a fake Slack on loopback and print every message it receives.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=8099, help="port (default 8099; 0: any)")
-    parser.add_argument("--token", default=FAKE_TOKEN, help="bot token to accept")
+    parser.add_argument("--token", default=default_token, help="bot token to accept")
     parser.add_argument("--rate-limit", type=float, help="requests/s per destination (429 over)")
     parser.add_argument("--lenient", action="store_true", help="accept payloads Slack would refuse")
     color = parser.add_mutually_exclusive_group()
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n✗ refused {request.method} {request.path}: {answer} {request.error}", flush=True
             )
 
-    fake = FakeSlack(
+    fake = fake_slack(
         token=args.token,
         host=args.host,
         port=args.port,

@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m slack_logging.testing``: see :mod:`slack_logging._fake_process`."""
     from slack_logging._fake_process import main as run
 
-    return run(argv)
+    return run(argv, FakeSlack, FAKE_TOKEN)
 
 
 if __name__ == "__main__":

@@ -209,15 +209,12 @@ def test_one_fork_hook() -> None:
     """One module registers a fork hook (over the weak set of live runtimes); everything else
     that must change in a forked child is reset from there, or checks the pid itself."""
     found = _fork_hook_modules()
-    if "_overflow" in found and len(found) == 2:
-        pytest.xfail("the overflow side list's own hook goes with the runtime split (faults)")
     assert len(found) == 1, sorted(found)
 
 
 #: Long modules other helpers are splitting or explaining in this wave (issue 12); each leaves
 #: this list when its docstring gives the reason.
-AWAITING_REASON = {"_checklist", "_config", "_followups", "_live", "_mirror", "_redact"}
-AWAITING_REASON |= {"_render", "_sender", "_summary_job", "cli", "testing"}
+AWAITING_REASON: set[str] = set()
 
 
 def test_long_modules_say_why() -> None:

@@ -87,12 +87,11 @@ def test_a_stopped_or_collected_runtime_is_no_longer_live() -> None:
 
 
 def test_no_other_runtime_module_registers_a_fork_hook() -> None:
-    """The mirror, the overflow side lists and the runtimes are all reset from the one hook
-    (``_alert`` clears its id counter, which no runtime owns)."""
+    """The mirror, the overflow side lists and the runtimes are all reset from the one hook."""
     package = Path(slack_logging.__file__).parent
     registering = {
         p.name
         for p in package.glob("*.py")
         if re.search(r"os\.register_at_fork\(", p.read_text(encoding="utf-8"))
     }
-    assert registering == {"_process_hooks.py", "_alert.py"}
+    assert registering == {"_process_hooks.py"}

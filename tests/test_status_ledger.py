@@ -15,11 +15,6 @@ from slack_logging import cli
 from slack_logging.testing import FakeSlack
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="status --json does not read the ledger yet: cmd_status must report "
-    "directory_stats(outbox) (see _ledger.directory_stats); wired when the CLI split merges",
-)
 def test_status_json_shows_the_ledger_the_handler_counted(
     make_handler: Any,
     fake_slack: FakeSlack,
