@@ -186,10 +186,20 @@ class TestThreads:
         assert expires is not None
         assert 24 * 3600 - 600 < expires - time.time() <= 24 * 3600
         h.close()
-        with sqlite3.connect(alerts_dir / "outbox.sqlite3") as conn:
-            conn.execute("UPDATE kv SET expires = 1 WHERE key = ?", (key,))
-        conn.close()
-        after = send(chat_handler(), fake_slack, logger, "payment_fail", "실패", thread_key="ORD-1")
+        short = chat_handler(thread_ttl=1)
+        send(short, fake_slack, logger, "payment_start", "결제 시작", thread_key="ORD-2")
+        _, expires = thread_rows(alerts_dir)[f"thread:chat:{CHANNEL}:ORD-2"]
+        short.close()
+        while time.time() <= expires:  # the real clock past the stored expiry, not a guess
+            time.sleep(0.05)
+        after = send(
+            chat_handler(thread_ttl=1),
+            fake_slack,
+            logger,
+            "payment_fail",
+            "실패",
+            thread_key="ORD-2",
+        )
         assert after.thread_ts is None
 
     def test_digest_of_many_thread_keys_is_top_level(
