@@ -20,6 +20,8 @@ import slack_logging
 
 PACKAGE = Path(slack_logging.__file__).parent
 MODULES = {p.stem: p for p in sorted(PACKAGE.glob("*.py"))}
+# The checkout (README, ruff.toml): the tests run against the installed package, not from here.
+CHECKOUT = Path(__file__).resolve().parents[1]
 PUBLIC = {"__init__", "__main__", "cli", "pytest_plugin", "testing"}
 #: Modules that do one small job for everyone: they import no other module of the package but
 #: another leaf, so every module can use them without a cycle.
@@ -249,7 +251,7 @@ def test_slack_alert_handler_takes_typed_keywords() -> None:
 
 def test_readme_architecture_names_every_module() -> None:
     """README "Architecture" names each module (a new module gets its line there)."""
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
     unnamed = sorted(
         name for name in MODULES if name != "__init__" and f"`{name}.py`" not in section
@@ -285,7 +287,7 @@ def test_mypy_strict_catches_a_misspelt_or_mistyped_option(tmp_path: Path) -> No
 def test_complexity_exceptions_say_why() -> None:
     """ruff's complexity rules (PLR0911/0912/0915) are on; each ``noqa`` for one gives its
     reason on the same line."""
-    config = (PACKAGE.parent / "ruff.toml").read_text(encoding="utf-8")
+    config = (CHECKOUT / "ruff.toml").read_text(encoding="utf-8")
     ignored = config.split("ignore = [", 1)[1].split("]", 1)[0]
     assert not re.search(r"PLR09(11|12|15)", ignored)
     bare = [
