@@ -6,7 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,40 @@ def open_memory() -> sqlite3.Connection:
     return conn
 
 
+def enter_wal(
+    conn: sqlite3.Connection,
+    timeout: float = BUSY_TIMEOUT,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting up to ``timeout`` for other processes' locks.
+
+    SQLite does not call the busy handler for this switch: two processes opening a new outbox
+    at once (workers started together) would see "database is locked" at once, and one would
+    run from memory for :data:`RETRY_EVERY` seconds, invisible to the other's summary.
+    """
+    end = monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or monotonic() >= end:
+                raise
+        sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (``sqlite_errorcode`` is Python 3.11+; the text before)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def connect_file(path: Path) -> sqlite3.Connection:
     """Connect to the outbox file in WAL mode, creating it private (0600) with its tables; a
     corrupt file fails here, at start, and a file this user cannot write raises
@@ -157,7 +192,7 @@ def connect_file(path: Path) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        enter_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(SCHEMA)
         add_written(conn)

@@ -75,9 +75,16 @@ def unwritable_file(path: Path | str) -> str | None:
     """
     base = os.fspath(path)
     for p in (base, base + "-wal", base + "-shm"):
-        if not os.access(p, os.W_OK) and os.path.lexists(p):
+        if not _writable(p):
             return p
     return None
+
+
+def _writable(path: str) -> bool:
+    """Writable, or absent. Unwritable only when three asks in a row find it there and not
+    writable: another process may create the file (or remove its WAL files on close) between
+    ``access`` and ``lexists``."""
+    return any(os.access(path, os.W_OK) or not os.path.lexists(path) for _ in range(3))
 
 
 def move_aside(path: Path) -> Path:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from slack_logging._alert import Alert, new_alert_id
 from slack_logging._coordination import LocalCoordination
 from slack_logging._outbox import DEAD, Outbox
-from slack_logging._outbox_sql import RETRY_EVERY
+from slack_logging._outbox_sql import RETRY_EVERY, enter_wal
 
 
 def alert(category: str = "payment_fail", severity: str = "error", **fields: object) -> Alert:
@@ -207,3 +212,84 @@ class TestRetryClock:
             holder.join()
         box.close()
         assert box.closed
+
+
+WORKERS_OPEN_TOGETHER = """
+import os, sys, tempfile
+from slack_logging._outbox import Outbox
+
+rounds, workers, faults = int(sys.argv[1]), int(sys.argv[2]), []
+for _ in range(rounds):
+    directory = tempfile.mkdtemp(dir=sys.argv[3])
+    go_r, go_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pids = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            os.read(go_r, 1)  # every worker forked before any opens the outbox
+            box = Outbox(directory)
+            os.write(out_w, (repr(box.fault) + "\\n").encode())
+            os._exit(0)
+        pids.append(pid)
+    os.write(go_w, b"x" * workers)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    os.close(out_w)
+    with os.fdopen(out_r) as answers:
+        faults += [line.strip() for line in answers if line.strip() != "None"]
+print(len(faults), faults[:3])
+"""
+
+
+def test_workers_opening_a_new_outbox_together_all_use_the_file(tmp_path: Path) -> None:
+    """Workers started together on a fresh alerts directory (pm2 cluster, gunicorn): each one
+    opens the file. SQLite does not wait for the WAL switch, so one of two used to fall back to
+    memory ("database is locked"), and for a few seconds its alerts were invisible to the other
+    processes (a summary undercounted them); another saw the new file as unwritable."""
+    found = subprocess.run(
+        [sys.executable, "-c", WORKERS_OPEN_TOGETHER, "25", "4", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert found.stdout.startswith("0 "), found.stdout + found.stderr
+
+
+def test_enter_wal_waits_for_another_connection_s_lock(tmp_path: Path) -> None:
+    """The WAL switch is retried while another connection holds a lock, until it lets go."""
+    path = tmp_path / "x.sqlite3"
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN")
+    holder.execute("SELECT * FROM t").fetchall()  # a shared lock: the switch cannot proceed
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=0)
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            holder.execute("COMMIT")
+
+    enter_wal(conn, timeout=60, sleep=nap)
+    assert len(naps) == 3
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_enter_wal_gives_up_at_its_deadline(tmp_path: Path) -> None:
+    """A lock held past the timeout: the error comes out (the outbox then runs from memory)."""
+    path = tmp_path / "x.sqlite3"
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN")
+    holder.execute("SELECT * FROM t").fetchall()
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=0)
+    now = [0.0]
+
+    def nap(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        enter_wal(conn, timeout=1.0, monotonic=lambda: now[0], sleep=nap)
+    assert 1.0 <= now[0] < 1.2

@@ -316,16 +316,12 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="under CPU load the one summary sometimes counts only one process's alerts (3 of 7); "
-    "it is still sent once (an open defect)",
-)
 def test_summary_is_sent_once_by_two_processes(
     fake_slack: FakeSlack, alerts_dir: Path, tmp_path: Path
 ) -> None:
     """Two processes on one alerts directory, both at the day boundary, both asking to send:
-    one summary, covering both processes' alerts."""
+    one summary, covering both processes' alerts. (Started together on a fresh directory, one
+    of them used to open the outbox in memory: the summary then counted 3 of 7.)"""
     options = {**SUMMARY_OPTIONS, "before": BEFORE, "after": MIDNIGHT + 2}
     children = []
     try:
@@ -353,19 +349,20 @@ def test_summary_is_sent_once_by_two_processes(
             assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
-        results = []
+        results, errs = [], []
         for child in children:
             out, err = child.communicate(timeout=60)
             assert child.returncode == 0, err
             results.append(json.loads(out.strip().splitlines()[-1]))
+            errs.append(err)
     finally:
         for child in children:
             if child.poll() is None:
                 child.kill()
                 child.communicate()
-    assert sum(r["summaries"] for r in results) == 1
+    assert sum(r["summaries"] for r in results) == 1, errs
     (summary,) = summaries(fake_slack)
-    assert summary.payload["metadata"]["event_payload"]["alerts"] == 7
+    assert summary.payload["metadata"]["event_payload"]["alerts"] == 7, errs
     assert "`payment_start`: 7" in text_of(summary)
     assert len(fake_slack.messages) == 1
 
