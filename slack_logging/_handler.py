@@ -212,7 +212,7 @@ class SlackAlertHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> Any:
         """Filter and emit without the handler lock: ``emit`` only enqueues and is thread-safe,
         and the lock would make a burst of callers wait behind the one starting the threads."""
-        rv = self.filter(record)
+        rv: bool | logging.LogRecord = self.filter(record)
         if isinstance(rv, logging.LogRecord):  # 3.12+: a filter may return a replacement
             record = rv
         if rv:
