@@ -21,6 +21,7 @@ from slack_logging._extras import RESERVED_ATTRS
 from slack_logging._jsonsafe import compact_encoder, plain
 from slack_logging._redact import Redactor
 from slack_logging._snapshot import category_key, safe_message, snapshot
+from slack_logging._text import clamp
 from slack_logging._traces import SPAN_ATTR, trace_fields
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
 
 #: Loggers whose records would feed back into a handler (our HTTP client's and our own).
 IGNORED_LOGGERS = ("slack_logging", "urllib3", "requests", "charset_normalizer")
+#: A stored title's length: Slack's header limit, cut after redaction.
+TITLE_MAX = 150
 
 
 #: Record attribute holding the alert id the ingest thread gave a record when it took it, so a
@@ -280,7 +283,9 @@ def build_alert(
         # An unknown tag's title is built from the redacted tag: the raw one, made a key,
         # loses the shape the redactor knows ("a@b.com" -> "a_b.com", "pin=1" -> "pin_1").
         # An untagged record's names its logger: redacted too (cached: titles repeat).
-        "title": redactor.name(category.title if category.known else unknown_title(key)),
+        "title": clamp(
+            redactor.name(category.title if category.known else unknown_title(key)), TITLE_MAX
+        ),
         "masked": masked,
     }
     alert: Alert = object.__new__(Alert)

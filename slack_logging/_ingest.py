@@ -66,7 +66,8 @@ def resolve_category(
         return base
     return replace(
         base,
-        title=f"{record.levelname.title()} log · {record.name or 'root'}"[:150],
+        # Uncut: cut before redaction, a card at the cut would lose the digits that mark it.
+        title=f"{record.levelname.title()} log · {record.name or 'root'}",
         emoji=DEFAULT_EMOJI[base.severity],
         known=True,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 
 from slack_logging._alert import Alert, build_alert, category_key, safe_message
 from slack_logging._catalog import Catalog
+from slack_logging._ingest import resolve_category
 from slack_logging._redact import Redactor
 
 CATALOG = Catalog()
@@ -129,3 +131,17 @@ def test_alert_ids_stay_unique_across_fork() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["200", "200", "0"]
+
+
+def test_an_untagged_title_is_redacted_before_it_is_cut() -> None:
+    """A card in a long per-customer logger name, across the 150-character header cut: the
+    title is redacted whole, then cut, so no run of the card's digits survives."""
+    name = "shop." + "a" * 120 + ".4111111111111111"
+    rec = logging.LogRecord(name, logging.ERROR, "/app/pay.py", 1, "boom", (), None)
+    category = resolve_category(CATALOG, rec, logging.ERROR)
+    assert category is not None
+    title = build_alert(rec, category, Redactor(), host="h").title
+    assert title.startswith("Error log · shop.aaa")
+    assert len(title) <= 150
+    assert "41111111" not in title
+    assert not re.search(r"\d{6}", title), title
