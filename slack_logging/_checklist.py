@@ -19,18 +19,17 @@ from slack_logging._alert import Alert, new_alert_id
 from slack_logging._catalog import Category
 from slack_logging._config import Settings
 from slack_logging._outbox import DB_NAME, Outbox
+from slack_logging._remedies import host_port_of, remedy_for, remedy_for_host
 from slack_logging._render import render_alert
 from slack_logging._secrets import mask_secret
 from slack_logging._slack_hosts import (
     SLACK_WEBHOOK_HOSTS,
     allowed_hosts,
-    host_port_of,
-    remedy_for_host,
     webhook_problem,
     webhook_urls,
 )
 from slack_logging._text import human_duration
-from slack_logging._transport import Transport, build_routes, remedy_for
+from slack_logging._transport import Transport, build_routes
 
 __all__ = ["run_check"]
 

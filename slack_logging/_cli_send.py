@@ -24,8 +24,8 @@ from slack_logging._cli_config import (
 )
 from slack_logging._config import Settings
 from slack_logging._outbox import DB_NAME, DEAD, DELIVERED, Outbox
+from slack_logging._remedies import remedy_for, remedy_for_host
 from slack_logging._render import render_alert, render_digest
-from slack_logging._transport import remedy_for
 
 __all__ = ["cmd_check", "cmd_preview", "cmd_send", "remedy_from"]
 
@@ -58,8 +58,6 @@ def _row_state(outbox: Outbox, seq: int) -> tuple[int, str | None] | None:
 
 def remedy_from(error: str | None, url: str | None) -> str | None:
     """The fix for a stored error, naming the host ``url`` points at (not slack.com:443)."""
-    from slack_logging._slack_hosts import remedy_for_host
-
     match = re.match(r"HTTP (\d+)(?: (\S+))?", error or "")
     if match:
         remedy = remedy_for(int(match.group(1)), match.group(2))

@@ -1,10 +1,13 @@
 """What the operator should do about a failed delivery: one sentence per cause, looked up from
 Slack's error code, the exception that stopped the request, or the HTTP status. Shown by
-``slack-logging check``, ``status`` and the dead-letter reasons. Pure data and one function."""
+``slack-logging check``, ``status``, the runtime's stderr lines and the dead-letter reasons.
+Pure: data, the lookup, and the rewrite that names the host a request really went to."""
 
 from __future__ import annotations
 
-__all__ = ["remedy_for"]
+from urllib.parse import urlsplit
+
+__all__ = ["host_port_of", "remedy_for", "remedy_for_host"]
 
 
 _REMEDY_WEBHOOK = (
@@ -154,3 +157,28 @@ def remedy_for(status: int | None, error: str | None) -> str | None:  # noqa: PL
     if status >= 500:
         return _REMEDY_SLACK
     return None
+
+
+def host_port_of(url: str | None) -> tuple[str | None, str]:
+    """(``host:port``, scheme) of ``url``; no host when it cannot be read."""
+    try:
+        parts = urlsplit(url or "")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None, ""
+    return (f"{parts.hostname}:{port}" if parts.hostname else None), parts.scheme
+
+
+def remedy_for_host(remedy: str, url: str | None) -> str:
+    """A shared remedy (written for ``slack.com:443``) about the host ``url`` really points
+    at: ``Check that outbound HTTP to 127.0.0.1:8098 …``, or ``… (tried host:port)``.
+
+    ``url`` is a webhook URL or the Web API base; the remedy is unchanged without a host.
+    """
+    where, scheme = host_port_of(url)
+    if not where or not remedy:
+        return remedy
+    if scheme == "http":
+        remedy = remedy.replace("outbound HTTPS to slack.com:443", f"outbound HTTP to {where}")
+    remedy = remedy.replace("slack.com:443", where)
+    return remedy if where in remedy else f"{remedy} (tried {where})"

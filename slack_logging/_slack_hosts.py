@@ -18,8 +18,6 @@ __all__ = [
     "SLACK_WEBHOOK_HOSTS",
     "allowed_hosts",
     "default_url",
-    "host_port_of",
-    "remedy_for_host",
     "webhook_problem",
     "webhook_urls",
 ]
@@ -105,31 +103,6 @@ def webhook_urls(options: Mapping[str, Any]) -> list[tuple[str, object]]:
             if isinstance(spec, Mapping) and spec.get("webhook_url") is not None:
                 urls.append((f"categories.{key}.webhook_url", spec["webhook_url"]))
     return urls
-
-
-def host_port_of(url: str | None) -> tuple[str | None, str]:
-    """(``host:port``, scheme) of ``url``; no host when it cannot be read."""
-    try:
-        parts = urlsplit(url or "")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None, ""
-    return (f"{parts.hostname}:{port}" if parts.hostname else None), parts.scheme
-
-
-def remedy_for_host(remedy: str, url: str | None) -> str:
-    """A shared remedy (written for ``slack.com:443``) about the host ``url`` really points
-    at: ``Check that outbound HTTP to 127.0.0.1:8098 …``, or ``… (tried host:port)``.
-
-    ``url`` is a webhook URL or the Web API base; the remedy is unchanged without a host.
-    """
-    where, scheme = host_port_of(url)
-    if not where or not remedy:
-        return remedy
-    if scheme == "http":
-        remedy = remedy.replace("outbound HTTPS to slack.com:443", f"outbound HTTP to {where}")
-    remedy = remedy.replace("slack.com:443", where)
-    return remedy if where in remedy else f"{remedy} (tried {where})"
 
 
 def default_url(s: Settings) -> str | None:

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from slack_logging._remedies import remedy_for
+from slack_logging._remedies import host_port_of, remedy_for, remedy_for_host
 from slack_logging._secrets import mask_secret
 
 if TYPE_CHECKING:
@@ -270,18 +270,31 @@ def _classify_failure(status: int, code: str | None) -> Outcome:
 class _HttpTransport:
     """Shared plumbing: one session, explicit timeouts, no redirects, exceptions to results."""
 
-    __slots__ = ("_closed", "_owns_session", "_secret", "_session", "_timeout", "destination")
+    __slots__ = (
+        "_closed",
+        "_origin",
+        "_owns_session",
+        "_secret",
+        "_session",
+        "_timeout",
+        "destination",
+    )
 
     def __init__(
         self,
         secret: _Secret,
         destination: str,
+        url: str,
         connect_timeout: float,
         read_timeout: float,
         session: requests.Session | None,
     ) -> None:
         self._secret = secret
         self.destination = destination
+        # Only scheme, host and port (a webhook's path is its secret): remedies name the host
+        # this transport really talks to, not slack.com:443.
+        where, scheme = host_port_of(url)
+        self._origin = f"{scheme}://{where}" if where else None
         self._timeout = (float(connect_timeout), float(read_timeout))
         self._owns_session = session is None
         if session is None:
@@ -346,13 +359,16 @@ class _HttpTransport:
             )
         return self._result(outcome, status, code or f"http_{status}")
 
-    @staticmethod
     def _result(
-        outcome: Outcome, status: int | None, error: str | None, **extra: Any
+        self, outcome: Outcome, status: int | None, error: str | None, **extra: Any
     ) -> SendResult:
         return SendResult(
-            outcome, status=status, error=error, remedy=remedy_for(status, error), **extra
+            outcome, status=status, error=error, remedy=self._remedy(status, error), **extra
         )
+
+    def _remedy(self, status: int | None, error: str | None) -> str | None:
+        remedy = remedy_for(status, error)
+        return remedy_for_host(remedy, self._origin) if remedy else None
 
     def _not_slack(self, status: int, text: str) -> SendResult:
         """A 2xx that is not Slack's answer (a proxy's page, a truncated body): Slack may not
@@ -361,7 +377,7 @@ class _HttpTransport:
             Outcome.RETRY,
             status=status,
             error=f"invalid_response ({_excerpt(text, self._secret)})",
-            remedy=remedy_for(status, "invalid_response"),
+            remedy=self._remedy(status, "invalid_response"),
         )
 
     def _code(self, text: str, data: object) -> str | None:
@@ -403,6 +419,7 @@ class WebhookTransport(_HttpTransport):
         super().__init__(
             _Secret(url, mask_secret(url), _url_fragments(url)),
             f"webhook:{digest}",
+            url,
             connect_timeout,
             read_timeout,
             session,
@@ -452,6 +469,7 @@ class WebApiTransport(_HttpTransport):
         super().__init__(
             _Secret(token, mask_secret(token), [token]),
             f"chat:{channel}",
+            api_url,
             connect_timeout,
             read_timeout,
             session,

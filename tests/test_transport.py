@@ -752,3 +752,37 @@ class TestRoutes:
         """Without a destination nothing is built and the default route is "none"."""
         routes = build_routes(Settings.resolve({}))
         assert (routes.default, routes.transports, routes.by_category) == ("none", {}, {})
+
+
+@pytest.mark.parametrize(
+    ("make", "url", "where"),
+    [
+        (lambda: WebhookTransport(WEBHOOK_URL), WEBHOOK_URL, "HTTPS to hooks.slack.com:443"),
+        (
+            lambda: WebhookTransport(f"http://127.0.0.1:8098/services/T0/B0/{SECRET}"),
+            f"http://127.0.0.1:8098/services/T0/B0/{SECRET}",
+            "HTTP to 127.0.0.1:8098",
+        ),
+        (
+            lambda: WebApiTransport(TOKEN, CHANNEL, api_url="https://slack.corp.test:8443/api"),
+            "https://slack.corp.test:8443/api/chat.postMessage",
+            "HTTPS to slack.corp.test:8443",
+        ),
+        (lambda: WebApiTransport(TOKEN, CHANNEL), API_URL, "HTTPS to slack.com:443"),
+    ],
+)
+def test_network_remedy_names_the_host_the_transport_talks_to(
+    mocked: responses.RequestsMock, make: Any, url: str, where: str
+) -> None:
+    """The remedy the runtime prints ("Slack did not take an alert … Check that outbound …")
+    names the host this transport posts to, never its secret path; it used to say
+    slack.com:443 whatever the host."""
+    mocked.add(responses.POST, url, body=requests.ConnectionError("refused"))
+    transport = make()
+    try:
+        result = transport.send({"text": "hello"})
+    finally:
+        transport.close()
+    assert result.outcome is Outcome.RETRY
+    assert result.remedy is not None and f"outbound {where} is allowed" in result.remedy
+    assert_no_secret(result)
