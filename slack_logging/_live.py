@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from slack_logging._recovery import format_duration
+from slack_logging._text import human_duration
 
 __all__ = [
     "CLOSING_ERRORS",
@@ -109,7 +109,7 @@ class LiveView:
             ("Count", f"{self.count:,}"),
             ("First seen", _clock(self.first_seen, tz)),
             ("Last seen", _clock(self.last_seen, tz)),
-            ("Span", format_duration(self.span)),
+            ("Span", human_duration(self.span)),
         ]
         for name, values in self.distinct.items():
             shown = ", ".join(values)

@@ -30,12 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from slack_logging._text import human_duration
+
 __all__ = [
     "INFRA_SCOPE",
     "Incident",
     "RecoveryNotice",
     "RecoveryTracker",
-    "format_duration",
     "incident_key",
     "labels_from",
 ]
@@ -63,24 +64,6 @@ def incident_key(scope: str, labels: Mapping[str, str]) -> str:
     """A stable key for one incident: ``scope`` and its labels, sorted. Usable as a file name
     part only after hashing; meant for maps and for the outbox."""
     return json.dumps([scope, sorted(labels.items())], ensure_ascii=False, separators=(",", ":"))
-
-
-def format_duration(seconds: float) -> str:
-    """``192`` → ``"3 m 12 s"``; ``45`` → ``"45 s"``; ``3720`` → ``"1 h 2 m"``; ``0.4`` → ``"0 s"``.
-
-    Two units at most, the larger first; days past 24 hours.
-    """
-    if not math.isfinite(seconds) or seconds < 0:
-        seconds = 0.0
-    total = int(seconds)
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    units = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    while len(units) > 1 and units[0][0] == 0:
-        units.pop(0)
-    shown = [units[0]] + ([units[1]] if len(units) > 1 and units[1][0] else [])
-    return " ".join(f"{n} {unit}" for n, unit in shown)
 
 
 @dataclass
@@ -154,7 +137,7 @@ class RecoveryNotice:
     def text(self) -> str:
         """``"recovered after 3 m 12 s, 41 failures"``."""
         noun = "failure" if self.failures == 1 else "failures"
-        return f"recovered after {format_duration(self.duration)}, {self.failures:,} {noun}"
+        return f"recovered after {human_duration(self.duration)}, {self.failures:,} {noun}"
 
 
 class RecoveryTracker:
