@@ -18,6 +18,8 @@ RESERVED_ATTRS = frozenset(
         "message",
         "asctime",
         "taskName",
+        # uvicorn's copy of the message with ANSI colours: the message again, in escapes
+        "color_message",
         # ours: set by the tag or by the handler, never shown as a user field
         "alert",
         "alert_id",

@@ -145,3 +145,11 @@ def test_an_untagged_title_is_redacted_before_it_is_cut() -> None:
     assert len(title) <= 150
     assert "41111111" not in title
     assert not re.search(r"\d{6}", title), title
+
+
+def test_uvicorn_s_coloured_copy_of_the_message_is_not_a_field() -> None:
+    """uvicorn logs ``extra={"color_message": ...}``: the message again with ANSI escapes,
+    which used to show as a field of every uvicorn error sent to Slack."""
+    rec = record("Exception in ASGI application", order_id="ORD-1")
+    rec.color_message = "\x1b[31mException in ASGI application\x1b[0m"
+    assert alert_of(rec).fields == {"order_id": "ORD-1"}
