@@ -272,9 +272,13 @@ def test_enter_wal_waits_for_another_connection_s_lock(tmp_path: Path) -> None:
         if len(naps) == 3:
             holder.execute("COMMIT")
 
-    enter_wal(conn, timeout=60, sleep=nap)
-    assert len(naps) == 3
-    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    try:
+        enter_wal(conn, timeout=60, sleep=nap)
+        assert len(naps) == 3
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
+        holder.close()
 
 
 def test_enter_wal_gives_up_at_its_deadline(tmp_path: Path) -> None:
@@ -290,6 +294,10 @@ def test_enter_wal_gives_up_at_its_deadline(tmp_path: Path) -> None:
     def nap(seconds: float) -> None:
         now[0] += seconds
 
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
-        enter_wal(conn, timeout=1.0, monotonic=lambda: now[0], sleep=nap)
-    assert 1.0 <= now[0] < 1.2
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            enter_wal(conn, timeout=1.0, monotonic=lambda: now[0], sleep=nap)
+        assert 1.0 <= now[0] < 1.2
+    finally:
+        conn.close()
+        holder.close()
