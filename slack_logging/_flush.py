@@ -25,7 +25,7 @@ from slack_logging._parts import make_sender
 from slack_logging._sender import Sender
 from slack_logging._transport import build_routes
 
-__all__ = ["Progress", "deliver_pending"]
+__all__ = ["Progress", "deliver_pending", "standalone_sender"]
 _POLL = 0.1
 _WATCH_POLL = 0.5
 _sleep = time.sleep  # module level so a test can step through the waits
@@ -51,6 +51,28 @@ class Progress:
     flush takes over (while ``other_sender``)."""
 
 
+def standalone_sender(
+    settings: Settings, outbox: Outbox, rng: random.Random | None = None
+) -> Sender:
+    """The :class:`~slack_logging._sender.Sender` a service would run on ``outbox``, driven
+    by the caller's :meth:`~slack_logging._sender.Sender.step` calls instead of a thread."""
+    routes = build_routes(settings)
+    return make_sender(
+        settings,
+        outbox,
+        durable=True,
+        transports=routes.transports,
+        default_dest=routes.default,
+        diag=Diagnostics(),
+        ledger=Ledger(),
+        clock=time.time,
+        monotonic=time.monotonic,
+        rng=rng or random.Random(),  # noqa: S311 - retry jitter, not crypto
+        on_thread=lambda: None,
+        redactor=settings.redactor(),
+    )
+
+
 def deliver_pending(
     settings: Settings,
     *,
@@ -70,22 +92,7 @@ def deliver_pending(
         raise ValueError("delivery is switched off (SLACK_ENABLED / enabled is false)")
     sleep = sleep or _sleep
     outbox = Outbox(settings.alerts_dir, origin=f"{os.uname().nodename}:{os.getpid()}:flush")
-    routes = build_routes(settings)
-    sender = make_sender(
-        settings,
-        outbox,
-        durable=True,
-        transports=routes.transports,
-        default_dest=routes.default,
-        diag=Diagnostics(),
-        ledger=Ledger(),
-        clock=time.time,
-        monotonic=time.monotonic,
-        rng=random.Random(),  # noqa: S311 - retry jitter, not crypto
-        housekeeping=lambda: None,
-        on_thread=lambda: None,
-        redactor=settings.redactor(),
-    )
+    sender = standalone_sender(settings, outbox)
     try:
         state = _watch_other_sender(sender, outbox, deadline, progress, sleep)
         if state is not None:
@@ -93,7 +100,7 @@ def deliver_pending(
         return _send_all(sender, outbox, deadline, progress, sleep)
     finally:
         sender.step_down()  # releases the lock
-        for transport in routes.transports.values():
+        for transport in sender.transports.values():
             transport.close()
         outbox.close()
 

@@ -78,7 +78,6 @@ def make_sender(
     clock: Callable[[], float],
     monotonic: Callable[[], float],
     rng: random.Random,
-    housekeeping: Callable[[], None],
     on_thread: Callable[[], None],
     redactor: Redactor | None = None,
 ) -> Sender:
@@ -113,7 +112,6 @@ def make_sender(
         clock=clock,
         monotonic=monotonic,
         rng=rng,
-        housekeeping=housekeeping,
         on_thread=on_thread,
         redactor=redactor,
     )

@@ -76,10 +76,6 @@ def _mark_ours() -> None:
     ours.flag = True
 
 
-def _nothing() -> None:
-    return None
-
-
 class Runtime:
     """Everything one handler runs. ``submit`` never blocks and never raises."""
 
@@ -215,7 +211,6 @@ class Runtime:
                     clock=self.clock,
                     monotonic=self.monotonic,
                     rng=self.rng,
-                    housekeeping=_nothing,  # the ingest thread does it (see _housekeeping)
                     on_thread=_mark_ours,
                     redactor=self.redactor,
                 )

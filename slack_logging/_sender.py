@@ -83,7 +83,6 @@ class Sender:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        housekeeping: Callable[[], None] | None = None,
         on_thread: Callable[[], None] | None = None,
         redactor: Redactor | None = None,
     ) -> None:
@@ -103,7 +102,6 @@ class Sender:
         self.monotonic = monotonic
         self._clock = ClockWatch()
         self.rng = rng or random.Random()  # noqa: S311 - retry jitter, not crypto
-        self._housekeeping = housekeeping
         self._on_thread = on_thread
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
@@ -321,7 +319,6 @@ class Sender:
         raises even ``SystemExit`` must not end delivery."""
         try:
             if not self.try_lead():
-                self._idle()
                 if self.step_volatile():
                     return
                 self._quiet()
@@ -390,10 +387,6 @@ class Sender:
         self._wake.wait(seconds)
         self._wake.clear()
 
-    def _idle(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping()
-
     def _now(self) -> float:
         """Wall-clock now; a step since the last call (NTP, a VM resumed) is shifted out of the
         planner's state and the pending alerts' retry times."""
@@ -456,7 +449,6 @@ class Sender:
     def step(self, *, volatile_only: bool = False) -> bool:
         """Send at most one message (only of alerts held in memory alone, if ``volatile_only``).
         True if one was attempted."""
-        self._idle()
         self.outcomes.retry_unmarked()
         self._paced = None
         now = self._now()

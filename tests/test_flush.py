@@ -9,11 +9,8 @@ from pathlib import Path
 
 from slack_logging._alert import Alert
 from slack_logging._config import Settings
-from slack_logging._diag import Diagnostics
-from slack_logging._ledger import Ledger
+from slack_logging._flush import standalone_sender
 from slack_logging._outbox import Outbox
-from slack_logging._parts import make_sender
-from slack_logging._transport import build_routes
 from slack_logging.testing import FakeSlack
 
 
@@ -30,22 +27,7 @@ def test_a_sender_leading_again_drops_what_another_leader_delivered(
     stored.add([(a, "webhook:default") for a in alerts])
     settings = Settings.resolve(None, webhook_url=fake_slack.webhook_url, alerts_dir=alerts_dir)
     outbox = Outbox(alerts_dir, origin="svc:1")
-    routes = build_routes(settings)
-    sender = make_sender(
-        settings,
-        outbox,
-        durable=True,
-        transports=routes.transports,
-        default_dest=routes.default,
-        diag=Diagnostics(),
-        ledger=Ledger(),
-        clock=time.time,
-        monotonic=time.monotonic,
-        rng=random.Random(0),
-        housekeeping=lambda: None,
-        on_thread=lambda: None,
-        redactor=settings.redactor(),
-    )
+    sender = standalone_sender(settings, outbox, random.Random(0))
     try:
         assert sender.try_lead()
         assert sender.refresh(time.time())
@@ -59,7 +41,7 @@ def test_a_sender_leading_again_drops_what_another_leader_delivered(
         assert sender.pending_count() == 0
     finally:
         sender.step_down()
-        for transport in routes.transports.values():
+        for transport in sender.transports.values():
             transport.close()
         outbox.close()
         stored.close()

@@ -203,21 +203,22 @@ def test_untagged_record_keeps_the_title_it_was_given_at_ingest(
 def test_user_object_raising_base_exception_does_not_stop_the_loop(
     outbox: Outbox, clocks: Clocks, tmp_path: Path
 ) -> None:
-    """Housekeeping that raises SystemExit (a user __str__ reached through a spill) is
-    reported and the loop goes on to deliver."""
-    t = FakeTransport()
+    """A send that raises SystemExit (a user ``__str__`` reached while sending) is reported,
+    the alerts stay pending, and the loop goes on to deliver them."""
+
+    class Raising(FakeTransport):
+        def send(self, payload: Mapping[str, Any]) -> SendResult:
+            if not self.sent and not getattr(self, "raised", False):
+                self.raised = True
+                raise SystemExit("from a user's __str__")
+            return super().send(payload)
+
+    t = Raising()
     sender = make_sender(outbox, clocks, t)
-    calls = []
-
-    def bad() -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise SystemExit("from a user's __str__")
-
-    sender._housekeeping = bad
     store(outbox, clocks, 2)
     sender._cycle()  # the SystemExit is caught and counted
     assert sender.stats["errors"] == 1
+    assert outbox.counts()["pending"] == 2
     run(sender, clocks, 2)
     assert t.covered() == 2
 
