@@ -367,8 +367,12 @@ class _HttpTransport:
         )
 
     def _remedy(self, status: int | None, error: str | None) -> str | None:
+        """The remedy, its host made this transport's where it names Slack's (the others,
+        "invite the bot", "regenerate the webhook", are about Slack, not the network)."""
         remedy = remedy_for(status, error)
-        return remedy_for_host(remedy, self._origin) if remedy else None
+        if remedy is None or "slack.com" not in remedy:
+            return remedy
+        return remedy_for_host(remedy, self._origin)
 
     def _not_slack(self, status: int, text: str) -> SendResult:
         """A 2xx that is not Slack's answer (a proxy's page, a truncated body): Slack may not

@@ -786,3 +786,17 @@ def test_network_remedy_names_the_host_the_transport_talks_to(
     assert result.outcome is Outcome.RETRY
     assert result.remedy is not None and f"outbound {where} is allowed" in result.remedy
     assert_no_secret(result)
+
+
+def test_a_remedy_about_slack_itself_names_no_host(mocked: responses.RequestsMock) -> None:
+    """Only remedies about reaching Slack name the host; "invite the bot" gains no
+    "(tried …)"."""
+    url = "https://slack.corp.test:8443/api/chat.postMessage"
+    mocked.add(responses.POST, url, json={"ok": False, "error": "not_in_channel"})
+    transport = WebApiTransport(TOKEN, CHANNEL, api_url="https://slack.corp.test:8443/api")
+    try:
+        result = transport.send({"text": "hello"})
+    finally:
+        transport.close()
+    assert result.remedy == remedy_for(200, "not_in_channel")
+    assert "tried" not in (result.remedy or "")
