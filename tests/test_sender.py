@@ -207,8 +207,10 @@ def test_user_object_raising_base_exception_does_not_stop_the_loop(
     the alerts stay pending, and the loop goes on to deliver them."""
 
     class Raising(FakeTransport):
+        raised = False
+
         def send(self, payload: Mapping[str, Any]) -> SendResult:
-            if not self.sent and not getattr(self, "raised", False):
+            if not self.raised:
                 self.raised = True
                 raise SystemExit("from a user's __str__")
             return super().send(payload)
