@@ -82,3 +82,12 @@ def wait_covered(fake: FakeSlack, n: int, timeout: float = 30.0) -> None:
             fake.wait_for(len(fake.messages) + 1, timeout=min(remaining, 1.0))
         except TimeoutError:
             continue
+
+
+def alert_ids(fake: FakeSlack) -> list[str]:
+    """The alert ids of every message the fake accepted, in order: one per delivery, so
+    ``len(ids) == len(set(ids))`` says no alert went out twice."""
+    out: list[str] = []
+    for m in fake.messages:
+        out.extend(m.payload["metadata"]["event_payload"]["alert_ids"])
+    return out

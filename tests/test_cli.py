@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import alert_ids
 
 from slack_logging import _flush
 from slack_logging._alert import Alert, new_alert_id
@@ -1074,11 +1075,7 @@ class TestFlush:
         assert seen  # flush waited for the service at least once
         paths = {r.path for r in fake_slack.requests}
         assert paths == {urllib.parse.urlsplit(service_url).path}
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(ids) == len(set(ids)) == 3
         assert service.returncode == 0
 
@@ -1139,11 +1136,7 @@ class TestFlush:
         assert code == 0, out + err
         assert "waiting for it (3 pending); taken over if it stops beating for 11 s" in out
         assert "done: nothing left to send" in out
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(ids) == len(set(ids)) == 3
 
     def test_exits_0_when_the_running_sender_delivers_everything(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Children, wait_covered
+from helpers import Children, alert_ids, wait_covered
 
 from slack_logging import SlackAlertHandler
 from slack_logging.cli import main as cli_main
@@ -54,13 +54,6 @@ def pending_on_disk(alerts_dir: Path) -> int:
         return box.counts()["pending"]
     finally:
         box.close()
-
-
-def alert_ids(fake: FakeSlack) -> list[str]:
-    out: list[str] = []
-    for m in fake.messages:
-        out.extend(m.payload["metadata"]["event_payload"]["alert_ids"])
-    return out
 
 
 def test_kill9_alert_is_delivered_by_next_process(fake_slack: FakeSlack, alerts_dir: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from field import Child, pending_on_disk, wait_covered
+from helpers import alert_ids
 
 from slack_logging._outbox import DB_NAME, Outbox
 from slack_logging._spill import PREFIX as SPILL_PREFIX
@@ -352,11 +353,7 @@ class TestNotLeader:
         assert c.report["leader"] is False
         assert c.report["flushed"] is True, err
         assert fake_slack.alerts_covered == 6
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(ids) == len(set(ids)) == 6
         assert "lost" not in err and "not delivered" not in err
 
@@ -404,11 +401,7 @@ class TestDegradedLeader:
         assert leader.report["flushed"] is True, lerr
         assert peer.report["flushed"] is True, err
         assert "leaves sending to one whose storage works" in lerr
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(ids) == len(set(ids)) == 7
         assert "not delivered" not in err
 
@@ -496,11 +489,7 @@ class TestUnwritable:
         status, err = nxt.finish()
         assert_clean_exit(status, err)
         assert fake_slack.alerts_covered == 4
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(set(ids)) == len(ids) == 4, ids
         # The outbox alert and the three spilled ones may arrive as one digest (`ORD-i` bullets)
         # or as a single message plus a digest (ORD-0 as a field): each order once either way.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Children, wait_covered
+from helpers import Children, alert_ids, wait_covered
 
 from slack_logging import SlackAlertHandler
 from slack_logging._runtime import is_our_thread
@@ -389,11 +389,7 @@ class TestStoppedPeers:
         finally:
             c.close()
         pick_up(fake_slack, alerts_dir, 2)
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(ids) == len(set(ids)) == 2
 
 
@@ -448,11 +444,7 @@ class TestOrphans:
             leader.kill()
             leader.communicate(timeout=10)
         assert fake_slack.alerts_covered == 4
-        ids = [
-            i
-            for m in fake_slack.messages
-            for i in m.payload["metadata"]["event_payload"]["alert_ids"]
-        ]
+        ids = alert_ids(fake_slack)
         assert len(ids) == len(set(ids)) == 4
         assert not list(alerts_dir.glob("overflow-*.jsonl"))
 
